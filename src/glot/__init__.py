@@ -7,3 +7,24 @@ Implements Mantri et al., "Towards Improved Sentence Representations using Token
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from .config import GNNConfig, GraphConfig, PoolerConfig, ReadoutConfig
+from .graph import TokenGraph, build_token_graph
+from .packing import pack, unpack
+from .poolers import POOLERS, Pooler, build_pooler, load_pooler
+
+__all__ = [
+    "GNNConfig",
+    "GraphConfig",
+    "POOLERS",
+    "Pooler",
+    "PoolerConfig",
+    "ReadoutConfig",
+    "TokenGraph",
+    "build_pooler",
+    "build_token_graph",
+    "load_pooler",
+    "pack",
+    "unpack",
+    "__version__",
+]

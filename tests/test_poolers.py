@@ -1,0 +1,264 @@
+"""Pooler contract: packed == padded, invariances, naive-reference parity, special cases, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import glot
+from glot.packing import pack
+
+ALL = sorted(glot.POOLERS)
+SMALL = {"glot": {"hidden_dim": 16, "tau": 0.2}, "mlp": {"hidden_dim": 16}}
+
+
+def random_batch(seed: int = 0, b: int = 5, lmax: int = 11, d: int = 12):
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(b, lmax, d, generator=g)
+    lengths = torch.randint(1, lmax + 1, (b,), generator=g)
+    lengths[0] = lmax
+    mask = torch.arange(lmax)[None, :] < lengths[:, None]
+    return hidden, mask
+
+
+def left_pad(hidden: torch.Tensor, mask: torch.Tensor, extra: int = 0):
+    """Same sentences, padded on the left with ``extra`` more columns; padding slots hold garbage."""
+    b, lmax, d = hidden.shape
+    new_h = torch.randn(b, lmax + extra, d) * 100
+    new_m = torch.zeros(b, lmax + extra, dtype=torch.bool)
+    for i in range(b):
+        n = int(mask[i].sum())
+        new_h[i, lmax + extra - n :] = hidden[i, mask[i]]
+        new_m[i, lmax + extra - n :] = True
+    return new_h, new_m
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_packed_equals_padded_and_padding_invariance(name: str) -> None:
+    torch.manual_seed(0)
+    pooler = glot.build_pooler(name, 12, **SMALL.get(name, {})).eval()
+    hidden, mask = random_batch()
+    padded = pooler(hidden, mask)
+    x, ptr = pack(hidden, mask)
+    assert torch.allclose(pooler.forward_packed(x, ptr), padded, atol=1e-5)
+    assert padded.shape == (5, pooler.out_dim)
+    assert torch.allclose(pooler(*left_pad(hidden, mask, extra=4)), padded, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_batch_order_invariance(name: str) -> None:
+    torch.manual_seed(0)
+    pooler = glot.build_pooler(name, 12, **SMALL.get(name, {})).eval()
+    hidden, mask = random_batch(seed=1)
+    perm = torch.tensor([3, 0, 4, 2, 1])
+    assert torch.allclose(pooler(hidden[perm], mask[perm]), pooler(hidden, mask)[perm], atol=1e-5)
+
+
+def naive_glot(pooler: glot.Pooler, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The reference code's way: one sentence at a time, dense similarity, PyG convs, JK cat, softmax readout."""
+    tau, outs = pooler.config.graph.tau, []
+    for b in range(hidden.shape[0]):
+        xs = hidden[b][mask[b]]
+        xn = F.normalize(xs, dim=-1)
+        adj = (xn @ xn.T) > tau
+        adj.fill_diagonal_(True)
+        edge_index = adj.nonzero().T
+        h, layers = xs, [xs]
+        for conv in pooler.gnn.convs:
+            h = torch.relu(conv(h, edge_index))
+            layers.append(h)
+        u = torch.cat(layers, dim=-1)
+        m = pooler.readout.score(torch.tanh(pooler.readout.proj(u))).squeeze(-1)
+        outs.append((torch.softmax(m, dim=0)[:, None] * u).sum(dim=0))
+    return torch.stack(outs)
+
+
+@pytest.mark.parametrize("conv", ["gat", "gatv2", "gcn", "gin"])
+def test_glot_equals_naive_reference_random(conv: str) -> None:
+    torch.manual_seed(0)
+    pooler = glot.build_pooler("glot", 12, conv=conv, num_layers=2, hidden_dim=16, tau=0.1).eval()
+    hidden, mask = random_batch(seed=2)
+    with torch.no_grad():
+        assert torch.allclose(pooler(hidden, mask), naive_glot(pooler, hidden, mask), atol=1e-5)
+
+
+@pytest.mark.parametrize("tau", [0.3, 0.8])
+def test_glot_equals_naive_reference_real_minilm(minilm_states, tau: float) -> None:
+    torch.manual_seed(0)
+    hidden, mask = minilm_states
+    pooler = glot.build_pooler("glot", hidden.shape[-1], tau=tau).eval()  # paper defaults: GAT, K=2, P=256
+    with torch.no_grad():
+        assert torch.allclose(pooler(hidden, mask), naive_glot(pooler, hidden, mask), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_real_minilm_packed_equals_padded(minilm_states, name: str) -> None:
+    torch.manual_seed(0)
+    hidden, mask = minilm_states
+    pooler = glot.build_pooler(name, hidden.shape[-1]).eval()
+    x, ptr = pack(hidden, mask)
+    with torch.no_grad():
+        assert torch.allclose(pooler(hidden, mask), pooler.forward_packed(x, ptr), atol=1e-5)
+        assert torch.allclose(pooler(*left_pad(hidden, mask, extra=3)), pooler(hidden, mask), atol=1e-5)
+
+
+def test_glot_k0_equals_adapool_with_same_scorer() -> None:
+    torch.manual_seed(0)
+    ada = glot.build_pooler("adapool", 12)
+    k0 = glot.build_pooler("glot", 12, num_layers=0, readout_hidden=128)
+    k0.load_state_dict(ada.state_dict())
+    hidden, mask = random_batch(seed=3)
+    assert torch.allclose(k0(hidden, mask), ada(hidden, mask), atol=1e-6)
+
+
+def test_simple_poolers_match_definitions() -> None:
+    hidden, mask = random_batch(seed=4)
+    lengths = mask.sum(1)
+    rows = range(hidden.shape[0])
+    cls = torch.stack([hidden[i, 0] for i in rows])
+    eos = torch.stack([hidden[i, int(lengths[i]) - 1] for i in rows])
+    mean = torch.stack([hidden[i, : int(lengths[i])].mean(0) for i in rows])
+    mx = torch.stack([hidden[i, : int(lengths[i])].amax(0) for i in rows])
+    for name, want in [("cls", cls), ("eos", eos), ("mean", mean), ("max", mx)]:
+        assert torch.allclose(glot.build_pooler(name, 12)(hidden, mask), want, atol=1e-6), name
+    # EOS with left padding still picks the last real token
+    assert torch.allclose(glot.build_pooler("eos", 12)(*left_pad(hidden, mask, 2)), eos, atol=1e-6)
+    assert torch.allclose(glot.build_pooler("cls", 12)(*left_pad(hidden, mask, 2)), cls, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("case", ["one_token", "batch_of_one", "zeros", "tau_one", "identical_tokens"])
+def test_degenerate_inputs_are_finite(name: str, case: str) -> None:
+    torch.manual_seed(0)
+    opts = dict(SMALL.get(name, {}))
+    if case == "tau_one" and name == "glot":
+        opts["tau"] = 1.0
+    pooler = glot.build_pooler(name, 12, **opts)
+    hidden, mask = random_batch(seed=5)
+    if case == "one_token":
+        mask = torch.zeros_like(mask)
+        mask[:, 0] = True
+    elif case == "batch_of_one":
+        hidden, mask = hidden[:1], mask[:1]
+    elif case == "zeros":
+        hidden = torch.zeros_like(hidden)
+    elif case == "identical_tokens":
+        hidden = hidden[:, :1].expand_as(hidden).contiguous()
+    out = pooler(hidden, mask)
+    assert torch.isfinite(out).all()
+    if not out.requires_grad:  # parameter-free poolers: nothing to differentiate
+        return
+    out.sum().backward()  # gradients must be finite too
+    assert all(torch.isfinite(p.grad).all() for p in pooler.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize(
+    "name, opts",
+    [
+        ("glot", {}),
+        ("glot", {"conv": "gine", "weighted": True}),
+        ("glot", {"conv": "gatv2", "heads": 2}),
+        ("glot", {"conv": "gcn", "weighted": True, "jk": "mean"}),
+        ("mlp", {"jk": "max"}),
+        ("adapool", {}),
+    ],
+)
+def test_gradients_reach_every_parameter(name: str, opts: dict) -> None:
+    torch.manual_seed(0)
+    pooler = (
+        glot.build_pooler(name, 12, hidden_dim=16, tau=0.0, **opts)
+        if name == "glot"
+        else (glot.build_pooler(name, 12, **opts))
+    )
+    hidden, mask = random_batch(seed=6)
+    (pooler(hidden, mask) ** 2).sum().backward()
+    for pname, p in pooler.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_save_load_round_trip(tmp_path, name: str) -> None:
+    torch.manual_seed(0)
+    pooler = glot.build_pooler(name, 12, **SMALL.get(name, {})).eval()
+    pooler.save_pretrained(tmp_path / name)
+    loaded = glot.load_pooler(tmp_path / name).eval()
+    assert type(loaded) is type(pooler) and loaded.config == pooler.config
+    hidden, mask = random_batch(seed=7)
+    assert torch.equal(loaded(hidden, mask), pooler(hidden, mask))
+    assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["model.safetensors", "pooler_config.json"]
+
+
+def test_load_rejects_mismatched_weights(tmp_path) -> None:
+    glot.build_pooler("glot", 12, hidden_dim=16).save_pretrained(tmp_path / "a")
+    glot.build_pooler("glot", 12, hidden_dim=8).save_pretrained(tmp_path / "b")
+    (tmp_path / "b" / "model.safetensors").replace(tmp_path / "a" / "model.safetensors")
+    with pytest.raises(Exception, match="size mismatch|does not match"):
+        glot.load_pooler(tmp_path / "a")
+
+
+def test_registry_names_and_errors() -> None:
+    assert set(ALL) == {"cls", "eos", "mean", "max", "adapool", "mlp", "glot"}
+    with pytest.raises(ValueError, match="valid names: adapool, cls, eos, glot, max, mean, mlp"):
+        glot.build_pooler("attention", 12)
+    with pytest.raises(ValueError, match="does not take option"):
+        glot.build_pooler("mean", 12, tau=0.5)
+
+
+def test_defaults_are_the_papers_glue_settings() -> None:
+    pooler = glot.build_pooler("glot", 768)
+    cfg = pooler.config
+    assert (cfg.gnn.conv, cfg.gnn.num_layers, cfg.gnn.hidden_dim, cfg.gnn.jk, cfg.graph.tau) == (
+        "gat",
+        2,
+        256,
+        "cat",
+        0.8,
+    )
+    assert pooler.out_dim == 768 + 2 * 256
+    assert pooler.readout.hidden == (768 + 512) // 2
+    assert glot.build_pooler("adapool", 768).readout.hidden == 128
+
+
+@pytest.mark.parametrize(
+    "opts, field",
+    [
+        ({"tau": 2.0}, "tau"),
+        ({"num_layers": -1}, "num_layers"),
+        ({"conv": "sage"}, "conv"),
+        ({"jk": "lstm"}, "jk"),
+        ({"hidden_dim": 0}, "hidden_dim"),
+    ],
+)
+def test_invalid_config_names_field_value_and_range(opts: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=rf"{field}=.*expected"):
+        glot.build_pooler("glot", 12, **opts)
+
+
+def test_invalid_input_dim_and_shapes() -> None:
+    with pytest.raises(ValueError, match="input_dim"):
+        glot.build_pooler("glot", 0)
+    pooler = glot.build_pooler("mean", 12)
+    with pytest.raises(ValueError, match=r"attention_mask must be \(B, L\) = \(2, 3\)"):
+        pooler(torch.randn(2, 3, 12), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="width D = 5"):
+        pooler(torch.randn(2, 3, 5), torch.ones(2, 3))
+    with pytest.raises(ValueError, match="no real token"):
+        pooler(torch.randn(2, 3, 12), torch.tensor([[1, 1, 0], [0, 0, 0]]))
+
+
+def test_token_weights_sum_to_one_per_sentence() -> None:
+    hidden, mask = random_batch(seed=8)
+    x, ptr = pack(hidden, mask)
+    for name in ("cls", "eos", "mean", "adapool", "mlp", "glot"):
+        w = glot.build_pooler(name, 12, **SMALL.get(name, {})).token_weights(x, ptr)
+        sums = torch.stack([w[ptr[i] : ptr[i + 1]].sum() for i in range(ptr.numel() - 1)])
+        assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5), name
+
+
+def test_low_precision_cache_input_is_accepted() -> None:
+    hidden, mask = random_batch(seed=9)
+    pooler = glot.build_pooler("glot", 12, **SMALL["glot"])
+    x, ptr = pack(hidden, mask)
+    out = pooler.forward_packed(x.to(torch.bfloat16), ptr)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
