@@ -1,0 +1,374 @@
+"""Hub-style persistence of a whole glot encoder: a backbone *reference* plus the trained pooler (and head).
+
+A saved encoder is a small folder; the frozen backbone's weights are never copied, only named:
+
+```
+glot_config.json     format, glot version, backbone reference (id/path, revision, from_pretrained kwargs),
+                     pooler summary, optional head summary, training info (data, metrics, parameters)
+pooler/              pooler_config.json + model.safetensors (glot.load_pooler reads it)
+head.safetensors     optional task head weights    } as a training run writes them
+head_config.json     optional head architecture    }
+README.md            generated model card (usage snippet, parameters, metrics, citation)
+```
+
+``from_pretrained`` takes that folder or a Hugging Face Hub repo id (fetched with
+``huggingface_hub.snapshot_download``). Every file is written atomically (``glot.io``) and
+``glot_config.json`` last, so an interrupted save is detected on load. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from glot import __version__
+from glot.io import atomic_save_tensors, atomic_write_json, atomic_write_text, load_tensors, read_json
+
+if TYPE_CHECKING:
+    from glot.backbone import FrozenBackbone
+    from glot.encoder import Encoder
+    from glot.heads import TaskHead
+
+__all__ = [
+    "CONFIG_NAME",
+    "backbone_reference",
+    "from_pretrained",
+    "load_backbone",
+    "load_head",
+    "push_to_hub",
+    "read_config",
+    "read_reference",
+    "save_pretrained",
+    "upload_files",
+]
+
+CONFIG_NAME = "glot_config.json"
+POOLER_DIR = "pooler"
+HEAD_WEIGHTS = "head.safetensors"
+HEAD_CONFIG = "head_config.json"
+CARD_NAME = "README.md"
+FORMAT = 1
+#: ``FrozenBackbone.from_pretrained`` keyword arguments recorded so that a load rebuilds the same token states.
+BACKBONE_KWARGS = ("revision", "dtype", "layer", "max_length", "padding_side", "append_eos", "prompt")
+
+
+def backbone_reference(backbone: Any, name: str | None = None) -> dict[str, Any]:
+    """What identifies a frozen backbone on disk or on the Hub, and how to load it again.
+
+    ``name`` overrides the recorded id (e.g. the hub id of a model that was loaded from a local folder).
+    Works for any object with ``FrozenBackbone``'s attributes. Shapes: none.
+    """
+    from glot import zoo
+    from glot.dtypes import dtype_name
+
+    ref_name = name if name is not None else getattr(backbone, "name", None)
+    if not ref_name:
+        raise ValueError("the backbone has no name; pass backbone_name='org/model' (a hub id or local path)")
+    dtype = getattr(backbone, "dtype", None)
+    zoo_specs = {info.alias: info.hf_id for info in zoo.list_models()}
+    fingerprint = backbone.fingerprint() if hasattr(backbone, "fingerprint") else None
+    return {
+        "name_or_path": str(ref_name),
+        "hub_id": zoo_specs.get(str(ref_name)),  # the Hub id of a zoo alias, a fallback when it is absent
+        "revision": getattr(backbone, "revision", None),
+        "dtype": dtype_name(dtype) if dtype is not None else "auto",
+        "layer": getattr(backbone, "layer", -1),
+        "max_length": getattr(backbone, "max_length", 128),
+        "padding_side": getattr(backbone, "padding_side", None),
+        "append_eos": getattr(backbone, "append_eos", None),
+        "prompt": getattr(backbone, "prompt", None),
+        "hidden_size": int(backbone.hidden_size),
+        "model_type": (fingerprint or {}).get("model_type"),
+        "num_layers": (fingerprint or {}).get("num_layers"),
+        "fingerprint": fingerprint,
+    }
+
+
+def _pooler_summary(pooler: Any) -> dict[str, Any]:
+    config = getattr(pooler, "config", None)
+    return {
+        "path": POOLER_DIR,
+        "name": getattr(config, "name", type(pooler).__name__),
+        "input_dim": int(getattr(pooler, "input_dim", 0)),
+        "out_dim": int(pooler.out_dim),
+        "trainable_parameters": sum(p.numel() for p in pooler.parameters() if p.requires_grad),
+        "options": config.to_dict() if config is not None and hasattr(config, "to_dict") else None,
+    }
+
+
+def save_pretrained(
+    encoder: Encoder,
+    directory: str | os.PathLike[str],
+    *,
+    head: TaskHead | None = None,
+    training_info: dict[str, Any] | None = None,
+    backbone_name: str | None = None,
+) -> Path:
+    """Save ``encoder`` (backbone reference + pooler) and optionally its task ``head`` into ``directory``.
+
+    ``training_info`` is free-form JSON recorded in ``glot_config.json`` and the model card; the card reads the
+    keys ``task``/``data`` (str), ``metrics`` (dict name -> number), ``hyperparameters`` (dict) and ``notes``.
+    ``backbone_name`` overrides the recorded backbone id (use a hub id when sharing). Returns the folder.
+    """
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    if not hasattr(encoder.pooler, "save_pretrained"):
+        raise TypeError(f"the encoder's pooler {type(encoder.pooler).__name__} has no save_pretrained")
+    reference = backbone_reference(encoder.backbone, backbone_name)
+    (path / CONFIG_NAME).unlink(missing_ok=True)  # a half-finished save must not look complete
+    encoder.pooler.save_pretrained(path / POOLER_DIR)  # type: ignore[attr-defined]
+    head_info = None
+    if head is not None:
+        atomic_save_tensors(path / HEAD_WEIGHTS, head.state_dict())
+        atomic_write_json(path / HEAD_CONFIG, head.config())
+        head_info = {"weights": HEAD_WEIGHTS, "config": HEAD_CONFIG, **head.config()}
+    else:  # stale head files of an earlier save into the same folder would be uploaded otherwise
+        (path / HEAD_WEIGHTS).unlink(missing_ok=True)
+        (path / HEAD_CONFIG).unlink(missing_ok=True)
+    config = {
+        "format": FORMAT,
+        "glot_version": __version__,
+        "backbone": reference,
+        "pooler": _pooler_summary(encoder.pooler),
+        "head": head_info,
+        "embedding_dim": int(encoder.pooler.out_dim),
+        "similarity": "cosine",
+        "training": training_info,
+    }
+    atomic_write_text(path / CARD_NAME, model_card(config))
+    atomic_write_json(path / CONFIG_NAME, config)
+    return path
+
+
+def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check ``glot_config.json`` of a saved encoder folder."""
+    path = Path(directory)
+    if not (path / CONFIG_NAME).is_file():
+        raise FileNotFoundError(
+            f"{path} has no {CONFIG_NAME}: it is not a glot encoder saved by glot.hub.save_pretrained "
+            "(or the save was interrupted; save it again)"
+        )
+    config = read_json(path / CONFIG_NAME)
+    if not isinstance(config, dict) or "backbone" not in config:
+        raise ValueError(f"{path / CONFIG_NAME} has no 'backbone' section; it was not written by glot")
+    if int(config.get("format", 0)) > FORMAT:
+        raise ValueError(
+            f"{path / CONFIG_NAME} has format {config['format']}, newer than this glot ({__version__}) "
+            f"reads (<= {FORMAT}); upgrade glot-pooling"
+        )
+    return config
+
+
+def load_backbone(reference: dict[str, Any], **overrides: Any) -> FrozenBackbone:
+    """Rebuild the frozen backbone a reference names; ``overrides`` replace recorded kwargs (e.g. device).
+
+    A zoo alias that is not installed here falls back to its recorded Hub id.
+    """
+    from glot.backbone import FrozenBackbone
+
+    name = overrides.pop("name_or_path", None) or reference["name_or_path"]
+    kwargs = {k: reference[k] for k in BACKBONE_KWARGS if reference.get(k) is not None}
+    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        backbone = FrozenBackbone.from_pretrained(name, **kwargs)
+    except (ImportError, OSError):
+        fallback = reference.get("hub_id")
+        if not fallback or fallback == name:
+            raise
+        backbone = FrozenBackbone.from_pretrained(fallback, **kwargs)
+    _check_backbone(backbone, reference)
+    return backbone
+
+
+def _check_backbone(backbone: FrozenBackbone, reference: dict[str, Any]) -> None:
+    fp = backbone.fingerprint()
+    for key in ("hidden_size", "model_type", "num_layers"):
+        want, got = reference.get(key), fp.get(key)
+        if want is not None and got is not None and want != got:
+            raise ValueError(
+                f"backbone {backbone.name!r} has {key}={got!r} but the pooler was trained on a backbone with "
+                f"{key}={want!r} ({reference['name_or_path']!r}); load the backbone it was trained with"
+            )
+
+
+def _local_folder(dir_or_repo_id: str | os.PathLike[str], revision: str | None, token: str | None) -> Path:
+    path = Path(dir_or_repo_id)
+    if path.is_dir():
+        return path
+    name = str(dir_or_repo_id)
+    if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
+        raise FileNotFoundError(
+            f"{name!r} is neither a saved glot encoder folder nor a hub repo id 'org/name'"
+        )
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id=name, revision=revision, token=token))
+
+
+def read_reference(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
+    """(backbone reference, pooler folder) of a saved encoder (``glot_config.json``) or a training run
+    (``run_config.json`` whose ``backbone`` is a reference dict or a name, with kwargs beside it)."""
+    root = Path(folder)
+    if (root / CONFIG_NAME).is_file() or not (root / "run_config.json").is_file():
+        config = read_config(root)
+        return config["backbone"], root / config.get("pooler", {}).get("path", POOLER_DIR)
+    run_config = read_json(root / "run_config.json")
+    backbone = run_config.get("backbone")
+    if isinstance(backbone, str):
+        nested = run_config.get("backbone_kwargs") or {}
+        backbone = {"name_or_path": backbone, **{k: run_config.get(k) for k in BACKBONE_KWARGS}, **nested}
+    if not isinstance(backbone, dict):
+        raise ValueError(f"{root / 'run_config.json'} does not name its backbone (key 'backbone')")
+    name = next((backbone[k] for k in ("name_or_path", "name", "model", "source") if backbone.get(k)), None)
+    if name is None:
+        raise ValueError(f"{root / 'run_config.json'}: the 'backbone' section has no name_or_path")
+    return {**backbone, "name_or_path": name}, root / POOLER_DIR
+
+
+def from_pretrained(
+    dir_or_repo_id: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    backbone: str | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+) -> Encoder:
+    """Load an :class:`~glot.encoder.Encoder` saved by :func:`save_pretrained` (local folder or Hub repo id),
+    or straight from a training run folder (``run_config.json`` + ``pooler/``).
+
+    ``revision``/``token`` apply to the glot repo; ``backbone`` replaces the recorded backbone id/path (e.g. a
+    local copy), ``dtype``/``device`` replace the recorded backbone precision / the default device.
+    """
+    from glot.encoder import Encoder
+    from glot.poolers import load_pooler
+
+    reference, pooler_dir = read_reference(_local_folder(dir_or_repo_id, revision, token))
+    bb = load_backbone(reference, name_or_path=backbone, dtype=dtype, device=device)
+    pooler = load_pooler(pooler_dir, map_location=bb.device)
+    if pooler.input_dim != bb.hidden_size:
+        raise ValueError(
+            f"pooler expects token states of width {pooler.input_dim}, backbone {bb.name!r} gives "
+            f"{bb.hidden_size}; load the backbone the pooler was trained with"
+        )
+    # FrozenBackbone/Pooler satisfy the encoder's protocols at run time; mypy flags two signature nits there
+    return Encoder(bb, pooler)  # type: ignore[arg-type]
+
+
+def load_head(directory: str | os.PathLike[str]) -> TaskHead | None:
+    """The task head saved next to an encoder (``head_config.json`` + ``head.safetensors``), or None."""
+    from glot.heads import build_head
+
+    path = Path(directory)
+    if not (path / HEAD_CONFIG).is_file():
+        return None
+    head = build_head(**read_json(path / HEAD_CONFIG))
+    head.load_state_dict(load_tensors(path / HEAD_WEIGHTS), strict=True)
+    return head
+
+
+def upload_files(directory: str | os.PathLike[str]) -> list[str]:
+    """Relative paths (sorted, POSIX) that :func:`push_to_hub` uploads: every regular, non-hidden file."""
+    root = Path(directory)
+    read_config(root)  # refuse to upload a folder that is not a complete saved encoder
+    files = []
+    for item in sorted(root.rglob("*")):
+        rel = item.relative_to(root)
+        if item.is_file() and not any(part.startswith(".") for part in rel.parts):
+            files.append(rel.as_posix())
+    return files
+
+
+def push_to_hub(
+    encoder_dir: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str = "Upload glot encoder",
+    dry_run: bool = False,
+) -> list[str]:
+    """Upload a saved encoder folder to the Hub repo ``repo_id`` (created if missing); returns the files.
+
+    ``dry_run=True`` contacts nothing and only returns the list of files that would be uploaded. Hidden
+    files (temporary files of interrupted writes, ``.cache``) are never uploaded.
+    """
+    files = upload_files(encoder_dir)
+    if dry_run:
+        return files
+    config = read_config(encoder_dir)  # the card's usage snippet now names the repo
+    atomic_write_text(Path(encoder_dir) / CARD_NAME, model_card(config, repo_id))
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id=repo_id, private=private, exist_ok=True, repo_type="model")
+    api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(encoder_dir),
+        revision=revision,
+        commit_message=commit_message,
+        allow_patterns=files,
+        repo_type="model",
+    )
+    return files
+
+
+# ---------------------------------------------------------------------------------------------- model card
+CITATION = """@inproceedings{mantri2026glot,
+  title     = {Towards Improved Sentence Representations using Token Graphs},
+  author    = {Mantri, K. S. I. and Sch{\\"o}nlieb, C.-B. and L{\\"a}hner, Z. and Eliasof, M.},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2026},
+  eprint    = {2603.03389},
+  archivePrefix = {arXiv}
+}"""
+
+
+def _rows(mapping: dict[str, Any]) -> list[str]:
+    return [f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
+            for key, value in mapping.items()]  # fmt: skip
+
+
+def model_card(config: dict[str, Any], repo_id: str | None = None) -> str:
+    """Markdown model card (with Hub YAML front matter) for a saved encoder's ``glot_config.json`` content."""
+    bb, pooler = config["backbone"], config["pooler"]
+    training = config.get("training") or {}
+    base = bb.get("hub_id") or bb["name_or_path"]
+    front = ["---", "library_name: glot-pooling", "pipeline_tag: sentence-similarity",
+             "tags: [sentence-embeddings, feature-extraction, glot, token-graph, frozen-backbone]"]  # fmt: skip
+    if base.count("/") == 1 and not Path(base).exists():
+        front.append(f"base_model: {base}")
+    front.append("---")
+    params = {"backbone": f"`{bb['name_or_path']}`", "backbone layer": bb.get("layer"),
+              "backbone dtype": bb.get("dtype"), "max_length": bb.get("max_length"),
+              "prompt": f"`{bb['prompt']}`" if bb.get("prompt") else "none",
+              "pooler": f"`{pooler['name']}`", "embedding dimension": config["embedding_dim"],
+              "trainable pooler parameters": f"{pooler['trainable_parameters']:,}",
+              "head": (config.get("head") or {}).get("kind", "none")}  # fmt: skip
+    gnn = ((pooler.get("options") or {}).get("gnn")) or {}
+    graph = ((pooler.get("options") or {}).get("graph")) or {}
+    if pooler["name"] == "glot":
+        params["token graph"] = f"cos > {graph.get('tau')}, knn={graph.get('knn')}"
+        params["token GNN"] = (
+            f"{gnn.get('conv')} K={gnn.get('num_layers')} P={gnn.get('hidden_dim')}, JK {gnn.get('jk')}"
+        )
+    lines = [*front, f"# glot encoder on {bb['name_or_path']}", "",
+             "Sentence embeddings from a **frozen** language model pooled by a trained "
+             f"[glot-pooling](https://arxiv.org/abs/2603.03389) `{pooler['name']}` pooler (GLOT: token graph -> "
+             "token GNN -> attention readout). Only the pooler (and head) were trained; the backbone is "
+             "referenced, not copied.", "", "## Parameters", "", "| | |", "|---|---|", *_rows(params), ""]  # fmt: skip
+    data = training.get("data") or training.get("task")
+    lines += ["## Training", "", f"Data: {data or 'not recorded'}.", ""]
+    if isinstance(training.get("hyperparameters"), dict):
+        lines += ["| hyperparameter | value |", "|---|---|", *_rows(training["hyperparameters"]), ""]
+    if isinstance(training.get("metrics"), dict) and training["metrics"]:
+        lines += ["## Metrics", "", "| metric | value |", "|---|---|", *_rows(training["metrics"]), ""]
+    if training.get("notes"):
+        lines += [str(training["notes"]), ""]
+    lines += ["## Usage", "", "```python", "# pip install glot-pooling", "from glot.hub import from_pretrained",
+              "", f'encoder = from_pretrained("{repo_id or "path/to/this/folder"}")',
+              'vectors = encoder.encode(["A sentence.", "Another one."], normalize=True)  # (2, '
+              f"{config['embedding_dim']})", "```", "", "## Citation", "", "```bibtex", CITATION, "```", ""]  # fmt: skip
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""glot.hub: save_pretrained / from_pretrained round trip, run folders, model card, push_to_hub file list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import glot
+from glot import hub
+from glot.backbone import FrozenBackbone
+from glot.encoder import Encoder
+from glot.heads import ContrastiveHead
+
+TEXTS = [
+    "the delivery contains not keys",
+    "A quick brown fox jumps over the lazy dog.",
+    "ok",
+    "graphs over tokens",
+]
+SAVED_FILES = [
+    "README.md",
+    "glot_config.json",
+    "head.safetensors",
+    "head_config.json",
+    "pooler/model.safetensors",
+    "pooler/pooler_config.json",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder(minilm_path: str) -> Encoder:
+    torch.manual_seed(0)
+    backbone = FrozenBackbone.from_pretrained(minilm_path, dtype="float32", device="cpu", max_length=64)
+    pooler = glot.build_pooler("glot", backbone.hidden_size, tau=0.3, hidden_dim=32)
+    return Encoder(backbone, pooler)
+
+
+@pytest.fixture(scope="module")
+def saved(encoder: Encoder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    head = ContrastiveHead(encoder.out_dim)
+    info = {
+        "data": "MS MARCO (query, positive) pairs",
+        "metrics": {"val_mrr@10": 0.3125},
+        "hyperparameters": {"lr": 2e-4},
+    }
+    return hub.save_pretrained(
+        encoder, tmp_path_factory.mktemp("enc") / "model", head=head, training_info=info
+    )
+
+
+def test_round_trip_gives_identical_embeddings(encoder: Encoder, saved: Path) -> None:
+    loaded = hub.from_pretrained(saved)
+    want = encoder.encode(TEXTS, progress=False)
+    got = loaded.encode(TEXTS, progress=False)
+    np.testing.assert_array_equal(got, want)
+    assert loaded.backbone.max_length == 64 and loaded.backbone.dtype == torch.float32
+
+
+def test_saved_folder_layout_config_and_head(encoder: Encoder, saved: Path) -> None:
+    assert hub.upload_files(saved) == SAVED_FILES
+    config = json.loads((saved / hub.CONFIG_NAME).read_text())
+    ref = config["backbone"]
+    assert ref["name_or_path"] == encoder.backbone.name
+    assert {k: ref[k] for k in ("dtype", "layer", "max_length", "padding_side", "append_eos", "prompt")} == {
+        "dtype": "float32", "layer": -1, "max_length": 64, "padding_side": "right", "append_eos": False,
+        "prompt": None,
+    }  # fmt: skip
+    assert config["pooler"]["name"] == "glot" and config["embedding_dim"] == encoder.out_dim
+    head = hub.load_head(saved)
+    assert isinstance(head, ContrastiveHead) and head.temperature == pytest.approx(0.07)
+
+
+def test_model_card_has_usage_metrics_and_citation(saved: Path) -> None:
+    card = (saved / "README.md").read_text()
+    for needle in ("library_name: glot-pooling", "from glot.hub import from_pretrained", "val_mrr@10", "0.3125",
+                   "MS MARCO", "arXiv", "2603.03389", "@inproceedings"):  # fmt: skip
+        assert needle in card, needle
+
+
+def test_push_to_hub_dry_run_lists_files_and_skips_hidden(saved: Path) -> None:
+    (saved / ".glot_config.json.123.tmp").write_text("partial")
+    try:
+        assert hub.push_to_hub(saved, "me/glot-minilm", dry_run=True) == SAVED_FILES
+    finally:
+        (saved / ".glot_config.json.123.tmp").unlink()
+
+
+def test_push_to_hub_calls_hf_api(saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    calls: list[tuple[str, dict]] = []
+
+    class FakeApi:
+        def __init__(self, token: str | None = None) -> None:
+            calls.append(("init", {"token": token}))
+
+        def create_repo(self, **kw: object) -> None:
+            calls.append(("create_repo", kw))
+
+        def upload_folder(self, **kw: object) -> None:
+            calls.append(("upload_folder", kw))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    files = hub.push_to_hub(saved, "me/glot-minilm", private=True, token="t")
+    assert files == SAVED_FILES
+    (_, create), (_, upload) = calls[1], calls[2]
+    assert create["repo_id"] == "me/glot-minilm" and create["private"] is True and create["exist_ok"] is True
+    assert upload["allow_patterns"] == SAVED_FILES and upload["folder_path"] == str(saved)
+    assert 'from_pretrained("me/glot-minilm")' in (saved / "README.md").read_text()
+
+
+def test_save_without_head_removes_stale_head(encoder: Encoder, tmp_path: Path) -> None:
+    hub.save_pretrained(encoder, tmp_path, head=ContrastiveHead(encoder.out_dim))
+    hub.save_pretrained(encoder, tmp_path)
+    assert hub.upload_files(tmp_path) == [f for f in SAVED_FILES if not f.startswith("head")]
+    assert hub.load_head(tmp_path) is None
+
+
+def test_training_run_folder_loads(encoder: Encoder, minilm_path: str, tmp_path: Path) -> None:
+    encoder.pooler.save_pretrained(tmp_path / "pooler")  # type: ignore[attr-defined]
+    run_config = {"backbone": minilm_path, "dtype": "float32", "max_length": 64, "task": "msmarco"}
+    (tmp_path / "run_config.json").write_text(json.dumps(run_config))
+    loaded = hub.from_pretrained(tmp_path)
+    np.testing.assert_array_equal(
+        loaded.encode(TEXTS[:2], progress=False), encoder.encode(TEXTS[:2], progress=False)
+    )
+
+
+def test_errors_name_the_problem(encoder: Encoder, saved: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="neither a saved glot encoder"):
+        hub.from_pretrained(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="glot_config.json"):
+        hub.from_pretrained(tmp_path)
+    config = json.loads((saved / hub.CONFIG_NAME).read_text())
+    config["backbone"]["num_layers"] = 12
+    (tmp_path / hub.CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="num_layers"):
+        hub.load_backbone(config["backbone"])
