@@ -1,0 +1,291 @@
+"""sentence-transformers integration: any glot pooler as a drop-in replacement for ``Pooling``.
+
+```python
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Normalize, Transformer
+from glot.integrations.sentence_transformers import GLOTPooling
+
+transformer = Transformer("sentence-transformers/all-MiniLM-L6-v2")
+model = SentenceTransformer(modules=[transformer, GLOTPooling(384, "glot", tau=0.3), Normalize()])
+model.save("my-glot-model")
+model = SentenceTransformer("my-glot-model", trust_remote_code=True)  # custom module: see below
+```
+
+Loading needs ``trust_remote_code=True``: since sentence-transformers 6.0 any ``modules.json`` type outside the
+``sentence_transformers.*`` namespace is refused without it, even from a local folder
+(``sentence_transformers.util.misc.import_module_class``). Nothing is downloaded: the class is imported from
+the installed ``glot`` package (path ``glot.integrations.sentence_transformers.GLOTPooling``, kept stable).
+
+The module folder holds glot's own pooler files (``pooler_config.json`` + ``model.safetensors``), so
+``glot.load_pooler(folder)`` also reads it; ``glot_pooling.json`` adds the sentence-transformers settings.
+Requires ``pip install glot-pooling[st]``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from glot import __version__
+from glot.io import atomic_write_json, load_tensors, read_json
+from glot.poolers import CONFIG_NAME as POOLER_CONFIG_NAME
+from glot.poolers import WEIGHTS_NAME, Pooler, build_pooler, from_config
+
+try:
+    from sentence_transformers.base.modules.module import Module  # sentence-transformers >= 6
+except ImportError:  # pragma: no cover - 5.x layout
+    try:
+        from sentence_transformers.models import Module  # type: ignore[no-redef]
+    except ImportError as err:
+        raise ImportError(
+            "glot.integrations.sentence_transformers needs sentence-transformers; "
+            "install it with: pip install 'glot-pooling[st]'"
+        ) from err
+
+__all__ = ["GLOTPooling", "freeze_backbone", "run_to_sentence_transformer"]
+
+
+def _check_layer(layer: int) -> int:
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise TypeError(f"layer must be an int index into hidden_states (-1 = last), got {layer!r}")
+    return layer
+
+
+class GLOTPooling(Module):
+    """A sentence-transformers module pooling ``token_embeddings`` with a glot pooler.
+
+    ``GLOTPooling(embedding_dimension, pooler="glot", **options)`` builds a fresh pooler
+    (``glot.build_pooler(pooler, embedding_dimension, **options)``); ``GLOTPooling(pooler=existing_pooler)``
+    wraps a trained one. ``layer`` != -1 pools ``all_layer_embeddings[layer]`` instead (0 = embeddings),
+    which needs ``Transformer(..., config_kwargs={"output_hidden_states": True})``. Prompt tokens are pooled
+    like every other token (glot's own backbones do the same).
+
+    Shapes: features token_embeddings (B, L, D) + attention_mask (B, L), or unpadded (1, N, D) +
+    cu_seq_lens_q (B + 1,) -> sentence_embedding (B, out_dim).
+    """
+
+    config_file_name = "glot_pooling.json"
+    config_keys = ["embedding_dimension", "layer"]
+
+    def __init__(
+        self,
+        embedding_dimension: int | None = None,
+        pooler: str | Pooler = "glot",
+        *,
+        layer: int = -1,
+        word_embedding_dimension: int | None = None,
+        **pooler_options: Any,
+    ) -> None:
+        super().__init__()
+        if word_embedding_dimension is not None:  # the name sentence-transformers < 6 used for Pooling
+            if embedding_dimension not in (None, word_embedding_dimension):
+                raise ValueError(
+                    f"embedding_dimension={embedding_dimension} and word_embedding_dimension="
+                    f"{word_embedding_dimension} disagree; pass only embedding_dimension"
+                )
+            embedding_dimension = word_embedding_dimension
+        self.pooler = self._make_pooler(embedding_dimension, pooler, pooler_options)
+        self.embedding_dimension = int(self.pooler.input_dim)
+        self.layer = _check_layer(layer)
+
+    @staticmethod
+    def _make_pooler(dim: int | None, pooler: str | Pooler, options: dict[str, Any]) -> Pooler:
+        if isinstance(pooler, Pooler):
+            if options:
+                raise TypeError(f"pooler options {sorted(options)} only apply when pooler is a registry name")
+            if dim is not None and dim != pooler.input_dim:
+                raise ValueError(
+                    f"embedding_dimension={dim} but the given pooler was built for input_dim={pooler.input_dim}"
+                )
+            return pooler
+        if not isinstance(pooler, str):
+            raise TypeError(f"pooler must be a registry name or a glot Pooler, got {type(pooler).__name__}")
+        if dim is None:
+            raise ValueError(
+                "embedding_dimension is required to build a pooler by name: the Transformer's hidden size, "
+                "e.g. GLOTPooling(transformer.get_embedding_dimension(), 'glot')"
+            )
+        return build_pooler(pooler, dim, **options)
+
+    @classmethod
+    def from_pooler(cls, pooler: Pooler, layer: int = -1) -> GLOTPooling:
+        """Wrap an existing (e.g. trained, ``glot.load_pooler``) pooler."""
+        return cls(pooler=pooler, layer=layer)
+
+    def get_embedding_dimension(self) -> int:
+        """Width of ``sentence_embedding``."""
+        return int(self.pooler.out_dim)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "embedding_dimension": self.embedding_dimension,
+            "layer": self.layer,
+            "pooler": self.pooler.config.name,
+            "out_dim": self.get_embedding_dimension(),
+            "glot_version": __version__,
+        }
+
+    def _token_states(self, features: dict[str, Any]) -> Tensor:
+        if self.layer == -1:
+            return features["token_embeddings"]
+        layers = features.get("all_layer_embeddings")
+        if layers is None:
+            raise ValueError(
+                f"GLOTPooling(layer={self.layer}) needs all hidden states; build the Transformer with "
+                "config_kwargs={'output_hidden_states': True}"
+            )
+        return layers[self.layer]
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Write ``features["sentence_embedding"]``. Shapes: see the class docstring."""
+        tokens = self._token_states(features)
+        if "cu_seq_lens_q" in features:
+            # Flash-attention varlen path (Transformer.unpad_inputs): the batch stays unpadded as (1, N, D)
+            # with cumulative lengths (B + 1,) -- exactly glot's packed (x, ptr), so nothing is re-padded.
+            x = tokens.reshape(-1, tokens.shape[-1])
+            ptr = features["cu_seq_lens_q"].reshape(-1).to(device=x.device, dtype=torch.long)
+            pooled = self.pooler.forward_packed(x, ptr)
+        else:
+            mask = features.get("attention_mask")
+            if not isinstance(mask, Tensor) or tuple(mask.shape) != tuple(tokens.shape[:2]):
+                mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+            pooled = self.pooler(tokens, mask)
+        features["sentence_embedding"] = pooled
+        return features
+
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+        """Write glot's pooler files plus ``glot_pooling.json``, atomically; always safetensors (no pickle)."""
+        self.pooler.save_pretrained(output_path)
+        atomic_write_json(Path(output_path) / self.config_file_name, self.get_config_dict())
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls,
+        model_name_or_path: str,
+        subfolder: str = "",
+        token: bool | str | None = None,
+        cache_folder: str | None = None,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        **kwargs: Any,
+    ) -> GLOTPooling:
+        """Load from a saved SentenceTransformer folder or Hub repo (``subfolder`` e.g. ``1_GLOTPooling``)."""
+        hub: dict[str, Any] = {"subfolder": subfolder, "token": token, "cache_folder": cache_folder,
+                               "revision": revision, "local_files_only": local_files_only}  # fmt: skip
+        settings = cls.load_config(model_name_or_path, **hub)
+        meta_path = cls.load_file_path(model_name_or_path, POOLER_CONFIG_NAME, **hub)
+        weights_path = cls.load_file_path(model_name_or_path, WEIGHTS_NAME, **hub)
+        if meta_path is None or weights_path is None:
+            raise FileNotFoundError(
+                f"{model_name_or_path}/{subfolder} lacks {POOLER_CONFIG_NAME} or {WEIGHTS_NAME}; "
+                "it was not saved by GLOTPooling.save"
+            )
+        from glot.config import PoolerConfig
+
+        meta = read_json(meta_path)
+        pooler = from_config(PoolerConfig.from_dict(meta["pooler"]))
+        try:
+            pooler.load_state_dict(load_tensors(weights_path), strict=True)
+        except RuntimeError as err:
+            raise ValueError(f"{weights_path} does not match {meta_path}: {err}") from err
+        return cls(pooler=pooler, layer=int(settings.get("layer", -1)))
+
+
+def _force_eval(module: nn.Module, args: Any) -> None:
+    module.train(False)
+
+
+def freeze_backbone(model: nn.Sequential) -> int:
+    """Freeze every module before the first :class:`GLOTPooling` of a SentenceTransformer, as glot does.
+
+    Its parameters get ``requires_grad=False`` and it always runs in eval mode (a forward pre-hook), so
+    ``SentenceTransformerTrainer``'s ``model.train()`` does not switch on the backbone's dropout: the pooler
+    trains on the same token states it will see at inference. Returns the number of frozen parameters.
+    """
+    modules = list(model.children())
+    first = next((i for i, m in enumerate(modules) if isinstance(m, GLOTPooling)), None)
+    if first is None:
+        raise ValueError("the model has no GLOTPooling module; add one after the Transformer")
+    frozen = 0
+    for module in modules[:first]:
+        module.requires_grad_(False)
+        module.register_forward_pre_hook(_force_eval)
+        module.train(False)
+        frozen += sum(p.numel() for p in module.parameters())
+    return frozen
+
+
+def _prompt_prefix(prompt: str | None, allow_mismatch: bool) -> str | None:
+    """glot prompt template -> sentence-transformers prompt (a prefix); only ``"prefix{text}"`` maps exactly."""
+    if not prompt:
+        return None
+    if prompt.endswith("{text}"):
+        return prompt[: -len("{text}")]
+    if not allow_mismatch:
+        raise ValueError(
+            f"prompt template {prompt!r} puts text after '{{text}}'; sentence-transformers prompts are prefixes "
+            "only, so the exported model would see different tokens (pass allow_mismatch=True to drop it)"
+        )
+    return None
+
+
+def run_to_sentence_transformer(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    normalize: bool = True,
+    dtype: str | None = None,
+    backbone: str | None = None,
+    allow_mismatch: bool = False,
+) -> Path:
+    """Export a trained glot run (or a folder from ``glot.hub.save_pretrained``) as a SentenceTransformer folder.
+
+    The folder holds Transformer (a full copy of the backbone) -> GLOTPooling -> Normalize (``normalize``) and
+    loads with ``SentenceTransformer(out_dir, trust_remote_code=True)``. ``dtype`` / ``backbone`` replace the
+    recorded backbone precision / id or path. Settings sentence-transformers cannot reproduce (a prompt with
+    text after ``{text}``, glot's appended EOS) raise ValueError unless ``allow_mismatch=True``.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Normalize, Transformer
+    except ImportError:  # pragma: no cover - sentence-transformers < 6
+        from sentence_transformers.models import Normalize, Transformer  # type: ignore[no-redef]
+
+    from glot import zoo
+    from glot.dtypes import resolve_dtype
+    from glot.hub import read_reference
+    from glot.poolers import load_pooler
+
+    ref, pooler_dir = read_reference(run_dir)
+    if ref.get("append_eos") and not allow_mismatch:
+        raise ValueError(
+            "this run appended EOS to every text (decoder backbone); a sentence-transformers Transformer does "
+            "not, so its states would differ -- pass allow_mismatch=True to export anyway"
+        )
+    prefix = _prompt_prefix(ref.get("prompt"), allow_mismatch)
+    layer = -1 if ref.get("layer") is None else int(ref["layer"])
+    source = str(zoo.resolve(str(backbone or ref["name_or_path"])))
+    transformer = Transformer(
+        source,
+        max_seq_length=int(ref.get("max_length") or 128),
+        model_kwargs={"dtype": resolve_dtype(dtype or ref.get("dtype") or "float32")},
+        processor_kwargs={"padding_side": "right"},  # positions 0..n-1 for real tokens, as glot feeds them
+        config_kwargs={"output_hidden_states": True} if layer != -1 else None,
+    )
+    modules: list[nn.Module] = [transformer, GLOTPooling.from_pooler(load_pooler(pooler_dir), layer=layer)]
+    if normalize:
+        modules.append(Normalize())
+    prompts = {"glot": prefix} if prefix else None
+    model = SentenceTransformer(
+        modules=modules, prompts=prompts, default_prompt_name="glot" if prefix else None,
+        similarity_fn_name="cosine", device="cpu",
+    )  # fmt: skip
+    out = Path(out_dir)
+    model.save(str(out))
+    atomic_write_json(out / "glot_export.json", {"glot_version": __version__, "backbone": ref})
+    return out
