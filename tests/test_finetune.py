@@ -1,0 +1,207 @@
+"""LoRA / full fine-tuning baselines: real training on a learnable toy task, save/load, LoRA target choice."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("peft")
+
+from glot.data import Split, Task  # noqa: E402
+from glot.finetune import (  # noqa: E402
+    EVAL_OUTPUTS,
+    FinetuneOptions,
+    load_finetuned,
+    lora_targets,
+    prepare_finetune,
+    run_finetune,
+    trainable_parameters,
+)
+from glot.io import load_tensors  # noqa: E402
+from glot.trainconfig import TrainConfig  # noqa: E402
+
+try:
+    from tests.tiny_models import make_tiny_bert, make_tiny_llama
+except ImportError:  # pytest run from inside tests/
+    from tiny_models import make_tiny_bert, make_tiny_llama  # type: ignore[no-redef]
+
+POSITIVE, NEGATIVE = ("good", "great", "love"), ("bad", "hate", "never")
+FILLER = ["the", "a", "movie", "film", "is", "was", "very", "really", "so", "it", "this"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models run ~10x faster with one thread on a shared, oversubscribed CPU (no OpenMP barrier waits)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _split(n: int, seed: int) -> Split:
+    """Sentiment toy data: label 1 iff the sentence holds a positive word (one signal word among fillers)."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for i in range(n):
+        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 8))]
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if i % 2 else NEGATIVE))
+        texts.append(" ".join(words))
+        labels.append(i % 2)
+    return Split(texts=texts, labels=np.asarray(labels))
+
+
+@pytest.fixture(scope="module")
+def toy_task() -> Task:
+    splits = {"train": _split(320, 0), "eval": _split(100, 1)}
+    return Task(name="toy", kind="single", metric="accuracy", num_labels=2, splits=splits, max_length=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("models") / "bert")
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("models") / "llama")
+
+
+CONFIG = TrainConfig(epochs=3, lr=1e-3, batch_size=16)
+
+
+@pytest.mark.parametrize(("model", "method"), [("tiny_bert", "lora"), ("tiny_llama", "full")])
+def test_trains_saves_and_reloads(
+    model: str, method: str, toy_task: Task, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    path = request.getfixturevalue(model)
+    opts = FinetuneOptions(backbone_lr=1e-3)
+    metrics = run_finetune(
+        toy_task, str(path), method, None, CONFIG, tmp_path / "run", options=opts, progress=False
+    )
+
+    assert metrics["val_untrained"] <= 0.65  # random backbone + untrained head: near chance
+    assert metrics["val"] >= 0.9 and metrics["eval"] >= 0.85  # learned, scored on held-out data
+    assert metrics["pooler"] == ("mean" if model == "tiny_bert" else "eos")
+    assert metrics["timing"]["steps_total"] == 3 * -(-metrics["sizes"]["train"] // 16)
+    assert metrics["timing"]["ms_per_step_median"] > 0 and metrics["memory"]["peak_rss_mb"] > 0
+    assert (
+        metrics["params"]["trainable"] == metrics["params"]["backbone_trainable"] + metrics["params"]["head"]
+    )
+    run = tmp_path / "run"
+    for name in ("run_config.json", "metrics.json", "head.safetensors", "head_config.json", "pooler"):
+        assert (run / name).exists()
+    weights = run / (
+        "adapter/adapter_model.safetensors" if method == "lora" else "backbone/model.safetensors"
+    )
+    assert weights.is_file()
+    assert not list(run.rglob("*.bin")) and not list(run.rglob("*.pt"))  # no pickle anywhere
+
+    reloaded = load_finetuned(run)
+    saved = load_tensors(run / EVAL_OUTPUTS)["output"]
+    torch.testing.assert_close(reloaded.outputs(toy_task.splits["eval"]), saved, rtol=0, atol=1e-5)
+    assert reloaded.evaluate(toy_task.splits["eval"], "accuracy") == pytest.approx(metrics["eval"])
+
+    again = run_finetune(toy_task, str(path), method, None, CONFIG, run, options=opts, progress=False)
+    assert again == metrics  # an identical finished run is returned, not retrained
+
+
+def test_full_finetuning_trains_every_used_weight(toy_task: Task, tiny_bert: Path) -> None:
+    ft = prepare_finetune(toy_task, str(tiny_bert), "full")
+    assert all(p.requires_grad for p in ft.encoder.parameters())
+    out = ft([toy_task.splits["train"].texts[:4]])
+    ft.head.loss(out, toy_task.splits["train"].labels[:4]).backward()
+    no_grad = {n for n, p in ft.encoder.named_parameters() if p.grad is None}
+    assert no_grad <= {
+        n for n, _ in ft.encoder.named_parameters() if n.startswith("pooler.")
+    }  # BERT's pooler only
+
+
+def _tiny_bert_model() -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    cfg = BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=24
+    )
+    return BertModel(cfg, add_pooling_layer=True)
+
+
+def _tiny_llama_model(causal: bool) -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
+
+    cfg = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    return LlamaForCausalLM(cfg) if causal else LlamaModel(cfg)
+
+
+def _lora_params(model: nn.Module, targets: set[str], r: int) -> tuple[int, int]:
+    """Expected number of wrapped layers and LoRA parameters: r * (in + out) per targeted Linear in a block."""
+    in_block = re.compile(r"(^|.*\.)layers?\.\d+\.")
+    layers = [m for n, m in model.named_modules() if in_block.match(n) and n.rsplit(".", 1)[-1] in targets]
+    return len(layers), sum(r * (m.in_features + m.out_features) for m in layers)
+
+
+@pytest.mark.parametrize(
+    ("build", "family", "names", "pattern"),
+    [
+        (_tiny_bert_model, "bert-like", ["dense", "key", "query", "value"], "layer"),
+        (
+            lambda: _tiny_llama_model(False),
+            "llama-like",
+            ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"],
+            "layers",
+        ),
+        (
+            lambda: _tiny_llama_model(True),
+            "llama-like",
+            ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"],
+            "layers",
+        ),
+    ],  # fmt: skip
+)
+def test_lora_targets_and_trainable_count(build, family: str, names: list[str], pattern: str) -> None:  # type: ignore[no-untyped-def]
+    from peft import get_peft_model
+
+    from glot.finetune import _lora_config
+
+    model = build()
+    targets = lora_targets(model)
+    assert (targets.family, targets.target_modules, targets.layers_pattern) == (family, names, pattern)
+    n_layers, n_params = _lora_params(model, set(names), r=8)
+    peft_model = get_peft_model(model, _lora_config(model, FinetuneOptions(r=8, alpha=16)))
+    wrapped = [n for n, m in peft_model.named_modules() if hasattr(m, "lora_A") and len(m.lora_A) > 0]
+    assert len(wrapped) == n_layers
+    assert not any("pooler" in n or "lm_head" in n or "embed" in n for n in wrapped)
+    assert peft_model.get_nb_trainable_parameters()[0] == n_params
+
+
+def test_trainable_count_matches_peft(toy_task: Task, tiny_bert: Path) -> None:
+    ft = prepare_finetune(toy_task, str(tiny_bert), "lora")
+    counts = trainable_parameters(ft)
+    assert counts["backbone_trainable"] == ft.encoder.get_nb_trainable_parameters()[0]  # type: ignore[operator]
+    assert counts["head"] == 32 * 2 + 2
+
+
+def test_errors(toy_task: Task, tiny_bert: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="method must be one of"):
+        prepare_finetune(toy_task, str(tiny_bert), "qlora")
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        prepare_finetune(toy_task, str(tiny_bert), "lora", pooling="glot")
+    with pytest.raises(ValueError, match="max_steps"):
+        FinetuneOptions(max_steps=0).validate()
+    (tmp_path / "run_config.json").write_text('{"train": {}}')
+    with pytest.raises(ValueError, match="not a LoRA/full"):
+        load_finetuned(tmp_path)
+
+
+def test_max_steps_bounds_training(toy_task: Task, tiny_bert: Path) -> None:
+    opts = FinetuneOptions(max_steps=4, timing_warmup=1, score_untrained=False)
+    metrics = run_finetune(toy_task, str(tiny_bert), "lora", None, CONFIG, options=opts, progress=False)
+    assert metrics["timing"]["steps_total"] == 4 and metrics["timing"]["steps_timed"] == 3
+    assert metrics["epochs_run"] == 1 and metrics["val_untrained"] is None
