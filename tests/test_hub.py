@@ -89,6 +89,7 @@ def test_push_to_hub_dry_run_lists_files_and_skips_hidden(saved: Path) -> None:
         (saved / ".glot_config.json.123.tmp").unlink()
 
 
+@pytest.mark.filterwarnings("ignore:the backbone is recorded as the local path")
 def test_push_to_hub_calls_hf_api(saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub
 
@@ -121,13 +122,51 @@ def test_save_without_head_removes_stale_head(encoder: Encoder, tmp_path: Path) 
 
 
 def test_training_run_folder_loads(encoder: Encoder, minilm_path: str, tmp_path: Path) -> None:
-    encoder.pooler.save_pretrained(tmp_path / "pooler")  # type: ignore[attr-defined]
-    run_config = {"backbone": minilm_path, "dtype": "float32", "max_length": 64, "task": "msmarco"}
-    (tmp_path / "run_config.json").write_text(json.dumps(run_config))
-    loaded = hub.from_pretrained(tmp_path)
+    run = tmp_path / "seed-0"
+    encoder.pooler.save_pretrained(run / "pooler")  # type: ignore[attr-defined]
+    run_config = {  # the shape glot.train writes: backbone = glot.hub.backbone_reference(backbone)
+        "backbone": hub.backbone_reference(encoder.backbone),
+        "task": {"name": "msmarco", "metric": "mrr@10", "info": "MS MARCO pairs"},
+        "train": {"lr": 2e-4, "epochs": 2, "pooler": "glot"},
+    }
+    (run / "run_config.json").write_text(json.dumps(run_config))
+    (run / "metrics.json").write_text(json.dumps({"metric": "mrr@10", "val": 0.25, "eval": 0.5}))
+    loaded = hub.from_pretrained(run)
     np.testing.assert_array_equal(
         loaded.encode(TEXTS[:2], progress=False), encoder.encode(TEXTS[:2], progress=False)
     )
+    info = hub.run_training_info(run)
+    assert (
+        info["metrics"] == {"val mrr@10": 0.25, "eval mrr@10": 0.5} and info["hyperparameters"]["epochs"] == 2
+    )
+    (tmp_path / "seed-1").mkdir()
+    (tmp_path / "seed-1" / "run_config.json").write_text(json.dumps(run_config))
+    with pytest.raises(ValueError, match="several seeds"):
+        hub.from_pretrained(tmp_path)
+
+
+def test_run_config_with_backbone_name_and_kwargs(encoder: Encoder, minilm_path: str, tmp_path: Path) -> None:
+    encoder.pooler.save_pretrained(tmp_path / "pooler")  # type: ignore[attr-defined]
+    (tmp_path / "run_config.json").write_text(
+        json.dumps({"backbone": minilm_path, "dtype": "float32", "max_length": 64})
+    )
+    ref, pooler_dir = hub.read_reference(tmp_path)
+    assert (
+        ref["name_or_path"] == minilm_path and ref["max_length"] == 64 and pooler_dir == tmp_path / "pooler"
+    )
+
+
+def test_push_warns_about_local_backbone_path(saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    class Quiet:
+        def __init__(self, token: str | None = None) -> None: ...
+        def create_repo(self, **kw: object) -> None: ...
+        def upload_folder(self, **kw: object) -> None: ...
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Quiet)
+    with pytest.warns(UserWarning, match="backbone_name"):
+        hub.push_to_hub(saved, "me/glot-minilm")
 
 
 def test_errors_name_the_problem(encoder: Encoder, saved: Path, tmp_path: Path) -> None:

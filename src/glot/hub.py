@@ -19,6 +19,7 @@ README.md            generated model card (usage snippet, parameters, metrics, c
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "push_to_hub",
     "read_config",
     "read_reference",
+    "run_training_info",
     "save_pretrained",
     "upload_files",
 ]
@@ -182,9 +184,10 @@ def load_backbone(reference: dict[str, Any], **overrides: Any) -> FrozenBackbone
 
 
 def _check_backbone(backbone: FrozenBackbone, reference: dict[str, Any]) -> None:
-    fp = backbone.fingerprint()
-    for key in ("hidden_size", "model_type", "num_layers"):
-        want, got = reference.get(key), fp.get(key)
+    found = {"hidden_size": backbone.hidden_size, "num_layers": getattr(backbone, "num_layers", None),
+             "model_type": getattr(backbone.config, "model_type", None)}  # fmt: skip
+    for key, got in found.items():
+        want = reference.get(key)
         if want is not None and got is not None and want != got:
             raise ValueError(
                 f"backbone {backbone.name!r} has {key}={got!r} but the pooler was trained on a backbone with "
@@ -210,6 +213,11 @@ def read_reference(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], Path
     """(backbone reference, pooler folder) of a saved encoder (``glot_config.json``) or a training run
     (``run_config.json`` whose ``backbone`` is a reference dict or a name, with kwargs beside it)."""
     root = Path(folder)
+    seeds = sorted(p.parent.name for p in root.glob("seed-*/run_config.json"))
+    if seeds and not (root / "run_config.json").is_file():
+        raise ValueError(
+            f"{root} holds several seeds ({', '.join(seeds)}); pass one of them, e.g. {root / seeds[0]}"
+        )
     if (root / CONFIG_NAME).is_file() or not (root / "run_config.json").is_file():
         config = read_config(root)
         return config["backbone"], root / config.get("pooler", {}).get("path", POOLER_DIR)
@@ -268,6 +276,28 @@ def load_head(directory: str | os.PathLike[str]) -> TaskHead | None:
     return head
 
 
+def run_training_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``training_info`` for :func:`save_pretrained` from a ``glot train`` run (task, metrics, settings)."""
+    root = Path(run_dir)
+    run_config = read_json(root / "run_config.json")
+    metrics = read_json(root / "metrics.json") if (root / "metrics.json").is_file() else {}
+    task = run_config.get("task") or {}
+    name = metrics.get("metric") or task.get("metric") or "score"
+    scores = {
+        f"{split} {name}": metrics[split]
+        for split in ("val", "eval")
+        if isinstance(metrics.get(split), float)
+    }
+    train = run_config.get("train") or {}
+    return {
+        "task": task.get("name"),
+        "data": task.get("info") or task.get("name"),
+        "metrics": scores,
+        "hyperparameters": {k: v for k, v in train.items() if isinstance(v, (int, float, str, bool))},
+        "sizes": task.get("sizes"),
+    }
+
+
 def upload_files(directory: str | os.PathLike[str]) -> list[str]:
     """Relative paths (sorted, POSIX) that :func:`push_to_hub` uploads: every regular, non-hidden file."""
     root = Path(directory)
@@ -299,6 +329,14 @@ def push_to_hub(
     if dry_run:
         return files
     config = read_config(encoder_dir)  # the card's usage snippet now names the repo
+    ref = config["backbone"]
+    if Path(ref["name_or_path"]).is_absolute() and not ref.get("hub_id"):
+        warnings.warn(
+            f"the backbone is recorded as the local path {ref['name_or_path']!r}, which other machines lack; "
+            "save again with save_pretrained(..., backbone_name='org/model') before sharing",
+            UserWarning,
+            stacklevel=2,
+        )
     atomic_write_text(Path(encoder_dir) / CARD_NAME, model_card(config, repo_id))
     from huggingface_hub import HfApi
 
