@@ -115,7 +115,7 @@ def test_push_to_hub_calls_hf_api(saved: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_save_without_head_removes_stale_head(encoder: Encoder, tmp_path: Path) -> None:
-    hub.save_pretrained(encoder, tmp_path, head=ContrastiveHead(encoder.out_dim))
+    encoder.save_pretrained(tmp_path, head=ContrastiveHead(encoder.out_dim))  # Encoder delegates to glot.hub
     hub.save_pretrained(encoder, tmp_path)
     assert hub.upload_files(tmp_path) == [f for f in SAVED_FILES if not f.startswith("head")]
     assert hub.load_head(tmp_path) is None
@@ -171,7 +171,7 @@ def test_push_warns_about_local_backbone_path(saved: Path, monkeypatch: pytest.M
 
 def test_errors_name_the_problem(encoder: Encoder, saved: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="neither a saved glot encoder"):
-        hub.from_pretrained(tmp_path / "missing")
+        Encoder.from_pretrained(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="glot_config.json"):
         hub.from_pretrained(tmp_path)
     config = json.loads((saved / hub.CONFIG_NAME).read_text())

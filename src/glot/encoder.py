@@ -6,8 +6,10 @@ saving the backbone's fingerprint/name and ``pooler.save_pretrained`` side by si
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -57,6 +59,19 @@ class Encoder:
             )
         self.backbone = backbone
         self.pooler = pooler
+
+    def save_pretrained(self, directory: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """Save backbone reference + pooler (+ ``head=``, ``training_info=``); see :func:`glot.hub.save_pretrained`."""
+        from glot import hub
+
+        return hub.save_pretrained(self, directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, dir_or_repo_id: str | os.PathLike[str], **kwargs: Any) -> Encoder:
+        """Load a saved encoder folder, training run or Hub repo; see :func:`glot.hub.from_pretrained`."""
+        from glot import hub
+
+        return hub.from_pretrained(dir_or_repo_id, **kwargs)
 
     def __repr__(self) -> str:
         name = getattr(self.backbone, "name", type(self.backbone).__name__)
