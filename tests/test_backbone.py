@@ -83,6 +83,19 @@ def test_left_and_right_padding_agree(tiny_paths: dict[str, str], kind: str) -> 
     assert_padding_invariant(load(tiny_paths[kind]), TEXTS)
 
 
+def test_in_memory_gpt2_absolute_positions_padding_invariant(tiny_paths: dict[str, str]) -> None:
+    from transformers import AutoTokenizer, GPT2Model
+
+    tok = AutoTokenizer.from_pretrained(tiny_paths["llama"])
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=128)
+    bb = FrozenBackbone(GPT2Model(cfg), tok, name="tiny-gpt2")
+    assert bb.is_decoder and bb.append_eos and not any(p.requires_grad for p in bb.model.parameters())
+    assert_padding_invariant(bb, TEXTS)  # learned absolute positions: needs mask-derived position ids
+    fp = bb.fingerprint()
+    assert fp["source"] == "memory" and len(fp["weights"]["sha256"]) == 64
+
+
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_eos_is_last_real_token(tiny_paths: dict[str, str], side: str) -> None:
     bb = load(tiny_paths["llama"], padding_side=side, max_length=6)

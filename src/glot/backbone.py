@@ -14,6 +14,7 @@ their own padding index, are left alone).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,14 +32,12 @@ from transformers import (
 )
 
 from glot import _hf
-from glot.dtypes import dtype_name, resolve_dtype
+from glot.dtypes import FROM_PRETRAINED_DTYPE_KW, dtype_name, resolve_dtype
 from glot.packing import pack
 from glot.tokens import TokenPlan, check_texts
 
 #: PromptEOL (Jiang et al., 2023), a common one-word-summary prompt for decoder sentence embeddings.
 PROMPT_EOL = 'This sentence : "{text}" means in one word:"'
-
-_DTYPE_KW = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
 
 
 class FrozenBackbone:
@@ -133,7 +132,9 @@ class FrozenBackbone:
         if _hf.detect_decoder(config):
             config.use_cache = False
         tokenizer = AutoTokenizer.from_pretrained(source, **kw)
-        model = AutoModel.from_pretrained(source, config=config, **{_DTYPE_KW: torch_dtype}, **kw)
+        model = AutoModel.from_pretrained(
+            source, config=config, **{FROM_PRETRAINED_DTYPE_KW: torch_dtype}, **kw
+        )
         if getattr(config, "is_encoder_decoder", False):
             model = model.get_encoder()
         model.to(dev)
@@ -252,7 +253,7 @@ class FrozenBackbone:
         return {
             "format": 1,
             "name": self.name,
-            "source": self.source,
+            "source": _source_kind(self.source),
             "weights": self._weights_id(),
             "model_class": type(self.model).__name__,
             "model_type": getattr(self.config, "model_type", None),
@@ -288,6 +289,13 @@ class FrozenBackbone:
                 "set tokenizer.eos_token or pass append_eos=False"
             )
         return bool(append_eos)
+
+
+def _source_kind(source: str | None) -> str:
+    """Where weights came from; a local folder's path is left out so identical weights key alike anywhere."""
+    if source is None:
+        return "memory"
+    return "local" if Path(source).is_dir() else f"hub:{source}"
 
 
 def _default_device() -> torch.device:

@@ -12,6 +12,7 @@ import functools
 from pathlib import Path
 
 import torch
+import transformers
 
 #: Accepted spellings of an explicit dtype (case-insensitive).
 DTYPE_NAMES: dict[str, torch.dtype] = {
@@ -24,6 +25,9 @@ DTYPE_NAMES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
     "half": torch.float16,
 }
+
+#: Keyword that ``from_pretrained`` takes the dtype under (``torch_dtype`` before transformers 5).
+FROM_PRETRAINED_DTYPE_KW = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
 
 _ALLOWED = ("auto", *DTYPE_NAMES, "torch.float32", "torch.bfloat16", "torch.float16")
 

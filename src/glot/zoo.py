@@ -118,7 +118,10 @@ def _build_from_gguf(gguf_dir: Path, gguf_file: str, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+    from glot.dtypes import FROM_PRETRAINED_DTYPE_KW
+
+    kw = {FROM_PRETRAINED_DTYPE_KW: torch.float32}
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, **kw)
     setattr(model, "hf_quantizer", None)  # noqa: B010 - the weights are plain tensors now; save them as such
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -251,6 +254,7 @@ def _materialise(spec: _Spec) -> Path:
             logger.warning("glot zoo: materialising %r into %s (one time)", spec.alias, final)
             spec.build(tmp)
             _write_marker(spec, tmp, time.perf_counter() - start)
+            tmp.chmod(0o755)  # mkdtemp makes it private; a model cache is not secret
             if final.exists():
                 shutil.rmtree(final)  # an incomplete folder without config.json
             os.rename(tmp, final)
