@@ -100,7 +100,8 @@ def test_trainer_updates_only_glot_weights(minilm_path: str, tmp_path: Path) -> 
     from datasets import Dataset
 
     model = _model(minilm_path)
-    assert freeze_backbone(model) == sum(p.numel() for p in model[0].parameters())
+    assert freeze_backbone(model) == freeze_backbone(model) == sum(p.numel() for p in model[0].parameters())
+    assert len(model[0]._forward_pre_hooks) == 1
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = Dataset.from_dict({"anchor": [a for a, _ in PAIRS], "positive": [p for _, p in PAIRS]})
     args = SentenceTransformerTrainingArguments(

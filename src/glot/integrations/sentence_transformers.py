@@ -213,7 +213,9 @@ def freeze_backbone(model: nn.Sequential) -> int:
     frozen = 0
     for module in modules[:first]:
         module.requires_grad_(False)
-        module.register_forward_pre_hook(_force_eval)
+        if not getattr(module, "_glot_frozen", False):  # one hook, however often this is called
+            module.register_forward_pre_hook(_force_eval)
+            module._glot_frozen = True  # type: ignore[assignment]
         module.train(False)
         frozen += sum(p.numel() for p in module.parameters())
     return frozen
