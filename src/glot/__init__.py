@@ -8,12 +8,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .backbone import PROMPT_EOL, FrozenBackbone
 from .config import GNNConfig, GraphConfig, PoolerConfig, ReadoutConfig
+from .encoder import Encoder
 from .graph import TokenGraph, build_token_graph
 from .packing import pack, unpack
 from .poolers import POOLERS, Pooler, build_pooler, load_pooler
 
 __all__ = [
+    "Encoder",
+    "FrozenBackbone",
+    "PROMPT_EOL",
     "GNNConfig",
     "GraphConfig",
     "POOLERS",
