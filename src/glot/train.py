@@ -1,0 +1,295 @@
+"""Train a pooler + task head on CACHED token states: honest model selection, seeds, checkpoints, resume.
+
+The frozen backbone runs once per unique text (:func:`glot.taskcache.cache_task`); training reads packed
+batches from the memory-mapped cache. Model selection uses a validation split CARVED FROM TRAIN
+(``val_fraction``, stratified for classification): each epoch trains, scores the validation split and keeps
+the best state; at the end the best-on-validation state is loaded and the eval split's metric is computed once.
+The eval split's LABELS are read only then: each epoch only stores eval predictions, from which the per-epoch
+eval metric — and the paper-style "best epoch on the eval split" (optimistic) — are computed at the end.
+
+Determinism: weights are initialised from ``seed`` and epoch e shuffles with ``default_rng([seed, e])``, so a
+run interrupted after any epoch and rerun with the same command resumes from its last checkpoint and ends with
+exactly the numbers of an uninterrupted run (see :mod:`glot.runs` for the folder layout).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from glot.data import stratified_indices
+from glot.heads import TaskHead, build_head
+from glot.io import atomic_save_tensors, atomic_write_json
+from glot.metrics import compute
+from glot.poolers import Pooler, build_pooler
+from glot.runs import (
+    HEAD_CONFIG,
+    HEAD_WEIGHTS,
+    METRICS_NAME,
+    POOLER_DIR,
+    load_checkpoint_state,
+    load_epoch,
+    load_run,
+    make_run_config,
+    prepare_run_dir,
+    save_epoch,
+)
+from glot.taskcache import CachedTask, cache_task
+from glot.trainconfig import TrainConfig
+
+__all__ = ["TrainConfig", "cache_task", "carve_validation", "fit", "load_run", "summarize", "train"]
+
+
+def carve_validation(
+    labels: np.ndarray | None, n: int, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split train rows into (train, validation), stratified by class when labels are class ids.
+
+    Shapes: labels (n,) | None -> train rows (n - m,), val rows (m,) with m = round(fraction * n) (>= 1).
+    """
+    m = max(1, int(round(fraction * n)))
+    if m >= n:
+        raise ValueError(f"val_fraction={fraction} leaves no training data from {n} train examples; lower it")
+    classes = labels if labels is not None and labels.dtype.kind == "i" else None
+    val = np.sort(stratified_indices(n, m, seed, classes))
+    return np.setdiff1d(np.arange(n), val), val
+
+
+def build_models(cached: CachedTask, config: TrainConfig) -> tuple[Pooler, TaskHead]:
+    """Pooler + head with weights initialised deterministically from ``config.seed``."""
+    task = cached.task
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        pooler = build_pooler(config.pooler, cached.dim, **config.pooler_options)
+        head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **config.head_options)
+    return pooler, head
+
+
+def _output(pooler: Pooler, head: TaskHead, cached: CachedTask, split: str, rows: np.ndarray) -> torch.Tensor:
+    """Head output for ``rows`` of ``split``: every text column pooled in ONE packed forward."""
+    groups = [cached.ids[split][c][rows] for c in cached.columns(split)]
+    x, ptr = cached.states.packed(np.concatenate(groups))
+    z = pooler.forward_packed(x, ptr)
+    return head(*torch.split(z, [len(rows)] * len(groups)))
+
+
+def _predict(
+    pooler: Pooler, head: TaskHead, cached: CachedTask, split: str, rows: np.ndarray, metric: str, batch: int
+) -> torch.Tensor:
+    """Predictions for ``rows`` (head.predict; the full similarity matrix for mrr). Reads no labels."""
+    pooler.eval()
+    head.eval()
+    with torch.no_grad():
+        zs: list[list[torch.Tensor]] = []
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            groups = [cached.ids[split][c][chunk] for c in cached.columns(split)]
+            z = pooler.forward_packed(*cached.states.packed(np.concatenate(groups)))
+            zs.append(list(torch.split(z, [len(chunk)] * len(groups))))
+        output = head(*[torch.cat(parts) for parts in zip(*zs, strict=True)])
+    return output.float() if metric == "mrr" else torch.as_tensor(head.predict(output))
+
+
+def _score(metric: str, preds: torch.Tensor, labels: np.ndarray | None) -> float:
+    return float(compute(metric, preds.numpy(), None if metric == "mrr" else labels))
+
+
+def _make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return kind(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _train_epoch(
+    pooler: Pooler,
+    head: TaskHead,
+    cached: CachedTask,
+    rows: np.ndarray,
+    labels: np.ndarray | None,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    epoch: int,
+    progress: bool,
+) -> float:
+    """One pass over ``rows`` in the (seed, epoch) order; returns the mean training loss."""
+    pooler.train()
+    head.train()
+    order = rows[np.random.default_rng([config.seed, epoch]).permutation(len(rows))]
+    params = [p for m in (pooler, head) for p in m.parameters()]
+    total, count = 0.0, 0
+    starts = range(0, len(order), config.batch_size)
+    for start in tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch", disable=not progress):
+        chunk = order[start : start + config.batch_size]
+        output = _output(pooler, head, cached, "train", chunk)
+        loss = head.loss(output, None if labels is None else labels[chunk])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        total += float(loss.detach()) * len(chunk)
+        count += len(chunk)
+    return total / max(count, 1)
+
+
+def fit(
+    cached: CachedTask,
+    config: TrainConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train one seed into ``run_dir`` (resuming a checkpoint of the same run) and return its metrics dict."""
+    config.validate()
+    task, run_dir = cached.task, Path(run_dir)
+    labels = task.splits["train"].labels
+    train_rows, val_rows = carve_validation(
+        labels, len(task.splits["train"]), config.val_fraction, config.seed
+    )
+    has_eval = "eval" in cached.ids
+    eval_rows = np.arange(len(cached.ids["eval"]["texts"])) if has_eval else np.zeros(0, dtype=np.int64)
+    sizes = {"train": len(train_rows), "val": len(val_rows), "eval": len(eval_rows)}
+    config_json = make_run_config(cached, config, sizes)
+    done = prepare_run_dir(run_dir, config_json, overwrite)
+    if done is not None:
+        return done
+    pooler, head = build_models(cached, config)
+    optimizer = _make_optimizer(config, [p for m in (pooler, head) for p in m.parameters()])
+    modules = {"pooler": pooler, "head": head}
+    state = load_checkpoint_state(run_dir) or {
+        "epoch": 0,
+        "best_epoch": 0,
+        "best_val": None,
+        "history": [],
+        "stopped_early": False,
+    }
+    eval_preds: dict[str, torch.Tensor] = {}
+    if state["epoch"] > 0:
+        eval_preds = load_epoch(run_dir, state["epoch"], modules, optimizer)
+    bar = tqdm(
+        total=config.epochs,
+        initial=state["epoch"],
+        desc=f"{config.pooler} seed {config.seed}",
+        unit="epoch",
+        disable=not progress,
+    )
+    while state["epoch"] < config.epochs and not state["stopped_early"]:
+        epoch, t0 = state["epoch"] + 1, time.perf_counter()
+        loss = _train_epoch(pooler, head, cached, train_rows, labels, optimizer, config, epoch, progress)
+        val_preds = _predict(pooler, head, cached, "train", val_rows, task.metric, config.eval_batch_size)
+        val = _score(task.metric, val_preds, None if labels is None else labels[val_rows])
+        if has_eval:
+            eval_preds[f"epoch_{epoch}"] = _predict(
+                pooler, head, cached, "eval", eval_rows, task.metric, config.eval_batch_size
+            )
+        improved = state["best_val"] is None or val > state["best_val"]
+        if improved:
+            state["best_val"], state["best_epoch"] = val, epoch
+        state["epoch"] = epoch
+        state["history"].append(
+            {"epoch": epoch, "train_loss": loss, "val": val, "seconds": time.perf_counter() - t0}
+        )
+        patience = config.patience
+        state["stopped_early"] = (
+            patience is not None and epoch - state["best_epoch"] >= patience and epoch < config.epochs
+        )
+        save_epoch(run_dir, state, modules, optimizer, eval_preds)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", val=f"{val:.4f}")
+    bar.close()
+    return _finish(cached, config, run_dir, state, modules, sizes)
+
+
+def _finish(
+    cached: CachedTask,
+    config: TrainConfig,
+    run_dir: Path,
+    state: dict[str, Any],
+    modules: dict[str, Any],
+    sizes: dict[str, int],
+) -> dict[str, Any]:
+    """Load the best-on-validation state, score the eval split ONCE, write the final artefacts."""
+    task, best = cached.task, int(state["best_epoch"])
+    eval_preds = load_epoch(run_dir, int(state["epoch"]), {})  # every epoch's eval predictions
+    load_epoch(run_dir, best, modules)
+    pooler, head = modules["pooler"], modules["head"]
+    metrics: dict[str, Any] = {
+        "task": task.name, "metric": task.metric, "seed": config.seed, "pooler": config.pooler,
+        "best_val_epoch": best, "val": state["best_val"], "epochs_run": state["epoch"],
+        "stopped_early": state["stopped_early"], "sizes": sizes,
+        "train_seconds": sum(h["seconds"] for h in state["history"]),
+        "params": {"pooler": pooler.num_parameters(), "head": sum(p.numel() for p in head.parameters())},
+        "history": [dict(h) for h in state["history"]],
+    }  # fmt: skip
+    if "eval" in cached.ids:
+        eval_labels = task.splits["eval"].labels  # the first and only read of the eval labels
+        per_epoch = {int(k.split("_")[1]): _score(task.metric, v, eval_labels) for k, v in eval_preds.items()}
+        for h in metrics["history"]:
+            h["eval"] = per_epoch.get(h["epoch"])
+        top = max(per_epoch, key=lambda e: (per_epoch[e], -e))
+        metrics["eval"] = per_epoch[best]
+        metrics["eval_best_epoch_optimistic"] = {
+            "epoch": top, "value": per_epoch[top],
+            "note": "epoch chosen on the EVAL split (how the paper reports); optimistic, not for model selection",
+        }  # fmt: skip
+    pooler.save_pretrained(run_dir / POOLER_DIR)
+    atomic_save_tensors(run_dir / HEAD_WEIGHTS, head.state_dict())
+    atomic_write_json(run_dir / HEAD_CONFIG, head.config())
+    atomic_write_json(run_dir / METRICS_NAME, metrics)
+    return metrics
+
+
+def summarize(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and std (ddof 0) over seeds of the eval metric, the optimistic best-epoch metric, val and time."""
+
+    def stats(values: list[float]) -> dict[str, float]:
+        arr = np.asarray(values, dtype=float)
+        return {"mean": float(arr.mean()), "std": float(arr.std()), "n": int(arr.size)}
+
+    out: dict[str, Any] = {"seeds": [m["seed"] for m in per_seed], "val": stats([m["val"] for m in per_seed])}
+    if all("eval" in m for m in per_seed):
+        out["eval"] = stats([m["eval"] for m in per_seed])
+        out["eval_best_epoch_optimistic"] = stats(
+            [m["eval_best_epoch_optimistic"]["value"] for m in per_seed]
+        )
+    out["train_seconds"] = stats([m["train_seconds"] for m in per_seed])
+    return out
+
+
+def train(
+    cached: CachedTask,
+    config: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    seeds: Sequence[int] = (0,),
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train one run per seed into ``out_dir/seed-<s>/`` and write ``out_dir/summary.json`` (mean ± std)."""
+    if not seeds:
+        raise ValueError("seeds is empty; pass at least one seed, e.g. seeds=(0,)")
+    out = Path(out_dir)
+    per_seed = [
+        fit(
+            cached,
+            config.replace(seed=int(s)),
+            out / f"seed-{int(s)}",
+            progress=progress,
+            overwrite=overwrite,
+        )
+        for s in seeds
+    ]
+    result = {
+        "per_seed": per_seed,
+        "summary": summarize(per_seed),
+        "config": config.to_dict() | {"seeds": list(seeds)},
+    }
+    atomic_write_json(out / "summary.json", result)
+    return result
