@@ -15,11 +15,24 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _tmp_path(path: Path) -> Path:
+    """A fresh, empty temp file beside ``path`` (same filesystem, so the final rename is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     return Path(name)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Give the finished temp file plain-open() permissions (mkstemp and safetensors use 0600), then rename."""
+    os.chmod(tmp, 0o666 & ~_current_umask())
+    os.replace(tmp, path)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -31,7 +44,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -59,7 +72,7 @@ def atomic_save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.T
     tmp = _tmp_path(path)
     try:
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path

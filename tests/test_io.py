@@ -1,0 +1,39 @@
+"""Atomic writes: content, permissions like a plain open(), no temp files left behind on failure."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+
+
+def test_json_and_tensors_round_trip_with_normal_permissions(tmp_path) -> None:
+    mask = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        atomic_save_tensors(tmp_path / "w.safetensors", {"t": torch.arange(3.0)})
+    finally:
+        os.umask(mask)
+    assert read_json(tmp_path / "a.json") == {"x": 1}
+    assert torch.equal(load_tensors(tmp_path / "w.safetensors")["t"], torch.arange(3.0))
+    for name in ("a.json", "w.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path) -> None:
+    atomic_write_json(tmp_path / "a.json", {"v": "old"})
+    with pytest.raises(TypeError):
+        atomic_write_json(tmp_path / "a.json", {"v": object()})  # not JSON-serialisable
+    assert read_json(tmp_path / "a.json") == {"v": "old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_read_json_errors_name_the_file(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        read_json(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(ValueError, match="bad.json is not valid JSON"):
+        read_json(tmp_path / "bad.json")
