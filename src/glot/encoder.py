@@ -23,8 +23,10 @@ from glot.cache import BackboneLike, CachedStates, check_texts
 class PoolerLike(Protocol):
     """What the encoder needs from a pooler (``glot.poolers.Pooler`` satisfies it)."""
 
-    out_dim: int
     training: bool
+
+    @property
+    def out_dim(self) -> int: ...
 
     def forward_packed(self, x: Tensor, ptr: Tensor) -> Tensor: ...
 
@@ -120,7 +122,7 @@ class Encoder:
 
         Shapes: texts (B,) -> (B, out_dim) float32 (np.ndarray, or a CPU tensor if not convert_to_numpy).
         """
-        if isinstance(texts, list) and len(texts) == 0:
+        if isinstance(texts, (list, tuple)) and len(texts) == 0:
             empty = torch.zeros(0, self.out_dim)
             return empty.numpy() if convert_to_numpy else empty
         texts = check_texts(texts)
