@@ -9,6 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .backbone import PROMPT_EOL, FrozenBackbone
+from .cache import CachedStates, PackedBatch, build_or_load, cache_key
 from .config import GNNConfig, GraphConfig, PoolerConfig, ReadoutConfig
 from .encoder import Encoder
 from .graph import TokenGraph, build_token_graph
@@ -16,6 +17,10 @@ from .packing import pack, unpack
 from .poolers import POOLERS, Pooler, build_pooler, load_pooler
 
 __all__ = [
+    "CachedStates",
+    "PackedBatch",
+    "build_or_load",
+    "cache_key",
     "Encoder",
     "FrozenBackbone",
     "PROMPT_EOL",
