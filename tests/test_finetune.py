@@ -200,8 +200,13 @@ def test_errors(toy_task: Task, tiny_bert: Path, tmp_path: Path) -> None:
         load_finetuned(tmp_path)
 
 
-def test_max_steps_bounds_training(toy_task: Task, tiny_bert: Path) -> None:
-    opts = FinetuneOptions(max_steps=4, timing_warmup=1, score_untrained=False)
-    metrics = run_finetune(toy_task, str(tiny_bert), "lora", None, CONFIG, options=opts, progress=False)
+def test_max_steps_bounds_training(toy_task: Task, tiny_bert: Path, tmp_path: Path) -> None:
+    opts = FinetuneOptions(max_steps=4, timing_warmup=1, evaluate=False)
+    metrics = run_finetune(
+        toy_task, str(tiny_bert), "lora", None, CONFIG, tmp_path, options=opts, progress=False
+    )
     assert metrics["timing"]["steps_total"] == 4 and metrics["timing"]["steps_timed"] == 3
-    assert metrics["epochs_run"] == 1 and metrics["val_untrained"] is None
+    assert metrics["timing"]["cpu_ms_per_step_median"] > 0
+    assert metrics["epochs_run"] == 1 and metrics["val"] is None and metrics["val_untrained"] is None
+    assert "eval" not in metrics and not (tmp_path / EVAL_OUTPUTS).exists()  # timing run: no evaluation
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()

@@ -12,7 +12,9 @@ query, key, value, dense (attention + feed-forward); for Llama-like models q_pro
 gate_proj, up_proj, down_proj. Layers outside the blocks (BERT's unused pooler, embeddings) are left alone.
 
 Model selection as in :mod:`glot.train`: a validation split carved from train, the best-on-validation epoch is
-kept (in memory), and the eval split is scored once at the end. There is no mid-run resume (a run is redone).
+kept (in memory: while a non-final epoch is the best so far, peak RSS includes one copy of the trainable weights
+- LoRA adapters only, or the whole backbone for full fine-tuning), and the eval split is scored once at the end.
+There is no mid-run resume (an unfinished run is redone).
 
 Run folder (same layout as GLOT runs, plus the backbone weights)::
 
@@ -83,6 +85,7 @@ class FinetuneOptions:
     and 2e-5 for full fine-tuning (the usual BERT range; 2e-4 destabilises a full update). The head always uses
     ``TrainConfig.lr``. ``max_steps`` bounds the optimizer steps (None = all epochs). ``timing_warmup`` steps
     are left out of the per-step median. ``score_untrained`` scores the validation split before training.
+    ``evaluate=False`` (timing runs) skips validation and the eval split: the last epoch's weights are kept.
     """
 
     r: int = 64
@@ -92,6 +95,7 @@ class FinetuneOptions:
     max_steps: int | None = None
     timing_warmup: int = 3
     score_untrained: bool = True
+    evaluate: bool = True
 
     def validate(self) -> None:
         """Raise ValueError naming the bad field."""
@@ -333,8 +337,8 @@ def _train_loop(
     train, labels = task.splits["train"], task.splits["train"].labels
     train_rows, val_rows = rows
     optimizer, step_times, history = _optimizer(model, config, opts, method), [], []
-    best: dict[str, Any] = {"val": None, "epoch": 0, "state": _snapshot(model), "seconds": 0.0}
-    if opts.score_untrained:
+    best: dict[str, Any] = {"val": None, "epoch": 0, "state": None, "seconds": 0.0}
+    if opts.score_untrained and opts.evaluate:
         best["untrained_val"] = model.evaluate(train, task.metric, val_rows, config.eval_batch_size)
     clock, unused = 0.0, None
     for epoch in range(1, config.epochs + 1):
@@ -343,7 +347,7 @@ def _train_loop(
         t0, losses = time.perf_counter(), []
         for start in tqdm(range(0, len(order), config.batch_size), desc=f"{method} epoch {epoch}",
                           leave=False, disable=not progress):  # fmt: skip
-            chunk, s0 = order[start : start + config.batch_size], time.perf_counter()
+            chunk, s0, c0 = order[start : start + config.batch_size], time.perf_counter(), time.process_time()
             loss = model.head.loss(model(_columns(train, chunk)), None if labels is None else labels[chunk])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -351,32 +355,31 @@ def _train_loop(
             if config.grad_clip is not None:
                 nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.grad_clip)
             optimizer.step()
-            step_times.append(time.perf_counter() - s0)
+            step_times.append((time.perf_counter() - s0, time.process_time() - c0))
             losses.append(float(loss.detach()))
             if opts.max_steps is not None and len(step_times) >= opts.max_steps:
                 break
         train_s = time.perf_counter() - t0
-        val = model.evaluate(train, task.metric, val_rows, config.eval_batch_size)
+        val = model.evaluate(train, task.metric, val_rows, config.eval_batch_size) if opts.evaluate else None
         clock += time.perf_counter() - t0
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val": val, "seconds": train_s,
                         "steps": len(losses), "seconds_with_val": clock})  # fmt: skip
-        if best["val"] is None or val > best["val"]:
-            best.update(val=val, epoch=epoch, state=_snapshot(model), seconds=clock)
-        if opts.max_steps is not None and len(step_times) >= opts.max_steps:
+        done = epoch == config.epochs or (opts.max_steps is not None and len(step_times) >= opts.max_steps)
+        if val is None or best["val"] is None or val > best["val"]:  # the final epoch needs no copy
+            best.update(val=val, epoch=epoch, state=None if done else _snapshot(model), seconds=clock)
+        if done:
             break
     return {"history": history, "step_times": step_times, "best": best, "unused": unused or []}
 
 
-def _timing(step_times: list[float], warmup: int) -> dict[str, Any]:
+def _timing(step_times: list[tuple[float, float]], warmup: int) -> dict[str, Any]:
+    """Median/min/max milliseconds per step after ``warmup`` steps: wall clock and process CPU time."""
     timed = step_times[warmup:] if len(step_times) > warmup else step_times
-    return {
-        "ms_per_step_median": 1000.0 * statistics.median(timed),
-        "ms_per_step_min": 1000.0 * min(timed),
-        "ms_per_step_max": 1000.0 * max(timed),
-        "steps_timed": len(timed),
-        "steps_warmup": len(step_times) - len(timed),
-        "steps_total": len(step_times),
-    }
+    out: dict[str, Any] = {"steps_timed": len(timed), "steps_warmup": len(step_times) - len(timed)}
+    for prefix, values in (("", [w for w, _ in timed]), ("cpu_", [c for _, c in timed])):
+        out |= {f"{prefix}ms_per_step_median": 1000.0 * statistics.median(values),
+                f"{prefix}ms_per_step_min": 1000.0 * min(values), f"{prefix}ms_per_step_max": 1000.0 * max(values)}  # fmt: skip
+    return out | {"steps_total": len(step_times)}
 
 
 # ---------------------------------------------------------------------------------------------- run folders
@@ -471,7 +474,8 @@ def run_finetune(
     rss_before = peak_rss_mb()
     result = _train_loop(ft, task, rows, config, opts, method, progress)
     best = result["best"]
-    _restore(ft, best["state"])
+    if best["state"] is not None:  # an earlier epoch beat the last one
+        _restore(ft, best["state"])
     metrics: dict[str, Any] = {
         "task": task.name, "metric": task.metric, "seed": config.seed, "method": method,
         "pooler": ft.pooler.name, "best_val_epoch": best["epoch"], "val": best["val"],
@@ -482,7 +486,7 @@ def run_finetune(
         "memory": {"peak_rss_mb": peak_rss_mb(), "peak_rss_before_training_mb": rss_before},
         "max_steps": opts.max_steps,
     }  # fmt: skip
-    if has_eval:
+    if has_eval and opts.evaluate:
         t0 = time.perf_counter()
         outputs = ft.outputs(task.splits["eval"], batch_size=config.eval_batch_size)
         labels = task.splits["eval"].labels  # read once, after model selection
@@ -491,7 +495,7 @@ def run_finetune(
         )
     if run_dir is not None:
         _save(ft, run_dir, method)
-        if has_eval:
+        if has_eval and opts.evaluate:
             atomic_save_tensors(run_dir / EVAL_OUTPUTS, {"output": outputs})
         atomic_write_json(run_dir / METRICS_NAME, metrics)
     return metrics
