@@ -168,7 +168,7 @@ def test_corrupted_byte_detected_and_rebuilt(
     data[-3] ^= 0xFF  # inside the token data, not the header: only the checksum can see it
     shard.write_bytes(bytes(data))
     if fresh_process:  # default verify="auto": a new process re-hashes every entry on first open
-        monkeypatch.setattr(cache, "_VERIFIED", {})
+        monkeypatch.setattr(cache.store, "_VERIFIED", {})
         kw = {}
     else:
         kw = {"verify": "full"}
@@ -194,7 +194,7 @@ def test_interrupted_build_resumes(tmp_path: Path) -> None:
         build_or_load(killed, texts, cache_dir=tmp_path, batch_size=2, shard_size=4, progress=False)
     (partial,) = tmp_path.glob("*.partial")
     assert [p.suffix for p in tmp_path.iterdir()] == [".partial"]  # nothing half-built looks final
-    assert not list(partial.glob("*.tmp-*"))
+    assert not list(partial.glob("*.tmp*"))
 
     resumed = FakeBackbone()
     cached = build_or_load(resumed, texts, cache_dir=tmp_path, batch_size=2, shard_size=4, progress=False)

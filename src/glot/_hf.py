@@ -20,6 +20,8 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
+from glot.io import sha256_file
+
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
@@ -126,16 +128,14 @@ def file_digest(path: Path) -> str:
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key in _DIGEST_CACHE:
         return _DIGEST_CACHE[key]
-    h = hashlib.sha256()
+    if stat.st_size <= _FULL_HASH_LIMIT:
+        _DIGEST_CACHE[key] = sha256_file(path)
+        return _DIGEST_CACHE[key]
+    h = hashlib.sha256(f"sampled:{stat.st_size}".encode())
     with path.open("rb") as fh:
-        if stat.st_size <= _FULL_HASH_LIMIT:
-            for block in iter(lambda: fh.read(4 * _SAMPLE), b""):
-                h.update(block)
-        else:
-            h.update(f"sampled:{stat.st_size}".encode())
-            for offset in (0, stat.st_size // 2, stat.st_size - _SAMPLE):
-                fh.seek(offset)
-                h.update(fh.read(_SAMPLE))
+        for offset in (0, stat.st_size // 2, stat.st_size - _SAMPLE):
+            fh.seek(offset)
+            h.update(fh.read(_SAMPLE))
     _DIGEST_CACHE[key] = h.hexdigest()
     return _DIGEST_CACHE[key]
 

@@ -1,16 +1,21 @@
-"""Atomic, pickle-free persistence: JSON and safetensors written to a temp file, then renamed.
+"""Atomic, pickle-free persistence: text, JSON, .npy and safetensors written to a temp file, then renamed.
 
-An interrupted write leaves either the old file or the new one, never a half-written file.
+An interrupted write leaves either the old file or the new one, never a half-written file. ``sha256_file``
+checksums what was written (the hidden-state cache records and re-checks it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -35,19 +40,46 @@ def _publish(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder + os.replace)."""
-    path = Path(path)
+@contextmanager
+def _atomic_file(path: Path, mode: str) -> Iterator[IO[Any]]:
+    """Yield an open temp file beside ``path``; when the block succeeds, fsync it and rename it onto ``path``.
+
+    On any error the temp file is removed and ``path`` is left as it was.
+    """
     tmp = _tmp_path(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         _publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temp file in the same folder + os.replace)."""
+    path = Path(path)
+    with _atomic_file(path, "w") as fh:
+        fh.write(text)
     return path
+
+
+def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Save ``array`` as a plain ``.npy`` file (``allow_pickle=False``) atomically."""
+    path = Path(path)
+    with _atomic_file(path, "wb") as fh:
+        np.lib.format.write_array(fh, array, allow_pickle=False)
+    return path
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in 4 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:

@@ -7,7 +7,8 @@ sequence lengths, never from token ids, so a pad token that equals EOS (common f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 from transformers import BatchEncoding, PreTrainedTokenizerBase
@@ -16,21 +17,24 @@ _KEYS = ("input_ids", "attention_mask", "token_type_ids")
 Features = dict[str, list[list[int]]]
 
 
-def check_texts(texts: Sequence[str]) -> list[str]:
-    """Validate a batch of texts and return it as a list.
+def check_texts(texts: object) -> list[str]:
+    """Validate a batch of texts (any iterable of str; empty is allowed) and return it as a list.
 
-    Raises TypeError for a bare string (wrap it in a list) or any non-string item (naming its index and type).
+    Raises TypeError for a bare string (wrap it in a list), a non-iterable, or any non-str item (naming its
+    index and type). The cache adds its own rules on top (:func:`glot.cache.check_texts`).
     """
     if isinstance(texts, (str, bytes)):
-        raise TypeError("texts must be a sequence of strings, got a single string; wrap it in a list: [text]")
+        raise TypeError("texts must be a list of str, got a single string; wrap it in a list: [text]")
     try:
-        items = list(texts)
+        items = list(cast("Iterable[object]", texts))
     except TypeError:
-        raise TypeError(f"texts must be a sequence of strings, got {type(texts).__name__}") from None
+        raise TypeError(f"texts must be a list of str, got {type(texts).__name__}") from None
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise TypeError(f"texts[{i}] must be a str, got {type(item).__name__}: {item!r:.60}")
-    return items
+            raise TypeError(
+                f"texts must be a list of str, but texts[{i}] is {type(item).__name__}: {item!r:.60}"
+            )
+    return cast("list[str]", items)
 
 
 def check_prompt(prompt: str | None) -> str | None:

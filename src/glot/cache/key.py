@@ -1,0 +1,95 @@
+"""What names a cache entry: the content key (backbone fingerprint + storage dtype + texts) and where it lives."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from glot import tokens
+
+FORMAT_VERSION = 1
+STORAGE_DTYPES: dict[str, tuple[np.dtype[Any], torch.dtype]] = {
+    "float16": (np.dtype(np.float16), torch.float16),
+    "bfloat16": (np.dtype(np.uint16), torch.bfloat16),  # raw bits; viewed back as torch.bfloat16
+    "float32": (np.dtype(np.float32), torch.float32),
+}
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Content key of a cache entry: sha256 of the canonical JSON of ``ingredients``."""
+
+    digest: str
+    ingredients: dict[str, Any]
+
+    @property
+    def short(self) -> str:
+        """The directory name of the entry (first 16 hex digits)."""
+        return self.digest[:16]
+
+
+def check_texts(texts: object) -> list[str]:
+    """Return ``texts`` as a list of str for the cache: :func:`glot.tokens.check_texts` plus two rules of its
+    own: an ordered sequence (a set or generator would give no stable item order) and at least one text.
+
+    Raises TypeError for a bare string, an unordered iterable or a non-str item; ValueError when empty.
+    """
+    if not isinstance(texts, (str, bytes)) and not isinstance(texts, Sequence):
+        raise TypeError(f"texts must be a list of str, got {type(texts).__name__}; wrap one text as [text]")
+    items = tokens.check_texts(texts)
+    if not items:
+        raise ValueError("texts is empty; the cache needs at least one text")
+    return items
+
+
+def check_dtype(dtype: str) -> str:
+    """Validate a storage dtype name."""
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage dtype {dtype!r} is not supported; use one of {sorted(STORAGE_DTYPES)}")
+    return dtype
+
+
+def texts_fingerprint(texts: Sequence[str]) -> str:
+    """sha256 over the texts in order (each length-prefixed, so boundaries are unambiguous)."""
+    h = hashlib.sha256()
+    for t in texts:
+        b = t.encode("utf-8", "surrogatepass")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def cache_key(fingerprint: dict[str, Any], texts: Sequence[str], dtype: str = "float16") -> CacheKey:
+    """Key from the backbone fingerprint, storage dtype, texts and format version; any change -> new key."""
+    ingredients = {
+        "backbone": fingerprint,
+        "dtype": check_dtype(dtype),
+        "texts_sha256": texts_fingerprint(texts),
+        "num_texts": len(texts),
+        "format_version": FORMAT_VERSION,
+    }
+    try:
+        canon = json.dumps(ingredients, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    except TypeError as err:
+        raise TypeError(
+            f"backbone.fingerprint() must be JSON-serialisable, got {fingerprint!r:.200}"
+        ) from err
+    return CacheKey(hashlib.sha256(canon.encode()).hexdigest(), json.loads(canon))
+
+
+def default_cache_root() -> Path:
+    """``$GLOT_HOME/cache``; GLOT_HOME defaults to ``platformdirs.user_cache_dir("glot")``."""
+    home = os.environ.get("GLOT_HOME")
+    if not home:
+        import platformdirs
+
+        home = platformdirs.user_cache_dir("glot")
+    return Path(home) / "cache"
