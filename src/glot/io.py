@@ -41,11 +41,13 @@ def _publish(tmp: Path, path: Path) -> None:
 
 
 @contextmanager
-def _atomic_file(path: Path, mode: str) -> Iterator[IO[Any]]:
-    """Yield an open temp file beside ``path``; when the block succeeds, fsync it and rename it onto ``path``.
-
-    On any error the temp file is removed and ``path`` is left as it was.
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temp file beside ``path`` for writing (``mode`` "w" or "wb"); when the ``with`` block succeeds,
+    fsync it and rename it onto ``path``. On any error the temp file is removed and ``path`` is left as it was.
     """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes a new file: mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
     tmp = _tmp_path(path)
     try:
         with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as fh:
@@ -60,7 +62,7 @@ def _atomic_file(path: Path, mode: str) -> Iterator[IO[Any]]:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` atomically (temp file in the same folder + os.replace)."""
     path = Path(path)
-    with _atomic_file(path, "w") as fh:
+    with atomic_open(path, "w") as fh:
         fh.write(text)
     return path
 
@@ -68,7 +70,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     """Save ``array`` as a plain ``.npy`` file (``allow_pickle=False``) atomically."""
     path = Path(path)
-    with _atomic_file(path, "wb") as fh:
+    with atomic_open(path, "wb") as fh:
         np.lib.format.write_array(fh, array, allow_pickle=False)
     return path
 

@@ -1,109 +1,33 @@
-"""Pictures: token similarity heatmap, token graph, readout weights, and accuracy-vs-distractor curves.
+"""The pictures: token similarity heatmap, token graph, readout weights, and accuracy-vs-distractor curves.
 
-Every function takes data and an output path, draws on a private :class:`matplotlib.figure.Figure` (never
-pyplot, never ``matplotlib.use``: no global state changes), writes each requested format atomically (temp file
-in the target folder + rename) and returns the written paths. Figure and font sizes scale with the token count,
-so 40-token sentences stay readable. :func:`explain` runs a backbone and a pooler on one sentence and draws all
-three token pictures (GLOT: Mantri et al., ICLR 2026, arXiv 2603.03389).
+Each function takes data and an output path and returns the written paths (see :mod:`glot.viz.figure` for
+the shared sizing and the atomic save).
 """
 
 from __future__ import annotations
 
 import os
-import textwrap
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
 
-FORMATS = ("png", "svg", "pdf")
-DEFAULT_FORMATS = ("png", "svg")
-DEFAULT_TAU = 0.6  # tau used to draw a graph for poolers that have none (paper's stress-test setting)
-DPI = 130
-_NAMES = {"glot": "GLOT", "adapool": "AdaPool", "cls": "CLS", "eos": "EOS", "mean": "Mean", "max": "Max"}
-_NAMES["mlp"] = "MLP (no graph)"
-
-
-# ----------------------------------------------------------------------------------------------- helpers
-def clean_token(token: str, max_chars: int = 14) -> str:
-    """Readable label for a (sub)word token: ``##ing`` -> ``·ing`` (word continuation), ``Ġ``/``▁`` (space
-    markers) removed, ``$`` escaped (it would start mathtext), long tokens shortened with an ellipsis."""
-    text = "·" + token[2:] if token.startswith("##") and len(token) > 2 else token
-    text = text.replace("Ġ", " ").replace("▁", " ").replace("Ċ", "\\n").replace("ĉ", "\\t").strip()
-    if len(text) == 1 and not text.isalnum():
-        text = f"'{text}'"  # a lone comma or period is hard to spot as a label
-    text = text or "␣"
-    if len(text) > max_chars:
-        text = text[: max_chars - 1] + "…"
-    return text.replace("$", r"\$")  # a bare $ would switch matplotlib to mathtext
-
-
-def _labels(tokens: Sequence[str], n: int) -> list[str]:
-    if len(tokens) != n:
-        raise ValueError(f"got {len(tokens)} tokens but the data has {n} rows; pass one token per row")
-    if n == 0:
-        raise ValueError("nothing to draw: the sentence has no tokens")
-    return [clean_token(str(t)) for t in tokens]
-
-
-def _font(n: int) -> float:
-    """Tick-label font size (pt): 10.5 for short sentences down to 7.5 at >= 36 tokens."""
-    return float(np.clip(12.0 - n / 8.0, 7.5, 10.5))
-
-
-def _side(n: int, lo: float = 5.0, hi: float = 13.0) -> float:
-    """Figure side (inches) growing with the token count."""
-    return float(np.clip(2.5 + 0.25 * n, lo, hi))
-
-
-def _ticks(ax: Any, labels: list[str], font: float, y: bool = False) -> None:
-    """Token tick labels on x (and y); beyond 60 tokens only every k-th is labelled so none overlap."""
-    n, step = len(labels), -(-len(labels) // 60)
-    ticks, names = list(range(0, n, step)), labels[::step]
-    ax.set_xticks(ticks)
-    if n <= 15:
-        ax.set_xticklabels(names, rotation=45, ha="right", rotation_mode="anchor", fontsize=font)
-    else:
-        ax.set_xticklabels(names, rotation=90, fontsize=font)
-    if y:
-        ax.set_yticks(ticks)
-        ax.set_yticklabels(names, fontsize=font)
-
-
-def _caption(fig: Figure, text: str, width_in: float) -> None:
-    fig.supxlabel(textwrap.fill(text, width=max(40, int(width_in * 14))), fontsize=8, color="0.3")
-
-
-def _save(fig: Figure, path: str | os.PathLike[str], formats: Sequence[str]) -> list[Path]:
-    """Write ``fig`` once per format next to ``path`` (suffix replaced), each atomically; return the paths."""
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {list(formats)}")
-    base = Path(path)
-    if base.suffix.lower().lstrip(".") in FORMATS:
-        base = base.with_suffix("")
-    base.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    written = []
-    for fmt in dict.fromkeys(formats):
-        target = base.with_name(f"{base.name}.{fmt}")
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")  # opened with the umask's mode
-        try:
-            fig.savefig(tmp, format=fmt, dpi=DPI)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        written.append(target)
-    return written
+from glot.viz.figure import (
+    DEFAULT_FORMATS,
+    DISPLAY_NAMES,
+    caption,
+    figure_side,
+    font_size,
+    save_figure,
+    token_labels,
+    token_ticks,
+)
 
 
 # ----------------------------------------------------------------------------------------------- heatmap
@@ -135,27 +59,27 @@ def plot_similarity_heatmap(
     s = np.asarray(sim, dtype=float)
     if s.ndim != 2 or s.shape[0] != s.shape[1]:
         raise ValueError(f"sim must be a square (L, L) matrix, got shape {s.shape}")
-    labels, n = _labels(tokens, s.shape[0]), s.shape[0]
-    font, side = _font(n), _side(n)
+    labels, n = token_labels(tokens, s.shape[0]), s.shape[0]
+    font, side = font_size(n), figure_side(n)
     fig = Figure(figsize=(side + 1.2, side), layout="constrained")
     ax = fig.add_subplot()
     im = ax.imshow(s, cmap="viridis", vmin=min(0.0, float(s.min())), vmax=1.0, interpolation="nearest")
     ax.add_collection(
         LineCollection(list(_outline(s > tau)), colors="black", linewidths=1.4 if n <= 20 else 0.9)
     )
-    _ticks(ax, labels, font, y=True)
+    token_ticks(ax, labels, font, y=True)
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_ylim(n - 0.5, -0.5)
     bar = fig.colorbar(im, ax=ax, shrink=0.8)
     bar.ax.axhline(tau, color="black", linewidth=2.5)
     bar.set_label(f"cosine similarity (black line: τ = {tau:g})")
     ax.set_title(title or f"Token similarity: outlined cells have cos > τ = {tau:g} (graph edges)")
-    _caption(
+    caption(
         fig,
         f"Rows and columns: tokens in sentence order; diagonal = self-similarity (self-loops). {note}",
         side,
     )
-    return _save(fig, path, formats)
+    return save_figure(fig, path, formats)
 
 
 # ----------------------------------------------------------------------------------------------- graph
@@ -215,8 +139,8 @@ def plot_token_graph(
     Shapes: tokens (L,), edge_index (2, E) token indices, weights (L,) or None -> written file paths.
     """
     n = len(tokens)
-    labels, pairs = _labels(tokens, n), _undirected(edge_index, n)
-    font, side = _font(n) + 1.0, _side(n, 6.0, 11.0)
+    labels, pairs = token_labels(tokens, n), _undirected(edge_index, n)
+    font, side = font_size(n) + 1.0, figure_side(n, 6.0, 11.0)
     angle = np.pi / 2 - 2 * np.pi * np.arange(n) / n
     pos = np.stack([np.cos(angle), np.sin(angle)], axis=1)
     fig = Figure(figsize=(side + 1.5, side), layout="constrained")
@@ -242,8 +166,8 @@ def plot_token_graph(
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(title or f"Token graph: {n} token(s), {len(pairs)} edge(s)")
-    _caption(fig, f"Tokens clockwise from the top in sentence order; self-loops not drawn. {note}", side)
-    return _save(fig, path, formats)
+    caption(fig, f"Tokens clockwise from the top in sentence order; self-loops not drawn. {note}", side)
+    return save_figure(fig, path, formats)
 
 
 # ----------------------------------------------------------------------------------------------- weights
@@ -262,8 +186,8 @@ def plot_readout_weights(
     Shapes: tokens (L,), weights (L,) -> written file paths.
     """
     w = np.asarray(weights, dtype=float).reshape(-1)
-    labels, n = _labels(tokens, w.shape[0]), w.shape[0]
-    font, width = _font(n), _side(n, 6.0, 14.0)
+    labels, n = token_labels(tokens, w.shape[0]), w.shape[0]
+    font, width = font_size(n), figure_side(n, 6.0, 14.0)
     fig = Figure(figsize=(width, 4.2), layout="constrained")
     ax = fig.add_subplot()
     top = np.argsort(-w, kind="stable")[: min(3, n)]
@@ -274,14 +198,14 @@ def plot_readout_weights(
     for k in top:
         ax.annotate(f"{w[k]:.3g}", (k, w[k]), xytext=(0, 2), textcoords="offset points", ha="center",
                     va="bottom", fontsize=font)  # fmt: skip
-    _ticks(ax, labels, font)
+    token_ticks(ax, labels, font)
     ax.set_xlim(-0.6, n - 0.4)
     ax.set_ylim(0, float(w.max()) * 1.15 + 1e-12)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     text = f"Dashed: uniform weight 1/L = {1.0 / n:.3g} (mean pooling); orange: the 3 largest. {note}"
-    _caption(fig, text, width)
-    return _save(fig, path, formats)
+    caption(fig, text, width)
+    return save_figure(fig, path, formats)
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -319,7 +243,7 @@ def plot_ratio_curves(
     for name, (ratios, mean, std, seeds) in stats.items():
         glot = name.lower().startswith("glot")
         colour = palette[3] if glot else next(others, "0.4")
-        label = f"{_NAMES.get(name.lower(), name)} (n={seeds})"
+        label = f"{DISPLAY_NAMES.get(name.lower(), name)} (n={seeds})"
         m, s = mean * scale, std * scale
         ax.errorbar(ratios, m, yerr=s, color=colour, marker="o", capsize=3, label=label,
                     linewidth=2.8 if glot else 1.5, markersize=7 if glot else 5, zorder=3 if glot else 2)  # fmt: skip
@@ -334,127 +258,5 @@ def plot_ratio_curves(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    _caption(fig, "Lines: mean over seeds (n); error bars and bands: ± 1 sample std.", 7.5)
-    return _save(fig, path_stem, formats)
-
-
-# ----------------------------------------------------------------------------------------------- explain
-@dataclass
-class Explanation:
-    """What :func:`explain` draws for one sentence. Shapes: tokens (L,), sim (L, L), edge_index (2, E),
-    weights (L,)."""
-
-    tokens: list[str]
-    sim: np.ndarray
-    edge_index: np.ndarray
-    weights: np.ndarray
-    tau: float
-    pooler: str
-    weight_label: str = "readout weight π"
-    notes: list[str] = field(default_factory=list)
-
-
-def _token_strings(backbone: Any, text: str) -> list[str]:
-    """Readable strings of the real tokens the backbone embeds for ``text`` (decoded one id at a time)."""
-    enc = backbone.tokenize([text])
-    ids = enc["input_ids"][0][enc["attention_mask"][0].bool()].tolist()
-    raw = backbone.tokenizer.convert_ids_to_tokens(ids)
-    out = []
-    for i, tok in zip(ids, raw, strict=True):
-        piece = backbone.tokenizer.decode([i])
-        out.append(tok if (not piece.strip() or "\ufffd" in piece or tok.startswith("##")) else piece)
-    return out
-
-
-def _graph_for(pooler: Any, x: Any, ptr: Any, tau: float | None) -> tuple[Any, float, list[str]]:
-    """The pooler's own token graph, or (no graph in the pooler) one at ``tau`` / 0.6 drawn for reference."""
-    from .config import GraphConfig
-    from .graph import build_token_graph
-
-    cfg, name = getattr(pooler, "config", None), getattr(pooler, "name", type(pooler).__name__)
-    if getattr(pooler, "uses_graph", False) and cfg is not None and cfg.gnn.num_layers > 0:
-        if tau is not None and abs(tau - cfg.graph.tau) > 1e-12:
-            raise ValueError(f"this {name} pooler builds its graph at tau={cfg.graph.tau}; drop tau={tau}")
-        return pooler.build_graph(x, ptr), float(cfg.graph.tau), []
-    tau = DEFAULT_TAU if tau is None else float(tau)
-    note = f"The {name} pooler uses no token graph: edges drawn at τ = {tau:g} for reference only."
-    return build_token_graph(x, ptr, GraphConfig(tau=tau)), tau, [note]
-
-
-def _weights_for(pooler: Any, x: Any, ptr: Any) -> tuple[Any, str, list[str]]:
-    """Readout weights π; for max pooling (no π) the share of feature dimensions each token wins."""
-    import torch
-
-    weights = pooler.token_weights(x, ptr)
-    if weights is not None:
-        return weights, "readout weight π", []
-    share = torch.bincount(x.argmax(dim=0), minlength=x.shape[0]).float() / x.shape[1]
-    note = "Max pooling has no readout weights; shown instead: the share of dimensions each token wins."
-    return share, "share of dimensions won (max)", [note]
-
-
-def compute_explanation(backbone: Any, pooler: Any, text: str, tau: float | None = None) -> Explanation:
-    """Run ``backbone`` on one sentence and get similarity, graph and token weights from ``pooler``.
-
-    ``tau`` only applies to poolers without a token graph (default 0.6, drawn for reference); graph poolers
-    are drawn at their own tau. Shapes: text -> see :class:`Explanation`.
-    """
-    import torch
-
-    from .graph import cosine_similarity
-
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"text must be a non-empty sentence, got {text!r}")
-    tokens = _token_strings(backbone, text)
-    x, ptr = backbone.embed_packed([text])
-    if x.shape[0] != len(tokens):
-        raise ValueError(f"backbone returned {x.shape[0]} token states for {len(tokens)} tokens")
-    param = next(pooler.parameters(), None)
-    x = x.to(param.device if param is not None else "cpu")
-    ptr = ptr.to(x.device)
-    with torch.no_grad():
-        graph, tau, graph_notes = _graph_for(pooler, x, ptr, tau)
-        weights, label, weight_notes = _weights_for(pooler, x, ptr)
-    return Explanation(
-        tokens=tokens, sim=cosine_similarity(x).cpu().numpy(), edge_index=graph.edge_index.cpu().numpy(),
-        weights=weights.float().cpu().numpy(), tau=tau, pooler=str(getattr(pooler, "name", "pooler")),
-        weight_label=label, notes=graph_notes + weight_notes,
-    )  # fmt: skip
-
-
-def draw_explanation(
-    expl: Explanation, out_dir: str | os.PathLike[str], formats: Sequence[str] = DEFAULT_FORMATS
-) -> dict[str, list[Path]]:
-    """Write the heatmap, graph and weight pictures of an :class:`Explanation` into ``out_dir``."""
-    out = Path(out_dir)
-    note = " ".join(expl.notes)
-    name = _NAMES.get(expl.pooler, expl.pooler)
-    return {
-        "heatmap": plot_similarity_heatmap(
-            expl.tokens, expl.sim, expl.tau, out / "heatmap", note=note, formats=formats
-        ),
-        "graph": plot_token_graph(
-            expl.tokens, expl.edge_index, expl.weights, out / "graph", formats=formats, note=note,
-            weight_label=expl.weight_label, title=f"{name} token graph at τ = {expl.tau:g}",
-        ),
-        "weights": plot_readout_weights(
-            expl.tokens, expl.weights, out / "weights", f"{name}: {expl.weight_label} per token",
-            ylabel=expl.weight_label, note=note, formats=formats,
-        ),
-    }  # fmt: skip
-
-
-def explain(
-    backbone: Any,
-    pooler: Any,
-    text: str,
-    out_dir: str | os.PathLike[str],
-    *,
-    tau: float | None = None,
-    formats: Sequence[str] = DEFAULT_FORMATS,
-) -> dict[str, list[Path]]:
-    """Draw similarity heatmap, token graph and token weights for one sentence into ``out_dir``.
-
-    Returns {"heatmap": paths, "graph": paths, "weights": paths}. Shapes: text (one string) -> files.
-    """
-    return draw_explanation(compute_explanation(backbone, pooler, text, tau=tau), out_dir, formats)
+    caption(fig, "Lines: mean over seeds (n); error bars and bands: ± 1 sample std.", 7.5)
+    return save_figure(fig, path_stem, formats)
