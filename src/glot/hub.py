@@ -14,6 +14,9 @@ README.md            generated model card (usage snippet, parameters, metrics, c
 ``from_pretrained`` takes that folder or a Hugging Face Hub repo id (fetched with
 ``huggingface_hub.snapshot_download``). Every file is written atomically (``glot.io``) and
 ``glot_config.json`` last, so an interrupted save is detected on load. No pickle anywhere.
+
+The backbone reference (record it, load it back) lives in :mod:`glot.backbone_ref`, the model card in
+:mod:`glot.card`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -24,19 +27,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from glot import __version__
+from glot.backbone_ref import BACKBONE_KWARGS, backbone_reference, load_backbone
+from glot.card import CITATION, model_card
 from glot.io import atomic_save_tensors, atomic_write_json, atomic_write_text, load_tensors, read_json
 
 if TYPE_CHECKING:
-    from glot.backbone import FrozenBackbone
     from glot.encoder import Encoder
     from glot.heads import TaskHead
 
 __all__ = [
+    "CITATION",
     "CONFIG_NAME",
     "backbone_reference",
     "from_pretrained",
     "load_backbone",
     "load_head",
+    "model_card",
     "push_to_hub",
     "read_config",
     "read_reference",
@@ -51,40 +57,6 @@ HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head_config.json"
 CARD_NAME = "README.md"
 FORMAT = 1
-#: ``FrozenBackbone.from_pretrained`` keyword arguments recorded so that a load rebuilds the same token states.
-BACKBONE_KWARGS = ("revision", "dtype", "layer", "max_length", "padding_side", "append_eos", "prompt")
-
-
-def backbone_reference(backbone: Any, name: str | None = None) -> dict[str, Any]:
-    """What identifies a frozen backbone on disk or on the Hub, and how to load it again.
-
-    ``name`` overrides the recorded id (e.g. the hub id of a model that was loaded from a local folder).
-    Works for any object with ``FrozenBackbone``'s attributes. Shapes: none.
-    """
-    from glot import zoo
-    from glot.dtypes import dtype_name
-
-    ref_name = name if name is not None else getattr(backbone, "name", None)
-    if not ref_name:
-        raise ValueError("the backbone has no name; pass backbone_name='org/model' (a hub id or local path)")
-    dtype = getattr(backbone, "dtype", None)
-    zoo_specs = {info.alias: info.hf_id for info in zoo.list_models()}
-    fingerprint = backbone.fingerprint() if hasattr(backbone, "fingerprint") else None
-    return {
-        "name_or_path": str(ref_name),
-        "hub_id": zoo_specs.get(str(ref_name)),  # the Hub id of a zoo alias, a fallback when it is absent
-        "revision": getattr(backbone, "revision", None),
-        "dtype": dtype_name(dtype) if dtype is not None else "auto",
-        "layer": getattr(backbone, "layer", -1),
-        "max_length": getattr(backbone, "max_length", 128),
-        "padding_side": getattr(backbone, "padding_side", None),
-        "append_eos": getattr(backbone, "append_eos", None),
-        "prompt": getattr(backbone, "prompt", None),
-        "hidden_size": int(backbone.hidden_size),
-        "model_type": (fingerprint or {}).get("model_type"),
-        "num_layers": (fingerprint or {}).get("num_layers"),
-        "fingerprint": fingerprint,
-    }
 
 
 def _pooler_summary(pooler: Any) -> dict[str, Any]:
@@ -160,39 +132,6 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
             f"reads (<= {FORMAT}); upgrade glot-pooling"
         )
     return config
-
-
-def load_backbone(reference: dict[str, Any], **overrides: Any) -> FrozenBackbone:
-    """Rebuild the frozen backbone a reference names; ``overrides`` replace recorded kwargs (e.g. device).
-
-    A zoo alias that is not installed here falls back to its recorded Hub id.
-    """
-    from glot.backbone import FrozenBackbone
-
-    name = overrides.pop("name_or_path", None) or reference["name_or_path"]
-    kwargs = {k: reference[k] for k in BACKBONE_KWARGS if reference.get(k) is not None}
-    kwargs.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        backbone = FrozenBackbone.from_pretrained(name, **kwargs)
-    except (ImportError, OSError):
-        fallback = reference.get("hub_id")
-        if not fallback or fallback == name:
-            raise
-        backbone = FrozenBackbone.from_pretrained(fallback, **kwargs)
-    _check_backbone(backbone, reference)
-    return backbone
-
-
-def _check_backbone(backbone: FrozenBackbone, reference: dict[str, Any]) -> None:
-    found = {"hidden_size": backbone.hidden_size, "num_layers": getattr(backbone, "num_layers", None),
-             "model_type": getattr(backbone.config, "model_type", None)}  # fmt: skip
-    for key, got in found.items():
-        want = reference.get(key)
-        if want is not None and got is not None and want != got:
-            raise ValueError(
-                f"backbone {backbone.name!r} has {key}={got!r} but the pooler was trained on a backbone with "
-                f"{key}={want!r} ({reference['name_or_path']!r}); load the backbone it was trained with"
-            )
 
 
 def _local_folder(dir_or_repo_id: str | os.PathLike[str], revision: str | None, token: str | None) -> Path:
@@ -351,62 +290,3 @@ def push_to_hub(
         repo_type="model",
     )
     return files
-
-
-# ---------------------------------------------------------------------------------------------- model card
-CITATION = """@inproceedings{mantri2026glot,
-  title     = {Towards Improved Sentence Representations using Token Graphs},
-  author    = {Mantri, K. S. I. and Sch{\\"o}nlieb, C.-B. and L{\\"a}hner, Z. and Eliasof, M.},
-  booktitle = {International Conference on Learning Representations (ICLR)},
-  year      = {2026},
-  eprint    = {2603.03389},
-  archivePrefix = {arXiv}
-}"""
-
-
-def _rows(mapping: dict[str, Any]) -> list[str]:
-    return [f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
-            for key, value in mapping.items()]  # fmt: skip
-
-
-def model_card(config: dict[str, Any], repo_id: str | None = None) -> str:
-    """Markdown model card (with Hub YAML front matter) for a saved encoder's ``glot_config.json`` content."""
-    bb, pooler = config["backbone"], config["pooler"]
-    training = config.get("training") or {}
-    base = bb.get("hub_id") or bb["name_or_path"]
-    front = ["---", "library_name: glot-pooling", "pipeline_tag: sentence-similarity",
-             "tags: [sentence-embeddings, feature-extraction, glot, token-graph, frozen-backbone]"]  # fmt: skip
-    if base.count("/") == 1 and not Path(base).exists():
-        front.append(f"base_model: {base}")
-    front.append("---")
-    params = {"backbone": f"`{bb['name_or_path']}`", "backbone layer": bb.get("layer"),
-              "backbone dtype": bb.get("dtype"), "max_length": bb.get("max_length"),
-              "prompt": f"`{bb['prompt']}`" if bb.get("prompt") else "none",
-              "pooler": f"`{pooler['name']}`", "embedding dimension": config["embedding_dim"],
-              "trainable pooler parameters": f"{pooler['trainable_parameters']:,}",
-              "head": (config.get("head") or {}).get("kind", "none")}  # fmt: skip
-    gnn = ((pooler.get("options") or {}).get("gnn")) or {}
-    graph = ((pooler.get("options") or {}).get("graph")) or {}
-    if pooler["name"] == "glot":
-        params["token graph"] = f"cos > {graph.get('tau')}, knn={graph.get('knn')}"
-        params["token GNN"] = (
-            f"{gnn.get('conv')} K={gnn.get('num_layers')} P={gnn.get('hidden_dim')}, JK {gnn.get('jk')}"
-        )
-    lines = [*front, f"# glot encoder on {bb['name_or_path']}", "",
-             "Sentence embeddings from a **frozen** language model pooled by a trained "
-             f"[glot-pooling](https://arxiv.org/abs/2603.03389) `{pooler['name']}` pooler (GLOT: token graph -> "
-             "token GNN -> attention readout). Only the pooler (and head) were trained; the backbone is "
-             "referenced, not copied.", "", "## Parameters", "", "| | |", "|---|---|", *_rows(params), ""]  # fmt: skip
-    data = training.get("data") or training.get("task")
-    lines += ["## Training", "", f"Data: {data or 'not recorded'}.", ""]
-    if isinstance(training.get("hyperparameters"), dict):
-        lines += ["| hyperparameter | value |", "|---|---|", *_rows(training["hyperparameters"]), ""]
-    if isinstance(training.get("metrics"), dict) and training["metrics"]:
-        lines += ["## Metrics", "", "| metric | value |", "|---|---|", *_rows(training["metrics"]), ""]
-    if training.get("notes"):
-        lines += [str(training["notes"]), ""]
-    lines += ["## Usage", "", "```python", "# pip install glot-pooling", "from glot.hub import from_pretrained",
-              "", f'encoder = from_pretrained("{repo_id or "path/to/this/folder"}")',
-              'vectors = encoder.encode(["A sentence.", "Another one."], normalize=True)  # (2, '
-              f"{config['embedding_dim']})", "```", "", "## Citation", "", "```bibtex", CITATION, "```", ""]  # fmt: skip
-    return "\n".join(lines)
