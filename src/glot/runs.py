@@ -31,6 +31,8 @@ from torch import nn
 from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 
 if TYPE_CHECKING:
+    from glot.heads import TaskHead
+    from glot.poolers import Pooler
     from glot.taskcache import CachedTask
     from glot.trainconfig import TrainConfig
 
@@ -215,7 +217,7 @@ def run_dirs(directory: str | os.PathLike[str]) -> list[Path]:
 
 def load_run(
     directory: str | os.PathLike[str], seed: int | None = None
-) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+) -> tuple[Pooler, TaskHead, dict[str, Any]]:
     """Load a finished run: ``(pooler, head, run_config)``. ``directory`` is a run folder or a multi-seed
     folder (``seed`` picks one; required when there are several)."""
     from glot.heads import build_head

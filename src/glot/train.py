@@ -44,7 +44,16 @@ from glot.runs import (
 from glot.taskcache import CachedTask, cache_task
 from glot.trainconfig import TrainConfig
 
-__all__ = ["TrainConfig", "cache_task", "carve_validation", "fit", "load_run", "summarize", "train"]
+__all__ = [
+    "TrainConfig",
+    "cache_task",
+    "carve_validation",
+    "fit",
+    "load_run",
+    "predict",
+    "summarize",
+    "train",
+]
 
 
 def carve_validation(
@@ -80,7 +89,7 @@ def _output(pooler: Pooler, head: TaskHead, cached: CachedTask, split: str, rows
     return head(*torch.split(z, [len(rows)] * len(groups)))
 
 
-def _predict(
+def predict(
     pooler: Pooler, head: TaskHead, cached: CachedTask, split: str, rows: np.ndarray, metric: str, batch: int
 ) -> torch.Tensor:
     """Predictions for ``rows`` (head.predict; the full similarity matrix for mrr). Reads no labels."""
@@ -183,10 +192,10 @@ def fit(
     while state["epoch"] < config.epochs and not state["stopped_early"]:
         epoch, t0 = state["epoch"] + 1, time.perf_counter()
         loss = _train_epoch(pooler, head, cached, train_rows, labels, optimizer, config, epoch, progress)
-        val_preds = _predict(pooler, head, cached, "train", val_rows, task.metric, config.eval_batch_size)
+        val_preds = predict(pooler, head, cached, "train", val_rows, task.metric, config.eval_batch_size)
         val = _score(task.metric, val_preds, None if labels is None else labels[val_rows])
         if has_eval:
-            eval_preds[f"epoch_{epoch}"] = _predict(
+            eval_preds[f"epoch_{epoch}"] = predict(
                 pooler, head, cached, "eval", eval_rows, task.metric, config.eval_batch_size
             )
         improved = state["best_val"] is None or val > state["best_val"]
@@ -256,9 +265,9 @@ def summarize(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"seeds": [m["seed"] for m in per_seed], "val": stats([m["val"] for m in per_seed])}
     if all("eval" in m for m in per_seed):
         out["eval"] = stats([m["eval"] for m in per_seed])
-        out["eval_best_epoch_optimistic"] = stats(
-            [m["eval_best_epoch_optimistic"]["value"] for m in per_seed]
-        )
+    if all("eval_best_epoch_optimistic" in m for m in per_seed):
+        optimistic = [m["eval_best_epoch_optimistic"]["value"] for m in per_seed]
+        out["eval_best_epoch_optimistic"] = stats(optimistic)
     out["train_seconds"] = stats([m["train_seconds"] for m in per_seed])
     return out
 
