@@ -1,0 +1,44 @@
+"""``glot cache``: run a frozen backbone once over every unique text of a task and store the token states."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from glot.cli.common import add_json_argument, maybe_write_json, print_table
+from glot.cli.train_cmd import add_model_arguments, add_task_arguments, load_backbone, load_task
+
+HELP = "run a frozen backbone over a task once and store its token states"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    add_task_arguments(parser)
+    parser.add_argument("--batch-size", type=int, default=64, help="backbone batch size (default 64)")
+    add_json_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from glot.taskcache import cache_task
+
+    task = load_task(args)
+    backbone = load_backbone(args, args.max_length or task.max_length)
+    start = time.perf_counter()
+    cached = cache_task(
+        task, backbone, cache_dir=args.cache_dir, dtype=args.cache_dtype, batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    states = cached.states
+    size_mb = sum(int(r["bytes"]) for r in states.manifest["shards"]) / 2**20
+    info = {
+        "task": task.name, "model": args.model, "path": str(states.path), "key": cached.cache_key,
+        "texts": len(states), "tokens": states.num_tokens, "dim": states.dim, "dtype": states.dtype,
+        "size_mb": round(size_mb, 1), "seconds": round(seconds, 1),
+        "splits": {name: len(ids["texts"]) for name, ids in cached.ids.items()},
+    }  # fmt: skip
+    rows = [[k, v] for k, v in info.items() if k != "splits"]
+    rows += [[f"examples ({name})", n] for name, n in info["splits"].items()]
+    print_table(f"hidden-state cache: {args.model} on {task.name}", ["", "value"], rows)
+    maybe_write_json(args.json, info)
+    return 0

