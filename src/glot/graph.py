@@ -37,16 +37,24 @@ def cosine_similarity(x: Tensor) -> Tensor:
     return (xn @ xn.T).clamp_(-1.0, 1.0)
 
 
-def _buckets(lengths: Tensor, max_block_elems: int) -> list[Tensor]:
-    """Group sentence ids (longest first) so that count * L_max^2 stays within the budget (min one sentence)."""
+def _buckets(lengths: Tensor, max_block_elems: int, shrink: float = 0.75) -> list[Tensor]:
+    """Group sentence ids, longest first, into padded buckets.
+
+    A bucket closes when adding a sentence would exceed the budget (count * L_max^2 similarity entries) or when
+    the next sentence is shorter than ``shrink * L_max``, so padding waste stays bounded (mixed-length batches
+    otherwise spend most similarity FLOPs on padding). Always at least one sentence per bucket.
+    """
     order = torch.argsort(lengths, descending=True, stable=True)
     sorted_len = lengths[order].tolist()
     groups, start = [], 0
     while start < len(sorted_len):
         lmax = sorted_len[start]
-        count = max(1, min(len(sorted_len) - start, max_block_elems // max(1, lmax * lmax)))
-        groups.append(order[start : start + count])
-        start += count
+        cap = max(1, max_block_elems // max(1, lmax * lmax))
+        end = start + 1
+        while end < len(sorted_len) and end - start < cap and sorted_len[end] >= shrink * lmax:
+            end += 1
+        groups.append(order[start:end])
+        start = end
     return groups
 
 
