@@ -211,12 +211,13 @@ class FinetunedModel(nn.Module):
         """Raw head outputs for ``rows`` of ``split`` (all rows by default), in eval mode without gradients."""
         rows = np.arange(len(split)) if rows is None else rows
         self.eval()
+        zs = []
         with torch.no_grad():
-            parts = [
-                [self.embed(col) for col in _columns(split, rows[s : s + batch_size])]
-                for s in range(0, len(rows), batch_size)
-            ]
-            zs = [torch.cat(column) for column in zip(*parts, strict=True)]
+            for texts in _columns(split, rows):  # longest first, so each batch pads little (like iter_packed)
+                order = np.argsort([-len(t) for t in texts], kind="stable")
+                z = torch.cat([self.embed([texts[i] for i in order[s : s + batch_size]])
+                               for s in range(0, len(order), batch_size)])  # fmt: skip
+                zs.append(z[torch.from_numpy(np.argsort(order))])
             return self.head(*zs).float()
 
     def evaluate(
