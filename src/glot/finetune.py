@@ -455,7 +455,8 @@ def run_finetune(
 
     ``train_config`` supplies epochs, batch size, lr (head; LoRA too), seed, val_fraction, max_length;
     its ``pooler``/``pooler_options`` are ignored. With ``out_dir`` the run folder described in the module
-    docstring is written (an identical finished run there is returned as is).
+    docstring is written (an identical finished run there is returned as is). A FrozenBackbone passed in is
+    changed in place (cast to float32, LoRA layers injected or all weights unfrozen).
     """
     from glot.train import carve_validation
 
