@@ -182,38 +182,52 @@ def fit(
     eval_preds: dict[str, torch.Tensor] = {}
     if state["epoch"] > 0:
         eval_preds = load_epoch(run_dir, state["epoch"], modules, optimizer)
-    bar = tqdm(
-        total=config.epochs,
-        initial=state["epoch"],
-        desc=f"{config.pooler} seed {config.seed}",
-        unit="epoch",
-        disable=not progress,
-    )
+    rows = {"train": train_rows, "val": val_rows, "eval": eval_rows if has_eval else None}
+    desc = f"{config.pooler} seed {config.seed}"
+    bar = tqdm(total=config.epochs, initial=state["epoch"], desc=desc, unit="epoch", disable=not progress)
     while state["epoch"] < config.epochs and not state["stopped_early"]:
-        epoch, t0 = state["epoch"] + 1, time.perf_counter()
-        loss = _train_epoch(pooler, head, cached, train_rows, labels, optimizer, config, epoch, progress)
-        val_preds = predict(pooler, head, cached, "train", val_rows, task.metric, config.eval_batch_size)
-        val = _score(task.metric, val_preds, None if labels is None else labels[val_rows])
-        if has_eval:
-            eval_preds[f"epoch_{epoch}"] = predict(
-                pooler, head, cached, "eval", eval_rows, task.metric, config.eval_batch_size
-            )
-        improved = state["best_val"] is None or val > state["best_val"]
-        if improved:
-            state["best_val"], state["best_epoch"] = val, epoch
-        state["epoch"] = epoch
-        state["history"].append(
-            {"epoch": epoch, "train_loss": loss, "val": val, "seconds": time.perf_counter() - t0}
-        )
-        patience = config.patience
-        state["stopped_early"] = (
-            patience is not None and epoch - state["best_epoch"] >= patience and epoch < config.epochs
-        )
+        loss, val = _epoch(cached, config, modules, optimizer, rows, state, eval_preds, progress)
         save_epoch(run_dir, state, modules, optimizer, eval_preds)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", val=f"{val:.4f}")
     bar.close()
     return _finish(cached, config, run_dir, state, modules, sizes)
+
+
+def _epoch(
+    cached: CachedTask,
+    config: TrainConfig,
+    modules: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    rows: dict[str, np.ndarray | None],
+    state: dict[str, Any],
+    eval_preds: dict[str, torch.Tensor],
+    progress: bool,
+) -> tuple[float, float]:
+    """Train epoch ``state["epoch"] + 1``, score validation, store eval predictions (no labels), update
+    ``state`` (history, best epoch, early stopping). Returns (mean train loss, validation metric)."""
+    task, pooler, head = cached.task, modules["pooler"], modules["head"]
+    labels, val_rows, eval_rows = task.splits["train"].labels, rows["val"], rows["eval"]
+    assert rows["train"] is not None and val_rows is not None
+    epoch, t0 = state["epoch"] + 1, time.perf_counter()
+    loss = _train_epoch(pooler, head, cached, rows["train"], labels, optimizer, config, epoch, progress)
+    val_preds = predict(pooler, head, cached, "train", val_rows, task.metric, config.eval_batch_size)
+    val = _score(task.metric, val_preds, None if labels is None else labels[val_rows])
+    if eval_rows is not None:
+        eval_preds[f"epoch_{epoch}"] = predict(
+            pooler, head, cached, "eval", eval_rows, task.metric, config.eval_batch_size
+        )
+    if state["best_val"] is None or val > state["best_val"]:
+        state["best_val"], state["best_epoch"] = val, epoch
+    state["epoch"] = epoch
+    state["history"].append(
+        {"epoch": epoch, "train_loss": loss, "val": val, "seconds": time.perf_counter() - t0}
+    )
+    patience = config.patience
+    state["stopped_early"] = (
+        patience is not None and epoch - state["best_epoch"] >= patience and epoch < config.epochs
+    )
+    return loss, val
 
 
 def _finish(

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from glot.cli.common import add_json_argument, maybe_write_json, print_table
-from glot.cli.train_cmd import add_model_arguments, add_task_arguments, load_backbone, load_task
+from glot.cli.options import add_model_arguments, add_task_arguments, load_backbone, load_task
 
 HELP = "run a frozen backbone over a task once and store its token states"
 

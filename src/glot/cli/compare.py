@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from glot.cli.common import CLIError, add_json_argument, console, markdown_table, print_table
-from glot.cli.train_cmd import (
+from glot.cli.options import (
     add_model_arguments,
     add_optim_arguments,
     add_pooler_arguments,
@@ -137,7 +137,10 @@ def _summarize(
         first = results[pooler][ratios[0]]["per_seed"][0]
         rows[pooler] = {"params": first["params"]["pooler"] + first["params"]["head"], "ratios": per_ratio}
     settings = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}
-    return {"model": args.model, "ratios": ratios, "poolers": poolers, "seeds": parse_int_list(args.seeds, "--seeds"),
+    model = (
+        Path(args.model).name if Path(args.model).exists() else args.model
+    )  # short label for a local folder
+    return {"model": model, "model_arg": args.model, "ratios": ratios, "poolers": poolers, "seeds": parse_int_list(args.seeds, "--seeds"),
             "results": rows, "settings": settings, "wall_seconds": seconds,
             "note": "accuracy = eval split at the best-on-validation epoch (validation carved from train); "
                     "accuracy_best_epoch_on_eval_optimistic = the paper's reporting (epoch chosen on eval)"}  # fmt: skip

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from glot.cli.common import CLIError, add_json_argument, maybe_write_json, print_table
-from glot.cli.train_cmd import one_line_errors
+from glot.cli.options import one_line_errors
 
 HELP = "embed texts with a trained run (or a backbone + pooler) to .npy"
 
@@ -63,7 +63,7 @@ def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CLIError(
             f"--pooler {args.pooler!r} has trainable weights; train it with `glot train` and use --run"
         )
-    from glot.cli.train_cmd import load_backbone as load_named
+    from glot.cli.options import load_backbone as load_named
 
     args.dtype, args.layer = "auto", -1
     backbone = load_named(args, 128)

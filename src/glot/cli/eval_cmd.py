@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from glot.cli.common import CLIError, add_json_argument, maybe_write_json, print_table
-from glot.cli.train_cmd import add_task_arguments, load_task, one_line_errors
+from glot.cli.options import add_task_arguments, load_task, one_line_errors
 
 HELP = "evaluate a trained run on a task's evaluation split"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from glot.cli.common import add_json_argument, maybe_write_json, print_table
-from glot.cli.train_cmd import one_line_errors
+from glot.cli.options import one_line_errors
 
 HELP = "list the offline packaged backbones (size, type, width, licence, installed)"
 
