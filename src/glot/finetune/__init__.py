@@ -1,0 +1,60 @@
+"""Efficiency baselines: LoRA and full fine-tuning of the backbone with a simple pooling and the same task head.
+
+The GLOT paper (Mantri et al., ICLR 2026, Table 5) compares its frozen-backbone pooler with full fine-tuning and
+LoRA r = 64. Neither can use the hidden-state cache, because the backbone changes every step: each training step
+runs the backbone forward and backward (float32 here, the safe choice for CPU training). On top sits a
+parameter-free ``mean`` / ``eos`` / ``cls`` pooler and the task head of :mod:`glot.heads`.
+
+LoRA (PEFT): r = 64 as in the paper, alpha = 128 (alpha / r = 2, the common "alpha = 2r" convention: the update
+B A x is scaled by 2 whatever the rank), dropout 0.05. Targets: every linear layer INSIDE the repeated transformer
+blocks, found from the module tree (never from a list of model names). For BERT-like models that is
+query, key, value, dense (attention + feed-forward); for Llama-like models q_proj, k_proj, v_proj, o_proj,
+gate_proj, up_proj, down_proj. Layers outside the blocks (BERT's unused pooler, embeddings) are left alone.
+
+Model selection as in :mod:`glot.train`: a validation split carved from train, the best-on-validation epoch is
+kept (in memory: while a non-final epoch is the best so far, peak RSS includes one copy of the trainable weights
+- LoRA adapters only, or the whole backbone for full fine-tuning), and the eval split is scored once at the end.
+There is no mid-run resume (an unfinished run is redone).
+
+Run folder (same layout as GLOT runs, plus the backbone weights)::
+
+    run_config.json     "method": "lora" | "full", finetune options, train config, task, backbone reference
+    adapter/            LoRA: PEFT save_pretrained (adapter_config.json + adapter_model.safetensors)
+    backbone/           full: model.save_pretrained (safetensors) + tokenizer
+    pooler/             the (parameter-free) pooler, pooler.save_pretrained
+    head.safetensors    head weights;  head_config.json: build_head(**config) rebuilds it
+    eval_outputs.safetensors   raw head outputs on the eval split (for reload checks)
+    metrics.json        written last: eval metric, val, trainable params, peak RSS, ms/step, seconds/epoch
+
+Modules: :mod:`~glot.finetune.options` (settings), :mod:`~glot.finetune.lora` (LoRA targets and config),
+:mod:`~glot.finetune.model` (backbone + pooler + head), :mod:`~glot.finetune.run` (training loop),
+:mod:`~glot.finetune.costs` (memory, parameters, step times), :mod:`~glot.finetune.folder` (the run folder).
+"""
+
+from __future__ import annotations
+
+from glot.finetune.costs import peak_rss_mb, trainable_parameters
+from glot.finetune.folder import ADAPTER_DIR, BACKBONE_DIR, EVAL_OUTPUTS, load_finetuned
+from glot.finetune.lora import LoraTargets, lora_targets
+from glot.finetune.lora import _lora_config as _lora_config  # private, imported by tests
+from glot.finetune.model import COLUMNS, FinetunedModel, prepare_finetune
+from glot.finetune.options import METHODS, POOLINGS, FinetuneOptions
+from glot.finetune.run import run_finetune
+
+__all__ = [
+    "ADAPTER_DIR",
+    "BACKBONE_DIR",
+    "COLUMNS",
+    "EVAL_OUTPUTS",
+    "METHODS",
+    "POOLINGS",
+    "FinetuneOptions",
+    "FinetunedModel",
+    "LoraTargets",
+    "load_finetuned",
+    "lora_targets",
+    "peak_rss_mb",
+    "prepare_finetune",
+    "run_finetune",
+    "trainable_parameters",
+]
