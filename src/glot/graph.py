@@ -37,7 +37,7 @@ def cosine_similarity(x: Tensor) -> Tensor:
     return (xn @ xn.T).clamp_(-1.0, 1.0)
 
 
-def _buckets(lengths: Tensor, max_block_elems: int, shrink: float = 0.75) -> list[Tensor]:
+def length_buckets(lengths: Tensor, max_block_elems: int, shrink: float = 0.75) -> list[Tensor]:
     """Group sentence ids, longest first, into padded buckets.
 
     A bucket closes when adding a sentence would exceed the budget (count * L_max^2 similarity entries) or when
@@ -99,7 +99,7 @@ def build_token_graph(
     xn = F.normalize(x.detach().float(), dim=-1)  # graphs are not differentiated through
     lengths = ptr[1:] - ptr[:-1]
     srcs, dsts, weights = [], [], []
-    for group in _buckets(lengths, max_block_elems):
+    for group in length_buckets(lengths, max_block_elems):
         lmax = int(lengths[group[0]])
         pos = torch.arange(lmax, device=x.device)
         mask = pos[None, :] < lengths[group][:, None]  # (b, L)
