@@ -25,6 +25,7 @@ from glot.finetune import (  # noqa: E402
     trainable_parameters,
 )
 from glot.io import load_tensors  # noqa: E402
+from glot.runs import load_run
 from glot.trainconfig import TrainConfig  # noqa: E402
 
 try:
@@ -110,6 +111,8 @@ def test_trains_saves_and_reloads(
 
     again = run_finetune(toy_task, str(path), method, None, CONFIG, run, options=opts, progress=False)
     assert again == metrics  # an identical finished run is returned, not retrained
+    with pytest.raises(ValueError, match="load_finetuned"):  # never silently paired with a frozen backbone
+        load_run(run)
 
 
 def test_full_finetuning_trains_every_used_weight(toy_task: Task, tiny_bert: Path) -> None:

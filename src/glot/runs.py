@@ -248,6 +248,16 @@ def load_run(
         raise FileNotFoundError(
             f"{run} is unfinished (no {METRICS_NAME}); rerun the same `glot train` command to resume it"
         )
+    run_config = read_json(run / RUN_CONFIG_NAME)
+    method = run_config.get("method")
+    if method in (
+        "lora",
+        "full",
+    ):  # its backbone changed: pairing the head with the frozen one would be wrong
+        raise ValueError(
+            f"{run} is a {method} fine-tuning run: its backbone was trained, so it cannot be used with the "
+            "frozen backbone; load it with glot.finetune.load_finetuned(run_dir) (.evaluate / .embed)"
+        )
     head = build_head(**read_json(run / HEAD_CONFIG))
     head.load_state_dict(load_tensors(run / HEAD_WEIGHTS))
-    return load_pooler(run / POOLER_DIR).eval(), head.eval(), read_json(run / RUN_CONFIG_NAME)
+    return load_pooler(run / POOLER_DIR).eval(), head.eval(), run_config
