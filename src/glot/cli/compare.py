@@ -27,6 +27,7 @@ from glot.cli.options import (
     load_backbone,
     parse_float_list,
     parse_int_list,
+    parse_options,
     torch_threads,
     train_config,
 )  # fmt: skip
@@ -49,12 +50,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--n-train", type=int, default=2000, help="generated train examples (paper 2000)")
     g.add_argument("--n-eval", type=int, default=500, help="generated eval examples (paper 500)")
     g.add_argument("--data-seed", type=int, default=0, help="seed of the generated data (default 0)")
+    g.add_argument(
+        "--task-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="stress generator option, e.g. match_lengths=true, position=end, relational_distance=3",
+    )
     add_pooler_arguments(parser)
     parser.set_defaults(**STRESS_POOLER_DEFAULTS)
     add_optim_arguments(parser, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/compare-<model>)")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier runs with other settings")
     add_json_argument(parser)
+
+
+def _task(get_task: Any, ratio: float, args: argparse.Namespace) -> Any:
+    """The stress task at ``ratio`` with the --n-train/--n-eval/--data-seed/--max-length/--task-option settings."""
+    options: dict[str, Any] = {"seed": args.data_seed, "n_train": args.n_train, "n_eval": args.n_eval}
+    if args.max_length:
+        options["max_length"] = args.max_length
+    options.update(parse_options(args.task_option, "--task-option"))
+    try:
+        return get_task("stress", distractor_ratio=ratio, **options)
+    except TypeError as err:
+        raise CLIError(f"the stress task does not take these options ({err}); check --task-option") from None
 
 
 def _poolers(spec: str, is_decoder: bool) -> list[str]:
@@ -86,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
     backbone, poolers = None, []
     results: dict[str, dict[float, Any]] = {}
     for ratio in ratios:
-        task = get_task("stress", distractor_ratio=ratio, seed=args.data_seed, n_train=args.n_train,
-                        n_eval=args.n_eval, **({"max_length": args.max_length} if args.max_length else {}))  # fmt: skip
+        task = _task(get_task, ratio, args)
         if backbone is None:
             backbone = load_backbone(args, task.max_length)
             poolers = _poolers(args.poolers, backbone.is_decoder)
