@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -78,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error(str(err))
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         return error(f"{type(err).__name__}: {err}")
+    except BrokenPipeError:  # output piped into `head` & co. that closed early: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         return error("interrupted; finished work was kept (rerun the same command to resume)", code=130)
 

