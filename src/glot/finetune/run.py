@@ -139,19 +139,12 @@ def run_finetune(
         return done
     rss_before = peak_rss_mb()
     result = _train_loop(ft, task, rows, config, opts, method, progress)
-    best = result["best"]
-    if best["state"] is not None:  # an earlier epoch beat the last one
-        _restore(ft, best["state"])
-    metrics: dict[str, Any] = {
-        "task": task.name, "metric": task.metric, "seed": config.seed, "method": method,
-        "pooler": ft.pooler.name, "best_val_epoch": best["epoch"], "val": best["val"],
-        "val_untrained": best.get("untrained_val"), "epochs_run": len(result["history"]), "sizes": sizes,
-        "train_seconds": sum(h["seconds"] for h in result["history"]), "seconds_to_best": best["seconds"],
-        "params": trainable_parameters(ft), "no_gradient_params": result["unused"],
-        "timing": _timing(result["step_times"], opts.timing_warmup), "history": result["history"],
-        "memory": {"peak_rss_mb": peak_rss_mb(), "peak_rss_before_training_mb": rss_before},
-        "max_steps": opts.max_steps,
-    }  # fmt: skip
+    if result["best"]["state"] is not None:  # an earlier epoch beat the last one
+        _restore(ft, result["best"]["state"])
+    metrics = _metrics(task, ft, method, config, opts, result, sizes) | {
+        "memory": {"peak_rss_mb": peak_rss_mb(), "peak_rss_before_training_mb": rss_before}
+    }
+    outputs = None
     if has_eval and opts.evaluate:
         t0 = time.perf_counter()
         outputs = ft.outputs(task.splits["eval"], batch_size=config.eval_batch_size)
@@ -161,7 +154,29 @@ def run_finetune(
         )
     if run_dir is not None:
         _save(ft, run_dir, method)
-        if has_eval and opts.evaluate:
+        if outputs is not None:
             atomic_save_tensors(run_dir / EVAL_OUTPUTS, {"output": outputs})
         atomic_write_json(run_dir / METRICS_NAME, metrics)
     return metrics
+
+
+def _metrics(
+    task: Task,
+    ft: FinetunedModel,
+    method: str,
+    config: TrainConfig,
+    opts: FinetuneOptions,
+    result: dict[str, Any],
+    sizes: dict[str, int],
+) -> dict[str, Any]:
+    """The run's metrics.json content from the training loop's result (eval and memory added by the caller)."""
+    best, history = result["best"], result["history"]
+    return {
+        "task": task.name, "metric": task.metric, "seed": config.seed, "method": method,
+        "pooler": ft.pooler.name, "best_val_epoch": best["epoch"], "val": best["val"],
+        "val_untrained": best.get("untrained_val"), "epochs_run": len(history), "sizes": sizes,
+        "train_seconds": sum(h["seconds"] for h in history), "seconds_to_best": best["seconds"],
+        "params": trainable_parameters(ft), "no_gradient_params": result["unused"],
+        "timing": _timing(result["step_times"], opts.timing_warmup), "history": history,
+        "max_steps": opts.max_steps,
+    }  # fmt: skip
