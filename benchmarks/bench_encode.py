@@ -19,21 +19,10 @@ from typing import Any
 
 import torch
 
-from common import (
-    add_common_arguments,
-    apply_quick,
-    apply_threads,
-    command_line,
-    compare_times,
-    fmt_ms,
-    header,
-    load_tweets,
-    machine_info,
-    md_table,
-    write_results,
-)
+from common import add_common_arguments, apply_quick, apply_threads, compare_times, load_tweets, machine_info
 from glot import build_pooler
 from glot.dtypes import resolve_dtype
+from report import command_line, fmt_ms, header, md_table, write_results
 
 TARGET_PCT = 15.0
 

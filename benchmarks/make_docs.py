@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/make_docs.py`` after any benchmark run. Known sections come in a fixed order (summary,
 pooler, encode, long, cache, efficiency, gpu_heads); any other result file follows, alphabetically. Each result file is
-a self-contained markdown section that starts with ``## <title>`` (see ``common.write_results``).
+a self-contained markdown section that starts with ``## <title>`` (see ``report.write_results``).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ runs as `glot bench <name> [--quick]` from a checkout). Every section names its 
 PyG versions), its command, and gives medians with [min-max] over repeated runs; ratios are measured side by
 side in one process, contenders interleaved per repeat. Tests never assert timings.
 
-Sections marked **quick run (preliminary, machine shared)** were taken with `--quick` on a 2-core machine shared
-with other jobs; treat them as a smoke test of the scripts, not as results. Rerun the full versions on a quiet
-machine (`python benchmarks/<script>.py`, each < ~5 min), then `python benchmarks/make_docs.py`.
+Every benchmark section below is a full run (no `--quick`) on a 2-core machine shared with other jobs. The only
+partial one is the efficiency section: it has the MiniLM rows only, as the SmolLM2-135M half of that run did not
+finish (the SmolLM2 figures in the summary come from a separate `--quick` run and say so). Rerun the full
+versions on a quiet machine (`python benchmarks/<script>.py`, each < ~5 min), then `python benchmarks/make_docs.py`.
 
 | Section | Script | What it measures |
 |---|---|---|
