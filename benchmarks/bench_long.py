@@ -10,13 +10,14 @@ rows. MiniLM's own window is 256/512 tokens, so no single forward sees the whole
 Head: GLOT defaults (GAT, K = 2, P = 256, JK cat, attention readout), tau = 0.8, inference under no_grad, one
 sentence of L tokens. Two graphs: tau only (the paper), and tau + knn = 32 (each token keeps at most its 32
 most similar neighbours above tau, so E <= 33 L). ``glot.graph.build_token_graph`` works in row blocks, so the
-dense L x L similarity never exists; the edge list and GAT's per-edge messages are what can grow.
+dense L x L similarity never exists, and without autograd GAT's per-edge messages are aggregated in chunks
+(``glot.gnn.gat_edge_chunked``); the edge list itself is what grows with L.
 
 Each (L, graph) case runs in FRESH subprocesses: one for the graph alone, one for graph + GNN + readout (an
 allocator keeps freed memory and would let a second call reuse it unseen). Peak extra memory = max RSS during
 the first call (a sampler thread reading psutil every 1 ms) minus RSS just before it; ``ru_maxrss`` growth (the
 kernel's high-water mark: exact, but a lower bound, as it counts only what exceeds the process's earlier peak)
-is reported beside it. When the edge count predicts more than ``--max-gb`` for GAT's per-edge messages, the
+is reported beside it. When the edge count predicts more than ``--max-gb`` for the GNN's per-edge tensors, the
 GNN is skipped and the estimate reported.
 Target: a 32K-token document under 2 GB extra memory.
 """
@@ -50,7 +51,9 @@ from report import command_line, fmt_ms, header, md_table, write_results
 
 CHUNK = 254  # content tokens per MiniLM forward (+ [CLS] and [SEP] = 256)
 TARGET_GB = 2.0
-BYTES_PER_EDGE = 2 * 256 * 4 + 64  # GAT: gathered x_j and alpha * x_j (E x P fp32 each) + index/attention
+BYTES_PER_EDGE = (
+    128  # GAT without autograd: edge-index copies (self-loops re-added) + attention, messages chunked
+)
 
 
 def document_states(length: int, dtype: str = "float32") -> torch.Tensor:
@@ -159,7 +162,9 @@ def run_case(states: Path, length: int, knn: int | None, args: argparse.Namespac
         return r
     r["gnn_estimate_gb"] = r["edges"] * BYTES_PER_EDGE / 1e9
     if r["gnn_estimate_gb"] > args.max_gb:
-        r["skipped"] = f"GAT messages would need ~{r['gnn_estimate_gb']:.1f} GB (> --max-gb {args.max_gb})"
+        r["skipped"] = (
+            f"the GNN's edge tensors would need ~{r['gnn_estimate_gb']:.1f} GB (> --max-gb {args.max_gb})"
+        )
         return r
     return {**r, **spawn(states, length, knn, "full", args)}
 
