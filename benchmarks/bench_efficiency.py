@@ -37,9 +37,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import add_common_arguments, apply_threads, current_rss, machine_info, median_time
+from common import add_common_arguments, apply_threads, current_rss, machine_info, machine_line, median_time
 from efficiency_report import GLOT_CONFIGS, PAPER, markdown, ratios
-from report import command_line, header, write_results
+from report import RESULTS_DIR, command_line, header, write_results
 
 
 # ---------------------------------------------------------------------------------------------- workers
@@ -232,6 +232,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed first steps (all contenders)")
     parser.add_argument("--decoder-steps", type=int, default=8, help="bounded LoRA/full steps on decoders")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument(
+        "--keep-other-backbones",
+        action="store_true",
+        help="keep the rows of backbones NOT in --backbones from the existing results/efficiency.json "
+        "(each backbone's ratios still come from its own run; the report says which run each is from)",
+    )
     for hidden in ("--worker", "--backbone", "--method", "--result", "--cache-info"):
         parser.add_argument(hidden, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--decoder", action="store_true", help=argparse.SUPPRESS)
@@ -246,6 +252,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             3,
         )
     return args
+
+
+def _earlier_backbones(results: dict[str, Any]) -> dict[str, Any]:
+    """Backbones of the existing results/efficiency.json not rerun now, each tagged with the run it came from."""
+    path = RESULTS_DIR / "efficiency.json"
+    if not path.exists():
+        raise SystemExit(f"--keep-other-backbones: {path} does not exist; run without it first")
+    old = json.loads(path.read_text())
+    run = old.get("run") or {"command": "(not recorded)", "machine_line": machine_line(old["machine"])}
+    return {b: res | {"run": res.get("run", run)} for b, res in old["results"].items() if b not in results}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,14 +281,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         results = {b: run_backbone(args, b) for b in args.backbones.split(",")}
         total = time.perf_counter() - t0
+    kept = _earlier_backbones(results) if args.keep_other_backbones else {}
+    fresh, results = list(results), kept | results
     rat = ratios(results)
     title = "Training cost: GLOT vs LoRA r=64 vs full fine-tuning"
     text = markdown(results, rat, args, header(title, command_line("bench_efficiency.py", argv), info, args))
-    text += f"\nWhole benchmark: {total / 60:.1f} min.\n"
+    text += f"\nWhole benchmark: {total / 60:.1f} min" + (f" ({', '.join(fresh)})." if kept else ".")
+    for backbone, res in kept.items():
+        text += (f"\n\n**{backbone} rows come from an earlier run** (kept with --keep-other-backbones): "
+                 f"{res['run']['command']}; {res['run']['machine_line']}")  # fmt: skip
+    text += "\n"
     print(text)
     if not args.no_write:
+        here = {"command": command_line("bench_efficiency.py", argv), "machine_line": machine_line(info)}
+        for backbone in fresh:
+            results[backbone]["run"] = here
         payload = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "results": results,
-                   "ratios": rat, "paper_table5": PAPER, "total_seconds": total}  # fmt: skip
+                   "ratios": rat, "paper_table5": PAPER, "total_seconds": total, "run": here}  # fmt: skip
         write_results("efficiency", payload, text)
     return 0
 
