@@ -157,7 +157,7 @@ def test_seeds_mean_std_and_load_run(cached, tmp_path: Path) -> None:
     res = train(cached, FAST.replace(epochs=1), tmp_path / "multi", seeds=[0, 1], progress=False)
     evals = [m["eval"] for m in res["per_seed"]]
     assert res["summary"]["eval"]["mean"] == pytest.approx(np.mean(evals))
-    assert res["summary"]["eval"]["std"] == pytest.approx(np.std(evals))
+    assert res["summary"]["eval"]["std"] == pytest.approx(np.std(evals, ddof=1))
     assert json.loads((tmp_path / "multi" / "summary.json").read_text())["summary"] == res["summary"]
     with pytest.raises(ValueError, match="seed"):
         load_run(tmp_path / "multi")

@@ -92,6 +92,14 @@ def test_ratio_curves(tmp_path: Path) -> None:
     check_outputs(viz.plot_ratio_curves(fractions, tmp_path / "frac", formats=("png",)), ("png",))
 
 
+def test_ratio_curves_unit_is_judged_on_raw_values() -> None:
+    from glot.viz.plots import percent_scale
+
+    # mean 0.987 + sample std 0.015 > 1: these are still fractions (the bug: plotted at ~1%)
+    assert percent_scale({"glot": {0.9: [1.0, 0.97, 0.99]}, "max": {0.9: [0.5, 0.52]}}) == 100.0
+    assert percent_scale({"glot": {0.9: [99.0, 100.0]}, "cls": {0.9: [0.5]}}) == 1.0
+
+
 def test_bad_inputs(tmp_path: Path) -> None:
     tokens, sim, edge_index, w = fake_sentence(5)
     with pytest.raises(ValueError, match="tokens"):

@@ -270,11 +270,13 @@ def _finish(
 
 
 def summarize(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and std (ddof 0) over seeds of the eval metric, the optimistic best-epoch metric, val and time."""
+    """Mean and sample std (ddof 1; 0 for one seed) over seeds of the eval metric, the optimistic best-epoch
+    metric, val and time."""
 
     def stats(values: list[float]) -> dict[str, float]:
         arr = np.asarray(values, dtype=float)
-        return {"mean": float(arr.mean()), "std": float(arr.std()), "n": int(arr.size)}
+        std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+        return {"mean": float(arr.mean()), "std": std, "n": int(arr.size)}
 
     out: dict[str, Any] = {"seeds": [m["seed"] for m in per_seed], "val": stats([m["val"] for m in per_seed])}
     if all("eval" in m for m in per_seed):

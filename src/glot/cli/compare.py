@@ -171,7 +171,7 @@ def _cell(values: list[float]) -> str:
     import numpy as np
 
     arr = np.asarray(values, dtype=float) * 100
-    return f"{arr.mean():.1f} ± {arr.std():.1f}" if arr.size > 1 else f"{arr.mean():.1f}"
+    return f"{arr.mean():.1f} ± {arr.std(ddof=1):.1f}" if arr.size > 1 else f"{arr.mean():.1f}"
 
 
 def _table(summary: dict[str, Any], key: str = "accuracy") -> tuple[list[str], list[list[Any]]]:

@@ -72,10 +72,9 @@ def run(args: argparse.Namespace) -> int:
     backbones: dict[str, Any] = {}
     results = [_score_run(r, task, args, backbones) for r in runs]
     values = [r["value"] for r in results]
-    mean, std = (
-        float(sum(values) / len(values)),
-        float((sum((v - sum(values) / len(values)) ** 2 for v in values) / len(values)) ** 0.5),
-    )
+    import numpy as np
+
+    mean, std = float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
     rows = [[r["seed"], r["pooler"], r["value"]] for r in results]
     if len(rows) > 1:
         rows.append(["mean ± std", "", f"{mean:.4f} ± {std:.4f}"])

@@ -220,6 +220,13 @@ def _ratio_stats(runs: Mapping[float, Sequence[float]]) -> tuple[np.ndarray, np.
     return ratios, mean, std, max(a.size for a in accs)
 
 
+def percent_scale(results: Mapping[str, Mapping[float, Sequence[float]]]) -> float:
+    """100 when every accuracy is a fraction (all values <= 1), else 1 (already percent). Judged on the raw
+    per-seed values: a mean near 1 plus its std may exceed 1 and must not flip the unit."""
+    values = [float(v) for runs in results.values() for accs in runs.values() for v in np.ravel(accs)]
+    return 100.0 if max(values) <= 1.0 else 1.0
+
+
 def plot_ratio_curves(
     results: Mapping[str, Mapping[float, Sequence[float]]],
     path_stem: str | os.PathLike[str],
@@ -235,7 +242,7 @@ def plot_ratio_curves(
     if not results:
         raise ValueError("results is empty; expected {pooler: {ratio: [accuracy per seed]}}")
     stats = {name: _ratio_stats(runs) for name, runs in results.items()}
-    scale = 100.0 if max(float(s[1].max() + s[2].max()) for s in stats.values()) <= 1.0 + 1e-9 else 1.0
+    scale = percent_scale(results)
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.add_subplot()
     palette = [colormaps["tab10"](k) for k in range(10)]
