@@ -18,9 +18,10 @@ kernel's high-water mark, VmHWM) is its alone:
   NOT converged) and full fine-tuning is timed over ``--decoder-steps`` steps without evaluation.
 
 "s to metric" = raw texts to eval metric, model loading excluded: GLOT = cache build + fit (validation and eval
-included); LoRA/full = training + validation + eval passes. Cost on a quiet 2-core CPU, ESTIMATED from per-token
-forward costs (not yet measured on a quiet machine): ~10 min for the defaults (the largest items: SmolLM2's float32
-cache build ~2 min, MiniLM LoRA and full 2 epochs ~1.5 min each), ~7.5 min with ``--epochs 1``, ~2 min ``--quick``.
+included); LoRA/full = training + validation + eval passes. Measured cost with ``--threads 1 --epochs 1`` on the
+shared 2-core CPU: the SmolLM2 half 32 min (float32 cache build 11 min, LoRA 8 steps + evaluation 13 min, full
+fine-tuning 8 steps 6 min); the MiniLM half ~15 min (LoRA and full one epoch ~5-7 min each). Use
+``--backbones minilm`` or ``--backbones smollm2-135m --keep-other-backbones`` to rerun one half.
 """
 
 from __future__ import annotations

@@ -55,8 +55,9 @@ def _rows_table(results: dict[str, Any]) -> str:
     cols += ["eval acc", "s to metric", "budget"]
     table = []
     for backbone, res in results.items():
-        for name, r in res["rows"].items():
-            t = r["timing"]
+        order = [*GLOT_CONFIGS, "lora", "full"]  # a fixed row order, also for rows re-read from JSON
+        for name in sorted(res["rows"], key=lambda n: order.index(n) if n in order else len(order)):
+            r, t = res["rows"][name], res["rows"][name]["timing"]
             step = f"{t['ms_per_step_median']:.1f} [{t['ms_per_step_min']:.1f}-{t['ms_per_step_max']:.1f}]"
             table.append([backbone, name, f"{r['trainable']:,}", f"{r['peak_rss_mb']:.0f}", step, t["steps_timed"],
                           _f(r["eval"], ".3f"), _f(r["seconds_to_metric"], ".1f"), r["budget"]])  # fmt: skip
@@ -97,7 +98,7 @@ def markdown(results: dict[str, Any], rat: dict[str, Any], args: argparse.Namesp
     )
     return (
         head + setup + _rows_table(results)
-        + "\nRatios from this run (larger = GLOT cheaper):\n\n" + _ratio_table(rat)
+        + "\nRatios, each backbone's contenders measured side by side in one run (larger = GLOT cheaper):\n\n" + _ratio_table(rat)
         + "\nPaper Table 5 (Mistral-7B, CoLA, one GPU):\n\n"
         + md_table(["method", "trainable", "GPU memory", "per batch"], paper)
         + f"\nPaper LoRA/GLOT ratios: step {lora[2] / glot[2]:.0f}x, params {lora[0] / glot[0]:.1f}x, "

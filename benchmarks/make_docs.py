@@ -25,10 +25,11 @@ runs as `glot bench <name> [--quick]` from a checkout). Every section names its 
 PyG versions), its command, and gives medians with [min-max] over repeated runs; ratios are measured side by
 side in one process, contenders interleaved per repeat. Tests never assert timings.
 
-Every benchmark section below is a full run (no `--quick`) on a 2-core machine shared with other jobs. The only
-partial one is the efficiency section: it has the MiniLM rows only, as the SmolLM2-135M half of that run did not
-finish (the SmolLM2 figures in the summary come from a separate `--quick` run and say so). Rerun the full
-versions on a quiet machine (`python benchmarks/<script>.py`, each < ~5 min), then `python benchmarks/make_docs.py`.
+Every benchmark section below is a full run (no `--quick`) on a 2-core machine shared with other jobs. In the
+efficiency section the two backbones come from two runs (MiniLM first; SmolLM2-135M later with
+`--keep-other-backbones`); each backbone's contenders were measured side by side in one run. Rerun on a quiet
+machine with `python benchmarks/<script>.py` (efficiency: ~45 min; the others a few minutes each), then
+`python benchmarks/make_docs.py`.
 
 | Section | Script | What it measures |
 |---|---|---|
