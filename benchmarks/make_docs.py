@@ -28,7 +28,7 @@ side in one process, contenders interleaved per repeat. Tests never assert timin
 Every benchmark section below is a full run (no `--quick`) on a 2-core machine shared with other jobs. In the
 efficiency section the two backbones come from two runs (MiniLM first; SmolLM2-135M later with
 `--keep-other-backbones`); each backbone's contenders were measured side by side in one run. Rerun on a quiet
-machine with `python benchmarks/<script>.py` (efficiency: ~45 min; the others a few minutes each), then
+machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents ~13 min, the others a few minutes each), then
 `python benchmarks/make_docs.py`.
 
 | Section | Script | What it measures |
