@@ -101,3 +101,12 @@ def test_errors_are_clear() -> None:
         metrics.accuracy([], [])
     with pytest.raises(ValueError, match="unknown metric .bleu."):
         metrics.higher_is_better("bleu")
+
+
+def test_mean_std_is_the_sample_std_over_seeds() -> None:
+    values = [0.994, 0.998, 0.998]
+    mean, std = metrics.mean_std(values)
+    assert mean == pytest.approx(np.mean(values)) and std == pytest.approx(np.std(values, ddof=1))
+    assert metrics.mean_std([0.5]) == (0.5, 0.0)  # one seed: no spread, not NaN
+    with pytest.raises(ValueError, match="at least one value"):
+        metrics.mean_std([])

@@ -92,10 +92,11 @@ def _apply_conv(
         return conv(x, edge_index, edge_attr=ones[:, None].to(x.dtype))
     attr = None if edge_weight is None or kind not in ("gat", "gatv2") else edge_weight[:, None].to(x.dtype)
     # without autograd, a GAT layer whose messages (E + N self-loops) x heads x P exceed MESSAGE_ELEMS is chunked
-    messages = (
-        (edge_index.shape[1] + x.shape[0]) * getattr(conv, "heads", 1) * getattr(conv, "out_channels", 1)
-    )
-    if isinstance(conv, GATConv) and not torch.is_grad_enabled() and messages > MESSAGE_ELEMS:
+    if (
+        isinstance(conv, GATConv)
+        and not torch.is_grad_enabled()
+        and (edge_index.shape[1] + x.shape[0]) * conv.heads * conv.out_channels > MESSAGE_ELEMS
+    ):
         return gat_edge_chunked(conv, x, edge_index, attr)
     return conv(x, edge_index) if attr is None else conv(x, edge_index, edge_attr=attr)
 

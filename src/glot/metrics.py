@@ -23,6 +23,7 @@ __all__ = [
     "f1",
     "higher_is_better",
     "mcc",
+    "mean_std",
     "mrr",
     "pearson",
     "spearman",
@@ -174,3 +175,15 @@ def higher_is_better(metric: str) -> bool:
     """Whether larger values of ``metric`` are better (True for every metric here)."""
     _check_name(metric)
     return True
+
+
+def mean_std(values: Any) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1) over seeds; the std of a single value is 0.
+
+    The one definition of "mean ± std" used by training summaries, ``glot compare``/``glot eval`` tables and
+    the ratio plot. Shapes: values (n,) with n >= 1 -> two floats.
+    """
+    arr = _as_1d(values, "values").astype(float)
+    if arr.size == 0:
+        raise ValueError("mean_std needs at least one value, got an empty list")
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0

@@ -250,10 +250,8 @@ def load_run(
         )
     run_config = read_json(run / RUN_CONFIG_NAME)
     method = run_config.get("method")
-    if method in (
-        "lora",
-        "full",
-    ):  # its backbone changed: pairing the head with the frozen one would be wrong
+    # a LoRA / full fine-tuning run changed its backbone: pairing its head with the frozen one would be wrong
+    if method in ("lora", "full"):
         raise ValueError(
             f"{run} is a {method} fine-tuning run: its backbone was trained, so it cannot be used with the "
             "frozen backbone; load it with glot.finetune.load_finetuned(run_dir) (.evaluate / .embed)"

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from glot.data import stratified_indices
 from glot.heads import TaskHead, build_head
 from glot.io import atomic_save_tensors, atomic_write_json
-from glot.metrics import compute
+from glot.metrics import compute, mean_std
 from glot.poolers import Pooler, build_pooler
 from glot.runs import (
     HEAD_CONFIG,
@@ -274,9 +274,8 @@ def summarize(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     metric, val and time."""
 
     def stats(values: list[float]) -> dict[str, float]:
-        arr = np.asarray(values, dtype=float)
-        std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-        return {"mean": float(arr.mean()), "std": std, "n": int(arr.size)}
+        mean, std = mean_std(values)
+        return {"mean": mean, "std": std, "n": len(values)}
 
     out: dict[str, Any] = {"seeds": [m["seed"] for m in per_seed], "val": stats([m["val"] for m in per_seed])}
     if all("eval" in m for m in per_seed):

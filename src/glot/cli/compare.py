@@ -174,10 +174,10 @@ def _summarize(
 
 
 def _cell(values: list[float]) -> str:
-    import numpy as np
+    from glot.metrics import mean_std
 
-    arr = np.asarray(values, dtype=float) * 100
-    return f"{arr.mean():.1f} ± {arr.std(ddof=1):.1f}" if arr.size > 1 else f"{arr.mean():.1f}"
+    mean, std = mean_std([100 * v for v in values])
+    return f"{mean:.1f} ± {std:.1f}" if len(values) > 1 else f"{mean:.1f}"
 
 
 def _table(summary: dict[str, Any], key: str = "accuracy") -> tuple[list[str], list[list[Any]]]:

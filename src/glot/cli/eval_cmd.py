@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
     backbones: dict[str, Any] = {}
     results = [_score_run(r, task, args, backbones) for r in runs]
     values = [r["value"] for r in results]
-    import numpy as np
+    from glot.metrics import mean_std
 
-    mean, std = float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    mean, std = mean_std(values)
     rows = [[r["seed"], r["pooler"], r["value"]] for r in results]
     if len(rows) > 1:
         rows.append(["mean ± std", "", f"{mean:.4f} ± {std:.4f}"])

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
 
+from glot.metrics import mean_std
 from glot.viz.figure import (
     DEFAULT_FORMATS,
     DISPLAY_NAMES,
@@ -215,8 +216,7 @@ def _ratio_stats(runs: Mapping[float, Sequence[float]]) -> tuple[np.ndarray, np.
     accs = [np.asarray(runs[r], dtype=float).reshape(-1) for r in sorted(runs, key=float)]
     if any(a.size == 0 for a in accs):
         raise ValueError("every ratio needs at least one accuracy value, got an empty list")
-    mean = np.array([a.mean() for a in accs])
-    std = np.array([a.std(ddof=1) if a.size > 1 else 0.0 for a in accs])
+    mean, std = (np.array(col) for col in zip(*(mean_std(a) for a in accs), strict=True))
     return ratios, mean, std, max(a.size for a in accs)
 
 
