@@ -20,6 +20,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
+from glot.errors import InputError
 from glot.io import sha256_file
 
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
@@ -87,7 +88,7 @@ def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> str | None:
         if candidate is not None:
             tokenizer.pad_token = candidate
             return str(candidate)
-    raise ValueError(
+    raise InputError(
         f"tokenizer {type(tokenizer).__name__} has no pad, eos, unk or sep token to pad with; "
         "set tokenizer.pad_token to an existing token before building the backbone"
     )

@@ -33,6 +33,7 @@ from transformers import (
 
 from glot import _hf
 from glot.dtypes import FROM_PRETRAINED_DTYPE_KW, dtype_name, resolve_dtype
+from glot.errors import InputError, InputTypeError
 from glot.packing import pack
 from glot.tokens import TokenPlan, check_texts
 
@@ -63,7 +64,9 @@ class FrozenBackbone:
     ) -> None:
         config = getattr(model, "config", None)
         if not isinstance(config, PretrainedConfig):
-            raise TypeError(f"model must be a transformers model with a .config, got {type(model).__name__}")
+            raise InputTypeError(
+                f"model must be a transformers model with a .config, got {type(model).__name__}"
+            )
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.config = config
@@ -78,13 +81,13 @@ class FrozenBackbone:
         self._layer_index = _check_layer(layer, self.num_layers)
         width = _hf.hidden_width(self.config)
         if width is None:
-            raise ValueError(f"cannot read the hidden width of {type(model).__name__} from its config")
+            raise InputError(f"cannot read the hidden width of {type(model).__name__} from its config")
         self.hidden_size: int = width
         self.max_length = _check_max_length(max_length, _hf.max_positions(self.config))
         _hf.ensure_pad_token(tokenizer)
         side = padding_side if padding_side is not None else tokenizer.padding_side
         if side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
+            raise InputError(f"padding_side must be 'left' or 'right', got {side!r}")
         tokenizer.padding_side = side
         self.padding_side: str = side
         self.append_eos = self._check_eos(append_eos)
@@ -226,7 +229,7 @@ class FrozenBackbone:
         """
         items = check_texts(texts)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         features = self._plan.encode(items)
         lengths = np.fromiter((len(ids) for ids in features["input_ids"]), dtype=np.int64, count=len(items))
         order = np.argsort(-lengths, kind="stable")
@@ -284,7 +287,7 @@ class FrozenBackbone:
         if append_eos is None:
             return self.is_decoder and has_eos
         if append_eos and not has_eos:
-            raise ValueError(
+            raise InputError(
                 f"append_eos=True but tokenizer {type(self.tokenizer).__name__} has no eos token; "
                 "set tokenizer.eos_token or pass append_eos=False"
             )
@@ -305,12 +308,12 @@ def _default_device() -> torch.device:
 def _check_layer(layer: int, n_layers: int | None) -> int:
     """Normalise a hidden_states index to -1 (last layer) or 0..n_layers-1. Raises ValueError if out of range."""
     if isinstance(layer, bool) or not isinstance(layer, int):
-        raise TypeError(f"layer must be an int index into hidden_states, got {type(layer).__name__}")
+        raise InputTypeError(f"layer must be an int index into hidden_states, got {type(layer).__name__}")
     if n_layers is None:
         return layer
     lo, hi = -(n_layers + 1), n_layers
     if not lo <= layer <= hi:
-        raise ValueError(
+        raise InputError(
             f"layer must be in [{lo}, {hi}] for a model with {n_layers} layers "
             f"(0 = embeddings, {hi} or -1 = last layer), got {layer}"
         )
@@ -320,7 +323,7 @@ def _check_layer(layer: int, n_layers: int | None) -> int:
 
 def _check_max_length(max_length: int, limit: int | None) -> int:
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
-        raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
+        raise InputError(f"max_length must be an int >= 2, got {max_length!r}")
     if limit is not None and max_length > limit:
-        raise ValueError(f"max_length={max_length} exceeds the model's {limit} position embeddings")
+        raise InputError(f"max_length={max_length} exceeds the model's {limit} position embeddings")
     return max_length

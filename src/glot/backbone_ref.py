@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from glot.errors import InputError
+
 if TYPE_CHECKING:
     from glot.backbone import FrozenBackbone
 
@@ -26,7 +28,7 @@ def backbone_reference(backbone: Any, name: str | None = None) -> dict[str, Any]
 
     ref_name = name if name is not None else getattr(backbone, "name", None)
     if not ref_name:
-        raise ValueError("the backbone has no name; pass backbone_name='org/model' (a hub id or local path)")
+        raise InputError("the backbone has no name; pass backbone_name='org/model' (a hub id or local path)")
     dtype = getattr(backbone, "dtype", None)
     zoo_specs = {info.alias: info.hf_id for info in zoo.list_models()}
     fingerprint = backbone.fingerprint() if hasattr(backbone, "fingerprint") else None
@@ -74,7 +76,7 @@ def _check_backbone(backbone: FrozenBackbone, reference: dict[str, Any]) -> None
     for key, got in found.items():
         want = reference.get(key)
         if want is not None and got is not None and want != got:
-            raise ValueError(
+            raise InputError(
                 f"backbone {backbone.name!r} has {key}={got!r} but the pooler was trained on a backbone with "
                 f"{key}={want!r} ({reference['name_or_path']!r}); load the backbone it was trained with"
             )

@@ -10,12 +10,14 @@ import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from glot.errors import InputError
+
 CONV_NAMES = ("gat", "gatv2", "gcn", "gin", "gine", "mlp")
 JK_NAMES = ("cat", "max", "mean", "none")
 
 
 def _fail(field_name: str, value: Any, expected: str) -> None:
-    raise ValueError(f"{field_name}={value!r} is invalid: expected {expected}")
+    raise InputError(f"{field_name}={value!r} is invalid: expected {expected}")
 
 
 @dataclass
@@ -106,7 +108,7 @@ class PoolerConfig:
         data = dict(data)
         for key in ("name", "input_dim"):
             if key not in data:
-                raise ValueError(f"pooler config is missing {key!r}; got keys {sorted(data)}")
+                raise InputError(f"pooler config is missing {key!r}; got keys {sorted(data)}")
         sections = {}
         for sec, sec_cls in _SECTIONS.items():
             raw = dict(data.pop(sec, None) or {})

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 import transformers
 
+from glot.errors import InputError
+
 #: Accepted spellings of an explicit dtype (case-insensitive).
 DTYPE_NAMES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -72,14 +74,14 @@ def resolve_dtype(spec: str | torch.dtype, device: torch.device | str = "cpu") -
     if isinstance(spec, torch.dtype):
         if spec in DTYPE_NAMES.values():
             return spec
-        raise ValueError(f"dtype must be one of {', '.join(_ALLOWED)} (a floating dtype), got {spec}")
+        raise InputError(f"dtype must be one of {', '.join(_ALLOWED)} (a floating dtype), got {spec}")
     if isinstance(spec, str):
         key = spec.strip().lower().removeprefix("torch.")
         if key == "auto":
             return auto_dtype(torch.device(device))
         if key in DTYPE_NAMES:
             return DTYPE_NAMES[key]
-    raise ValueError(f"dtype must be one of {', '.join(_ALLOWED)} or a torch.dtype, got {spec!r}")
+    raise InputError(f"dtype must be one of {', '.join(_ALLOWED)} or a torch.dtype, got {spec!r}")
 
 
 def dtype_name(dtype: torch.dtype) -> str:

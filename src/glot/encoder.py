@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from glot.cache import BackboneLike, CachedStates, check_texts
+from glot.errors import InputError, InputTypeError
 
 
 class PoolerLike(Protocol):
@@ -55,7 +56,7 @@ class Encoder:
 
     def __init__(self, backbone: BackboneLike, pooler: PoolerLike) -> None:
         if not hasattr(pooler, "forward_packed"):
-            raise TypeError(
+            raise InputTypeError(
                 f"pooler must have forward_packed(x, ptr) (a glot Pooler), got {type(pooler).__name__}; "
                 "build one with glot.build_pooler(name, input_dim)"
             )
@@ -145,7 +146,7 @@ class Encoder:
         from tqdm.auto import tqdm
 
         if cached.dim != getattr(self.backbone, "hidden_size", cached.dim):
-            raise ValueError(
+            raise InputError(
                 f"cache holds D={cached.dim} states but the backbone has hidden_size="
                 f"{self.backbone.hidden_size}; build the cache with this encoder's backbone"
             )

@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GATv2Conv, GCNConv, GINConv, GINEConv
 from torch_geometric.utils import add_self_loops, remove_self_loops
 
+from glot.errors import InputError
+
 from .config import GNNConfig
 
 
@@ -57,7 +59,7 @@ def gat_edge_chunked(
     Shapes: x (N, D), edge_index (2, E), edge_attr (E, 1) or None -> (N, P) or (N, heads * P) if concat.
     """
     if conv.lin is None:
-        raise ValueError("gat_edge_chunked needs a GATConv built with an int in_channels (one shared lin)")
+        raise InputError("gat_edge_chunked needs a GATConv built with an int in_channels (one shared lin)")
     heads, width = conv.heads, conv.out_channels
     h = conv.lin(x).view(-1, heads, width)
     alpha_pair = ((h * conv.att_src).sum(-1), (h * conv.att_dst).sum(-1))

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from glot.errors import InputError
+
 __all__ = [
     "HEADS",
     "ClassificationHead",
@@ -37,17 +39,17 @@ def _check_z(z: Tensor, in_dim: int, name: str) -> None:
     """Raise a ValueError unless ``z`` is a (B, in_dim) tensor."""
     if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != in_dim:
         got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-        raise ValueError(f"{name} must be a (B, {in_dim}) tensor of pooled embeddings, got {got}")
+        raise InputError(f"{name} must be a (B, {in_dim}) tensor of pooled embeddings, got {got}")
 
 
 def _check_pair(z: Tensor, z_pair: Tensor | None, in_dim: int, head: str) -> Tensor:
     """Validate (z, z_pair) for two-sentence heads and return z_pair."""
     _check_z(z, in_dim, "z")
     if z_pair is None:
-        raise ValueError(f"{head} needs z_pair (embeddings of the second sentence / positive), got None")
+        raise InputError(f"{head} needs z_pair (embeddings of the second sentence / positive), got None")
     _check_z(z_pair, in_dim, "z_pair")
     if z_pair.shape[0] != z.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"z and z_pair must have the same batch size, got {z.shape[0]} and {z_pair.shape[0]}"
         )
     return z_pair
@@ -56,7 +58,7 @@ def _check_pair(z: Tensor, z_pair: Tensor | None, in_dim: int, head: str) -> Ten
 def _labels(labels: Tensor | np.ndarray | None, device: torch.device, dtype: torch.dtype) -> Tensor:
     """Labels as a tensor on ``device``; ValueError if missing."""
     if labels is None:
-        raise ValueError("this head's loss needs labels, got None")
+        raise InputError("this head's loss needs labels, got None")
     return torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels).to(device, dtype)
 
 
@@ -72,7 +74,7 @@ class TaskHead(nn.Module):
     def __init__(self, in_dim: int, num_labels: int = 1) -> None:
         super().__init__()
         if in_dim < 1:
-            raise ValueError(f"in_dim must be >= 1 (the pooler's out_dim), got {in_dim}")
+            raise InputError(f"in_dim must be >= 1 (the pooler's out_dim), got {in_dim}")
         self.in_dim = in_dim
         self.num_labels = num_labels
 
@@ -91,7 +93,7 @@ class TaskHead(nn.Module):
 
     def _no_neg(self, z_neg: Tensor | None) -> None:
         if z_neg is not None:
-            raise ValueError(
+            raise InputError(
                 f"z_neg (hard negatives) is only used by the contrastive head, not {self.kind!r}"
             )
 
@@ -101,7 +103,7 @@ class _CrossEntropyHead(TaskHead):
 
     def __init__(self, in_dim: int, num_labels: int) -> None:
         if num_labels < 2:
-            raise ValueError(f"a classification head needs num_labels >= 2, got {num_labels}")
+            raise InputError(f"a classification head needs num_labels >= 2, got {num_labels}")
         super().__init__(in_dim, num_labels)
 
     def loss(self, output: Tensor, labels: Tensor | np.ndarray | None = None) -> Tensor:
@@ -129,7 +131,7 @@ class ClassificationHead(_CrossEntropyHead):
         _check_z(z, self.in_dim, "z")
         self._no_neg(z_neg)
         if z_pair is not None:
-            raise ValueError("ClassificationHead takes one sentence; use kind 'pair' for sentence pairs")
+            raise InputError("ClassificationHead takes one sentence; use kind 'pair' for sentence pairs")
         return self.linear(z)
 
 
@@ -146,7 +148,7 @@ class PairClassificationHead(_CrossEntropyHead):
     def __init__(self, in_dim: int, num_labels: int = 2, features: str = "concat") -> None:
         super().__init__(in_dim, num_labels)
         if features not in self.FEATURES:
-            raise ValueError(f"features must be one of {sorted(self.FEATURES)}, got {features!r}")
+            raise InputError(f"features must be one of {sorted(self.FEATURES)}, got {features!r}")
         self.features = features
         self.linear = nn.Linear(self.FEATURES[features] * in_dim, num_labels)
 
@@ -174,9 +176,9 @@ class STSHead(TaskHead):
     ) -> None:
         super().__init__(in_dim, 1)
         if num_labels != 1:
-            raise ValueError(f"STSHead predicts one score, num_labels must be 1, got {num_labels}")
+            raise InputError(f"STSHead predicts one score, num_labels must be 1, got {num_labels}")
         if score_scale <= 0:
-            raise ValueError(f"score_scale must be > 0 (the maximum gold score), got {score_scale}")
+            raise InputError(f"score_scale must be > 0 (the maximum gold score), got {score_scale}")
         self.proj_dim = proj_dim
         self.score_scale = float(score_scale)
         self.proj = nn.Linear(in_dim, proj_dim or in_dim)
@@ -215,9 +217,9 @@ class ContrastiveHead(TaskHead):
     ) -> None:
         super().__init__(in_dim, 1)
         if num_labels != 1:
-            raise ValueError(f"ContrastiveHead has no classes, num_labels must be 1, got {num_labels}")
+            raise InputError(f"ContrastiveHead has no classes, num_labels must be 1, got {num_labels}")
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise InputError(f"temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
         self.learnable = learnable
         log_scale = torch.tensor(math.log(1.0 / temperature))
@@ -274,9 +276,9 @@ def build_head(kind: str, in_dim: int, num_labels: int = 1, **options: Any) -> T
     ``build_head(**head.config())`` rebuilds a head with the same architecture.
     """
     if kind not in HEADS:
-        raise ValueError(f"unknown head kind {kind!r}; valid kinds: {', '.join(HEADS)}")
+        raise InputError(f"unknown head kind {kind!r}; valid kinds: {', '.join(HEADS)}")
     if kind in ("single", "pair") and num_labels < 2:
-        raise ValueError(
+        raise InputError(
             f"a {kind!r} head needs num_labels >= 2 (pass num_labels=task.num_labels), got {num_labels}"
         )
     return HEADS[kind](in_dim, num_labels, **options)

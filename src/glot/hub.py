@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from glot import __version__
 from glot.backbone_ref import BACKBONE_KWARGS, backbone_reference, load_backbone
 from glot.card import CITATION, model_card
+from glot.errors import InputError, InputTypeError
 from glot.io import atomic_save_tensors, atomic_write_json, atomic_write_text, load_tensors, read_json
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def save_pretrained(
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     if not hasattr(encoder.pooler, "save_pretrained"):
-        raise TypeError(f"the encoder's pooler {type(encoder.pooler).__name__} has no save_pretrained")
+        raise InputTypeError(f"the encoder's pooler {type(encoder.pooler).__name__} has no save_pretrained")
     reference = backbone_reference(encoder.backbone, backbone_name)
     (path / CONFIG_NAME).unlink(missing_ok=True)  # a half-finished save must not look complete
     encoder.pooler.save_pretrained(path / POOLER_DIR)  # type: ignore[attr-defined]
@@ -125,9 +126,9 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
         )
     config = read_json(path / CONFIG_NAME)
     if not isinstance(config, dict) or "backbone" not in config:
-        raise ValueError(f"{path / CONFIG_NAME} has no 'backbone' section; it was not written by glot")
+        raise InputError(f"{path / CONFIG_NAME} has no 'backbone' section; it was not written by glot")
     if int(config.get("format", 0)) > FORMAT:
-        raise ValueError(
+        raise InputError(
             f"{path / CONFIG_NAME} has format {config['format']}, newer than this glot ({__version__}) "
             f"reads (<= {FORMAT}); upgrade glot-pooling"
         )
@@ -154,7 +155,7 @@ def read_reference(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], Path
     root = Path(folder)
     seeds = sorted(p.parent.name for p in root.glob("seed-*/run_config.json"))
     if seeds and not (root / "run_config.json").is_file():
-        raise ValueError(
+        raise InputError(
             f"{root} holds several seeds ({', '.join(seeds)}); pass one of them, e.g. {root / seeds[0]}"
         )
     if (root / CONFIG_NAME).is_file() or not (root / "run_config.json").is_file():
@@ -166,10 +167,10 @@ def read_reference(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], Path
         nested = run_config.get("backbone_kwargs") or {}
         backbone = {"name_or_path": backbone, **{k: run_config.get(k) for k in BACKBONE_KWARGS}, **nested}
     if not isinstance(backbone, dict):
-        raise ValueError(f"{root / 'run_config.json'} does not name its backbone (key 'backbone')")
+        raise InputError(f"{root / 'run_config.json'} does not name its backbone (key 'backbone')")
     name = next((backbone[k] for k in ("name_or_path", "name", "model", "source") if backbone.get(k)), None)
     if name is None:
-        raise ValueError(f"{root / 'run_config.json'}: the 'backbone' section has no name_or_path")
+        raise InputError(f"{root / 'run_config.json'}: the 'backbone' section has no name_or_path")
     return {**backbone, "name_or_path": name}, root / POOLER_DIR
 
 
@@ -195,7 +196,7 @@ def from_pretrained(
     bb = load_backbone(reference, name_or_path=backbone, dtype=dtype, device=device)
     pooler = load_pooler(pooler_dir, map_location=bb.device)
     if pooler.input_dim != bb.hidden_size:
-        raise ValueError(
+        raise InputError(
             f"pooler expects token states of width {pooler.input_dim}, backbone {bb.name!r} gives "
             f"{bb.hidden_size}; load the backbone the pooler was trained with"
         )

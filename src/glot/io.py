@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from glot.errors import InputError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -46,7 +48,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     fsync it and rename it onto ``path``. On any error the temp file is removed and ``path`` is left as it was.
     """
     if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open writes a new file: mode must be 'w' or 'wb', got {mode!r}")
+        raise InputError(f"atomic_open writes a new file: mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
     tmp = _tmp_path(path)
     try:
@@ -97,7 +99,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); the file is corrupt, re-save it") from err
+        raise InputError(f"{path} is not valid JSON ({err}); the file is corrupt, re-save it") from err
 
 
 def atomic_save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor]) -> Path:

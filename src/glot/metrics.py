@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from glot.errors import InputError
+
 __all__ = [
     "METRICS",
     "accuracy",
@@ -37,7 +39,7 @@ def _as_1d(values: Any, name: str) -> np.ndarray:
     """
     arr = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (N,), got shape {arr.shape}; flatten or take argmax first")
+        raise InputError(f"{name} must be 1-D (N,), got shape {arr.shape}; flatten or take argmax first")
     return arr
 
 
@@ -48,9 +50,9 @@ def _pair(predictions: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     """
     pred, gold = _as_1d(predictions, "predictions"), _as_1d(labels, "labels")
     if len(pred) != len(gold):
-        raise ValueError(f"predictions and labels must have the same length, got {len(pred)} and {len(gold)}")
+        raise InputError(f"predictions and labels must have the same length, got {len(pred)} and {len(gold)}")
     if len(pred) == 0:
-        raise ValueError("cannot compute a metric on zero examples; the evaluation split is empty")
+        raise InputError("cannot compute a metric on zero examples; the evaluation split is empty")
     return pred, gold
 
 
@@ -134,10 +136,10 @@ def mrr(predictions: Any, labels: Any = None) -> float:
     """
     scores = np.asarray(predictions.detach().cpu() if hasattr(predictions, "detach") else predictions)
     if scores.ndim != 2 or scores.shape[0] == 0:
-        raise ValueError(f"mrr needs a (Q, M) similarity matrix with Q >= 1, got shape {scores.shape}")
+        raise InputError(f"mrr needs a (Q, M) similarity matrix with Q >= 1, got shape {scores.shape}")
     gold = np.arange(scores.shape[0]) if labels is None else _as_1d(labels, "labels").astype(np.int64)
     if len(gold) != scores.shape[0] or gold.min() < 0 or gold.max() >= scores.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"labels must hold one column index in [0, {scores.shape[1]}) per query row "
             f"({scores.shape[0]} rows), got {len(gold)} values in [{gold.min()}, {gold.max()}]"
         )
@@ -159,7 +161,7 @@ METRICS: dict[str, Callable[..., float]] = {
 def _check_name(metric: str) -> None:
     """Raise a ValueError listing the valid metric names if ``metric`` is unknown."""
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; valid metrics: {', '.join(sorted(METRICS))}")
+        raise InputError(f"unknown metric {metric!r}; valid metrics: {', '.join(sorted(METRICS))}")
 
 
 def compute(metric: str, predictions: Any, labels: Any) -> float:
@@ -185,5 +187,5 @@ def mean_std(values: Any) -> tuple[float, float]:
     """
     arr = _as_1d(values, "values").astype(float)
     if arr.size == 0:
-        raise ValueError("mean_std needs at least one value, got an empty list")
+        raise InputError("mean_std needs at least one value, got an empty list")
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0

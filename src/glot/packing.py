@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from glot.errors import InputError
+
 
 def check_padded(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     """Validate padded input and return the mask as bool.
@@ -18,7 +20,7 @@ def check_padded(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     """
     if not isinstance(hidden, Tensor) or hidden.dim() != 3:
         shape = tuple(hidden.shape) if isinstance(hidden, Tensor) else type(hidden).__name__
-        raise ValueError(
+        raise InputError(
             f"hidden must be a (B, L, D) tensor, got {shape}; pass last_hidden_state of the backbone"
         )
     if not isinstance(attention_mask, Tensor) or tuple(attention_mask.shape) != tuple(hidden.shape[:2]):
@@ -27,13 +29,13 @@ def check_padded(hidden: Tensor, attention_mask: Tensor) -> Tensor:
             if isinstance(attention_mask, Tensor)
             else type(attention_mask).__name__
         )
-        raise ValueError(
+        raise InputError(
             f"attention_mask must be (B, L) = {tuple(hidden.shape[:2])} to match hidden, got {got}"
         )
     mask = attention_mask.bool()
     if hidden.shape[0] > 0 and bool((mask.sum(dim=1) == 0).any()):
         empty = torch.nonzero(mask.sum(dim=1) == 0).flatten().tolist()
-        raise ValueError(
+        raise InputError(
             f"sentences {empty} have no real token (attention_mask all zero); every sentence needs >= 1 token"
         )
     return mask
@@ -59,20 +61,20 @@ def lengths_to_ptr(lengths: Tensor) -> Tensor:
 def check_packed(x: Tensor, ptr: Tensor) -> None:
     """Validate a packed batch. Shapes: x (N, D), ptr (B + 1,)."""
     if not isinstance(x, Tensor) or x.dim() != 2:
-        raise ValueError(f"x must be a packed (N, D) tensor, got {tuple(getattr(x, 'shape', ()))}")
+        raise InputError(f"x must be a packed (N, D) tensor, got {tuple(getattr(x, 'shape', ()))}")
     if not isinstance(ptr, Tensor) or ptr.dim() != 1 or ptr.numel() < 1:
-        raise ValueError(
+        raise InputError(
             f"ptr must be a 1-D (B + 1,) tensor of offsets, got {tuple(getattr(ptr, 'shape', ()))}"
         )
     if int(ptr[0]) != 0 or int(ptr[-1]) != x.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"ptr must start at 0 and end at N = x.shape[0] = {x.shape[0]}, got ptr[0]={int(ptr[0])}, "
             f"ptr[-1]={int(ptr[-1])}"
         )
     lengths = ptr[1:] - ptr[:-1]
     if bool((lengths <= 0).any()):
         bad = torch.nonzero(lengths <= 0).flatten().tolist()
-        raise ValueError(
+        raise InputError(
             f"sentences {bad} have no token (ptr not strictly increasing); each needs >= 1 token"
         )
 

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from glot.errors import InputError
+
 from . import __version__
 from .config import OPTION_SECTION, GNNConfig, PoolerConfig, ReadoutConfig
 from .gnn import TokenGNN
@@ -52,7 +54,7 @@ class Pooler(nn.Module):
         """Pool packed states. Shapes: x (N, D), ptr (B + 1,) -> (B, out_dim)."""
         check_packed(x, ptr)
         if x.shape[1] != self.input_dim:
-            raise ValueError(
+            raise InputError(
                 f"token states have width D = {x.shape[1]}, but this {self.name!r} pooler was built for "
                 f"input_dim = {self.input_dim}; build it with the backbone's hidden size"
             )
@@ -217,7 +219,7 @@ def _config_for(name: str, input_dim: int, options: dict[str, Any]) -> PoolerCon
     unknown = sorted(set(options) - set(cls.options))
     if unknown:
         allowed = ", ".join(cls.options) if cls.options else "none"
-        raise ValueError(f"pooler {name!r} does not take option(s) {unknown}; its options are: {allowed}")
+        raise InputError(f"pooler {name!r} does not take option(s) {unknown}; its options are: {allowed}")
     cfg = PoolerConfig(name=name, input_dim=input_dim)
     if name == "adapool":
         cfg.gnn, cfg.readout = GNNConfig(num_layers=0), ReadoutConfig(readout_hidden=128)
@@ -237,14 +239,14 @@ def build_pooler(name: str, input_dim: int, **options: Any) -> Pooler:
     Defaults are the paper's GLUE settings (GAT, K = 2, P = 256, JK cat, tau = 0.8).
     """
     if name not in POOLERS:
-        raise ValueError(f"unknown pooler {name!r}; valid names: {', '.join(sorted(POOLERS))}")
+        raise InputError(f"unknown pooler {name!r}; valid names: {', '.join(sorted(POOLERS))}")
     return from_config(_config_for(name, input_dim, options))
 
 
 def from_config(config: PoolerConfig) -> Pooler:
     """Rebuild a pooler (fresh weights) from its config."""
     if config.name not in POOLERS:
-        raise ValueError(f"unknown pooler {config.name!r}; valid names: {', '.join(sorted(POOLERS))}")
+        raise InputError(f"unknown pooler {config.name!r}; valid names: {', '.join(sorted(POOLERS))}")
     return POOLERS[config.name](config)
 
 
@@ -253,12 +255,12 @@ def load_pooler(directory: str | os.PathLike[str], map_location: str | torch.dev
     path = Path(directory)
     meta = read_json(path / CONFIG_NAME)
     if not isinstance(meta, dict) or "pooler" not in meta:
-        raise ValueError(f"{path / CONFIG_NAME} has no 'pooler' section; it was not written by glot")
+        raise InputError(f"{path / CONFIG_NAME} has no 'pooler' section; it was not written by glot")
     pooler = from_config(PoolerConfig.from_dict(meta["pooler"]))
     state = load_tensors(path / WEIGHTS_NAME)
     missing, unexpected = pooler.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             f"{path / WEIGHTS_NAME} does not match the config: missing {missing}, unexpected {unexpected}"
         )
     return pooler.to(map_location)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from glot.errors import InputError
 from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ def prepare_run_dir(run_dir: Path, config_json: dict[str, Any], overwrite: bool)
     if existing.is_file() and not overwrite:
         old = read_json(existing)
         if old.get("key") != config_json["key"]:
-            raise ValueError(
+            raise InputError(
                 f"{run_dir} holds a run with a different configuration (task, data, backbone or training "
                 "settings); pass a new --out folder, or --overwrite to replace it"
             )
@@ -240,7 +241,7 @@ def load_run(
             + (f" for seed {seed}" if seed is not None else "")
         )
     if len(runs) > 1:
-        raise ValueError(
+        raise InputError(
             f"{path} holds {len(runs)} seeds ({', '.join(p.name for p in runs)}); pass seed= / --seed to pick one"
         )
     run = runs[0]
@@ -252,7 +253,7 @@ def load_run(
     method = run_config.get("method")
     # a LoRA / full fine-tuning run changed its backbone: pairing its head with the frozen one would be wrong
     if method in ("lora", "full"):
-        raise ValueError(
+        raise InputError(
             f"{run} is a {method} fine-tuning run: its backbone was trained, so it cannot be used with the "
             "frozen backbone; load it with glot.finetune.load_finetuned(run_dir) (.evaluate / .embed)"
         )

@@ -17,6 +17,7 @@ import numpy as np
 
 from glot.cache import BackboneLike, CachedStates, build_or_load
 from glot.data import Task
+from glot.errors import InputError
 
 __all__ = ["COLUMNS", "CachedTask", "backbone_info", "cache_task", "task_texts"]
 
@@ -34,7 +35,7 @@ def task_texts(
     names = list(splits) if splits is not None else sorted(task.splits, key=lambda s: (s != "train", s))
     missing = [s for s in names if s not in task.splits]
     if missing:
-        raise ValueError(f"task {task.name!r} has no split(s) {missing}; it has {sorted(task.splits)}")
+        raise InputError(f"task {task.name!r} has no split(s) {missing}; it has {sorted(task.splits)}")
     position: dict[str, int] = {}
     ids: dict[str, dict[str, Any]] = {}
     for name in names:

@@ -13,6 +13,8 @@ from typing import cast
 import torch
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
+from glot.errors import InputError, InputTypeError
+
 _KEYS = ("input_ids", "attention_mask", "token_type_ids")
 Features = dict[str, list[list[int]]]
 
@@ -24,14 +26,14 @@ def check_texts(texts: object) -> list[str]:
     index and type). The cache adds its own rules on top (:func:`glot.cache.check_texts`).
     """
     if isinstance(texts, (str, bytes)):
-        raise TypeError("texts must be a list of str, got a single string; wrap it in a list: [text]")
+        raise InputTypeError("texts must be a list of str, got a single string; wrap it in a list: [text]")
     try:
         items = list(cast("Iterable[object]", texts))
     except TypeError:
-        raise TypeError(f"texts must be a list of str, got {type(texts).__name__}") from None
+        raise InputTypeError(f"texts must be a list of str, got {type(texts).__name__}") from None
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise TypeError(
+            raise InputTypeError(
                 f"texts must be a list of str, but texts[{i}] is {type(item).__name__}: {item!r:.60}"
             )
     return cast("list[str]", items)
@@ -42,7 +44,7 @@ def check_prompt(prompt: str | None) -> str | None:
     if prompt is None:
         return None
     if not isinstance(prompt, str) or prompt.count("{text}") != 1:
-        raise ValueError(f"prompt must be a string containing '{{text}}' exactly once, got {prompt!r}")
+        raise InputError(f"prompt must be a string containing '{{text}}' exactly once, got {prompt!r}")
     return prompt
 
 
@@ -81,7 +83,7 @@ class TokenPlan:
             self._add_eos(feats, self.eos_id)
         empty = [i for i, ids in enumerate(feats["input_ids"]) if not ids]
         if empty:
-            raise ValueError(
+            raise InputError(
                 f"texts {empty[:10]} tokenize to no tokens; drop empty texts or use append_eos=True / a prompt"
             )
         return feats

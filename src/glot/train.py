@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from glot.data import stratified_indices
+from glot.errors import InputError
 from glot.heads import TaskHead, build_head
 from glot.io import atomic_save_tensors, atomic_write_json
 from glot.metrics import compute, mean_std
@@ -65,7 +66,7 @@ def carve_validation(
     """
     m = max(1, int(round(fraction * n)))
     if m >= n:
-        raise ValueError(f"val_fraction={fraction} leaves no training data from {n} train examples; lower it")
+        raise InputError(f"val_fraction={fraction} leaves no training data from {n} train examples; lower it")
     classes = labels if labels is not None and labels.dtype.kind == "i" else None
     val = np.sort(stratified_indices(n, m, seed, classes))
     return np.setdiff1d(np.arange(n), val), val
@@ -298,7 +299,7 @@ def train(
 ) -> dict[str, Any]:
     """Train one run per seed into ``out_dir/seed-<s>/`` and write ``out_dir/summary.json`` (mean ± std)."""
     if not seeds:
-        raise ValueError("seeds is empty; pass at least one seed, e.g. seeds=(0,)")
+        raise InputError("seeds is empty; pass at least one seed, e.g. seeds=(0,)")
     out = Path(out_dir)
     per_seed = [
         fit(

@@ -7,6 +7,8 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from glot.errors import InputError
+
 __all__ = ["OPTIMIZERS", "TrainConfig"]
 
 OPTIMIZERS = ("adam", "adamw")
@@ -14,7 +16,7 @@ OPTIMIZERS = ("adam", "adamw")
 
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 @dataclass
@@ -48,19 +50,19 @@ class TrainConfig:
         from glot.poolers import POOLERS
 
         if self.pooler not in POOLERS:
-            raise ValueError(f"unknown pooler {self.pooler!r}; valid names: {', '.join(sorted(POOLERS))}")
+            raise InputError(f"unknown pooler {self.pooler!r}; valid names: {', '.join(sorted(POOLERS))}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0:
-            raise ValueError(f"lr must be a number > 0 (paper: 2e-4 GLUE, 1e-4 stress test), got {self.lr!r}")
+            raise InputError(f"lr must be a number > 0 (paper: 2e-4 GLUE, 1e-4 stress test), got {self.lr!r}")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+            raise InputError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+            raise InputError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not isinstance(self.val_fraction, (int, float)) or not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(
+            raise InputError(
                 f"val_fraction must lie in (0, 1) (the share of train held out for model selection), "
                 f"got {self.val_fraction!r}"
             )
@@ -68,9 +70,9 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be None or > 0, got {self.grad_clip!r}")
+            raise InputError(f"grad_clip must be None or > 0, got {self.grad_clip!r}")
         if not isinstance(self.pooler_options, dict) or not isinstance(self.head_options, dict):
-            raise ValueError("pooler_options and head_options must be dicts of keyword arguments")
+            raise InputError("pooler_options and head_options must be dicts of keyword arguments")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed."""

@@ -26,6 +26,7 @@ from glot.cache.key import (
     default_cache_root,
 )
 from glot.cache.store import VERIFY_MODES, CacheCorruptError, CachedStates, mark_verified
+from glot.errors import InputError
 from glot.io import atomic_save_npy, atomic_write_json, sha256_file
 
 
@@ -65,7 +66,7 @@ def _to_storage(x: Tensor, dtype: str, first_item: int) -> np.ndarray:
             else "backbone states are NaN/inf"
         )
         fix = "; store with dtype='bfloat16' or 'float32'" if "float16" in where else ""
-        raise ValueError(
+        raise InputError(
             f"{where} in the batch holding text {first_item} (max |x| = {x.abs().max():.4g}){fix}"
         )
     return t.view(torch.int16).numpy().view(np.uint16) if dtype == "bfloat16" else t.numpy()
@@ -84,7 +85,7 @@ def _compute_shard(
         xs, p = _to_storage(x, dtype, lo + items[0]), ptr.tolist()
         for j, i in enumerate(items):
             if p[j + 1] <= p[j]:
-                raise ValueError(f"text {lo + i} ({texts[i]!r:.40}) produced no tokens; drop or fix it")
+                raise InputError(f"text {lo + i} ({texts[i]!r:.40}) produced no tokens; drop or fix it")
             pieces[i] = xs[p[j] : p[j + 1]]
         bar.update(len(items))
     missing = [lo + i for i, piece in enumerate(pieces) if piece is None]
@@ -185,10 +186,10 @@ def _glot_version() -> str:
 def _check_options(dtype: str, verify: str, batch_size: int, shard_size: int) -> None:
     check_dtype(dtype)
     if verify not in VERIFY_MODES:
-        raise ValueError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
+        raise InputError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
     for name, value in (("shard_size", shard_size), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+            raise InputError(f"{name} must be a positive int, got {value!r}")
 
 
 def build_or_load(

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from glot import tokens
+from glot.errors import InputError, InputTypeError
 
 FORMAT_VERSION = 1
 STORAGE_DTYPES: dict[str, tuple[np.dtype[Any], torch.dtype]] = {
@@ -43,17 +44,19 @@ def check_texts(texts: object) -> list[str]:
     Raises TypeError for a bare string, an unordered iterable or a non-str item; ValueError when empty.
     """
     if not isinstance(texts, (str, bytes)) and not isinstance(texts, Sequence):
-        raise TypeError(f"texts must be a list of str, got {type(texts).__name__}; wrap one text as [text]")
+        raise InputTypeError(
+            f"texts must be a list of str, got {type(texts).__name__}; wrap one text as [text]"
+        )
     items = tokens.check_texts(texts)
     if not items:
-        raise ValueError("texts is empty; the cache needs at least one text")
+        raise InputError("texts is empty; the cache needs at least one text")
     return items
 
 
 def check_dtype(dtype: str) -> str:
     """Validate a storage dtype name."""
     if dtype not in STORAGE_DTYPES:
-        raise ValueError(f"storage dtype {dtype!r} is not supported; use one of {sorted(STORAGE_DTYPES)}")
+        raise InputError(f"storage dtype {dtype!r} is not supported; use one of {sorted(STORAGE_DTYPES)}")
     return dtype
 
 
@@ -79,7 +82,7 @@ def cache_key(fingerprint: dict[str, Any], texts: Sequence[str], dtype: str = "f
     try:
         canon = json.dumps(ingredients, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     except TypeError as err:
-        raise TypeError(
+        raise InputTypeError(
             f"backbone.fingerprint() must be JSON-serialisable, got {fingerprint!r:.200}"
         ) from err
     return CacheKey(hashlib.sha256(canon.encode()).hexdigest(), json.loads(canon))

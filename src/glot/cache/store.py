@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from glot.cache.key import FORMAT_VERSION, STORAGE_DTYPES
+from glot.errors import InputError
 from glot.io import sha256_file
 
 VERIFY_MODES = ("auto", "full", "size", "none")
@@ -182,7 +183,7 @@ class CachedStates:
         Shapes: each batch x (N, D) float32, ptr (B + 1,), index (B,) item indices.
         """
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         order = np.arange(len(self)) if indices is None else self._check_indices(indices)
         if shuffle:
             order = order[np.random.default_rng(seed).permutation(order.size)]

@@ -13,11 +13,13 @@ Loaders import ``datasets`` lazily, so importing this package is cheap.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from glot.data.base import KINDS, Split, Task, stratified_indices
+from glot.errors import InputError
 
-__all__ = ["KINDS", "TASK_NAMES", "Split", "Task", "get_task", "stratified_indices"]
+__all__ = ["KINDS", "TASK_NAMES", "Split", "Task", "get_task", "stratified_indices", "task_from_spec"]
 
 _GLUE = ("cola", "sst2", "stsb", "mrpc", "qqp", "mnli", "qnli", "rte", "wnli")
 TASK_NAMES: tuple[str, ...] = ("stress", "tweets", *_GLUE, "imdb", "msmarco", "csv", "jsonl")
@@ -28,8 +30,35 @@ def get_task(name: str, /, **options: Any) -> Task:
     """Build the task called ``name`` (one of ``TASK_NAMES``, or a path ending in .csv/.jsonl).
 
     ``options`` go to the task's loader: ``make_stress_task``, ``load_tweets``, ``load_glue``, ``load_imdb``,
-    ``load_msmarco`` (needs ``path=``) or ``load_file_task`` (needs ``path=`` or ``train=``).
+    ``load_msmarco`` (needs ``path=``) or ``load_file_task`` (needs ``path=`` or ``train=``). The task records
+    how it was built in ``task.info["spec"]`` (``{"name", "options"}``, JSON values only), so a saved run can
+    rebuild exactly the same splits (:func:`task_from_spec`).
     """
+    task = _build(name, options)
+    task.info["spec"] = {"name": name, "options": _json_options(options)}
+    return task
+
+
+def task_from_spec(spec: dict[str, Any]) -> Task:
+    """Rebuild a task from ``task.info["spec"]`` as recorded by :func:`get_task` (e.g. in a run's config)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise InputError(f"a task spec must be a dict with a 'name' and 'options', got {spec!r:.200}")
+    return get_task(spec["name"], **dict(spec.get("options") or {}))
+
+
+def _json_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The loader options that survive a JSON round trip (paths as str); callables such as ``loader=`` are
+    dropped: a spec holding them cannot be rebuilt from JSON anyway."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if value is None or isinstance(value, (str, int, float, bool)):
+            out[key] = value
+    return out
+
+
+def _build(name: str, options: dict[str, Any]) -> Task:
     if name.lower().endswith(_FILE_SUFFIXES) and name not in TASK_NAMES:
         from glot.data.files import load_file_task
 
@@ -52,7 +81,7 @@ def get_task(name: str, /, **options: Any) -> Task:
         return load_imdb(**options)
     if name == "msmarco":
         if "path" not in options:
-            raise ValueError(
+            raise InputError(
                 "task 'msmarco' needs path= to a local JSONL file in sentence-transformers format"
             )
         from glot.data.msmarco import load_msmarco
@@ -62,4 +91,4 @@ def get_task(name: str, /, **options: Any) -> Task:
         from glot.data.files import load_file_task
 
         return load_file_task(**options)
-    raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_NAMES)} (or a .csv/.jsonl path)")
+    raise InputError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_NAMES)} (or a .csv/.jsonl path)")

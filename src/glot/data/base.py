@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from glot.errors import InputError
 from glot.metrics import METRICS
 
 __all__ = ["KINDS", "Split", "Task", "stratified_indices"]
@@ -25,11 +26,11 @@ KINDS = ("single", "pair", "sts", "contrastive")
 def _check_texts(values: Any, name: str) -> list[str]:
     """Return ``values`` as a list of strings or raise a ValueError naming the field and first bad item."""
     if isinstance(values, str) or not isinstance(values, Sequence):
-        raise ValueError(f"Split.{name} must be a list of strings, got {type(values).__name__}")
+        raise InputError(f"Split.{name} must be a list of strings, got {type(values).__name__}")
     texts = list(values)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise ValueError(
+            raise InputError(
                 f"Split.{name}[{i}] must be a str, got {type(text).__name__} ({text!r}); "
                 "drop or fill missing texts before building the split"
             )
@@ -40,12 +41,12 @@ def _check_labels(values: Any) -> np.ndarray:
     """Return labels as int64 (class ids) or float32 (scores), 1-D, or raise a ValueError."""
     labels = np.asarray(values)
     if labels.ndim != 1:
-        raise ValueError(f"Split.labels must be 1-D (N,), got shape {labels.shape}")
+        raise InputError(f"Split.labels must be 1-D (N,), got shape {labels.shape}")
     if labels.dtype.kind in "biu":
         return labels.astype(np.int64)
     if labels.dtype.kind == "f":
         return labels.astype(np.float32)
-    raise ValueError(
+    raise InputError(
         f"Split.labels must be integer class ids or float scores, got dtype {labels.dtype}; "
         "map string labels to ids first (glot.data.files does this for CSV/JSONL)"
     )
@@ -71,13 +72,13 @@ class Split:
         if self.labels is not None:
             self.labels = _check_labels(self.labels)
             if len(self.labels) != n:
-                raise ValueError(f"Split.labels has {len(self.labels)} entries but Split.texts has {n}")
+                raise InputError(f"Split.labels has {len(self.labels)} entries but Split.texts has {n}")
         for name in ("texts_pair", "negatives"):
             value = getattr(self, name)
             if value is not None:
                 value = _check_texts(value, name)
                 if len(value) != n:
-                    raise ValueError(f"Split.{name} has {len(value)} entries but Split.texts has {n}")
+                    raise InputError(f"Split.{name} has {len(value)} entries but Split.texts has {n}")
                 setattr(self, name, value)
 
     def __len__(self) -> int:
@@ -90,7 +91,7 @@ class Split:
         """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise ValueError(f"subset indices must lie in [0, {len(self)}), got [{idx.min()}, {idx.max()}]")
+            raise InputError(f"subset indices must lie in [0, {len(self)}), got [{idx.min()}, {idx.max()}]")
 
         def pick(values: list[str] | None) -> list[str] | None:
             return None if values is None else [values[i] for i in idx.tolist()]
@@ -119,7 +120,7 @@ def stratified_indices(total: int, n: int, seed: int, labels: np.ndarray | None 
     Shapes: labels (total,) -> (min(n, total),).
     """
     if n < 0:
-        raise ValueError(f"sample size must be >= 0, got {n}")
+        raise InputError(f"sample size must be >= 0, got {n}")
     rng = np.random.default_rng(seed)
     if n >= total:
         return rng.permutation(total)
@@ -153,21 +154,21 @@ class Task:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"Task.kind must be one of {KINDS}, got {self.kind!r}")
+            raise InputError(f"Task.kind must be one of {KINDS}, got {self.kind!r}")
         if self.metric not in METRICS:
-            raise ValueError(f"Task.metric must be one of {sorted(METRICS)}, got {self.metric!r}")
+            raise InputError(f"Task.metric must be one of {sorted(METRICS)}, got {self.metric!r}")
         if self.kind in ("single", "pair") and self.num_labels < 2:
-            raise ValueError(f"Task.num_labels must be >= 2 for kind {self.kind!r}, got {self.num_labels}")
+            raise InputError(f"Task.num_labels must be >= 2 for kind {self.kind!r}, got {self.num_labels}")
         if self.kind in ("sts", "contrastive") and self.num_labels != 1:
-            raise ValueError(f"Task.num_labels must be 1 for kind {self.kind!r}, got {self.num_labels}")
+            raise InputError(f"Task.num_labels must be 1 for kind {self.kind!r}, got {self.num_labels}")
         if self.label_names is not None and len(self.label_names) != self.num_labels:
-            raise ValueError(
+            raise InputError(
                 f"Task.label_names has {len(self.label_names)} names but num_labels is {self.num_labels}"
             )
         required = ("train",) if self.kind == "contrastive" else ("train", "eval")
         missing = [s for s in required if s not in self.splits]
         if missing:
-            raise ValueError(f"Task {self.name!r} lacks split(s) {missing}; it has {sorted(self.splits)}")
+            raise InputError(f"Task {self.name!r} lacks split(s) {missing}; it has {sorted(self.splits)}")
         for split_name, split in self.splits.items():
             self._check_split(split_name, split)
 
@@ -175,19 +176,19 @@ class Task:
         """Check that ``split`` fits the task kind (pair texts present, label dtype and range)."""
         where = f"Task {self.name!r} split {split_name!r}"
         if self.kind != "single" and split.texts_pair is None:
-            raise ValueError(f"{where}: kind {self.kind!r} needs texts_pair (second sentence or positive)")
+            raise InputError(f"{where}: kind {self.kind!r} needs texts_pair (second sentence or positive)")
         if self.kind == "contrastive":
             return
         if split.labels is None:
-            raise ValueError(f"{where}: kind {self.kind!r} needs labels, got None")
+            raise InputError(f"{where}: kind {self.kind!r} needs labels, got None")
         if self.kind == "sts":
             if split.labels.dtype.kind != "f":
-                raise ValueError(f"{where}: sts labels must be float scores, got dtype {split.labels.dtype}")
+                raise InputError(f"{where}: sts labels must be float scores, got dtype {split.labels.dtype}")
             return
         if split.labels.dtype.kind != "i":
-            raise ValueError(f"{where}: class labels must be integer ids, got dtype {split.labels.dtype}")
+            raise InputError(f"{where}: class labels must be integer ids, got dtype {split.labels.dtype}")
         if len(split.labels) and (split.labels.min() < 0 or split.labels.max() >= self.num_labels):
-            raise ValueError(
+            raise InputError(
                 f"{where}: labels must lie in [0, {self.num_labels}), got values in "
                 f"[{split.labels.min()}, {split.labels.max()}]; unlabeled (-1) rows, e.g. GLUE test, "
                 "cannot be used"

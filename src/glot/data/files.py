@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from glot.data.base import Split, Task
+from glot.errors import InputError
 
 __all__ = ["load_file_task", "read_rows"]
 
@@ -35,7 +36,7 @@ def read_rows(path: str | Path) -> list[Row]:
         with open(path, encoding="utf-8", newline="") as handle:
             return list(csv.DictReader(handle))
     if suffix not in (".jsonl", ".json"):
-        raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv or .jsonl")
+        raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv or .jsonl")
     rows: list[Row] = []
     with open(path, encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
@@ -44,9 +45,9 @@ def read_rows(path: str | Path) -> list[Row]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
+                raise InputError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
             if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
             rows.append(row)
     return rows
 
@@ -55,7 +56,7 @@ def _column(rows: list[Row], column: str, where: str) -> list[Any]:
     """Values of ``column`` in every row; ValueError naming the first row that lacks it."""
     for i, row in enumerate(rows):
         if row.get(column) is None:
-            raise ValueError(f"{where}: row {i} has no value in column {column!r}; columns: {sorted(row)}")
+            raise InputError(f"{where}: row {i} has no value in column {column!r}; columns: {sorted(row)}")
     return [row[column] for row in rows]
 
 
@@ -79,7 +80,7 @@ def _split_rows(rows: list[Row], split_column: str, where: str) -> dict[str, lis
     for i, row in enumerate(rows):
         value = str(row.get(split_column, "")).strip().lower()
         if value not in _SPLIT_ALIASES:
-            raise ValueError(
+            raise InputError(
                 f"{where}: row {i} has {split_column}={row.get(split_column)!r}; use one of {sorted(_SPLIT_ALIASES)}"
             )
         groups.setdefault(_SPLIT_ALIASES[value], []).append(row)
@@ -89,11 +90,11 @@ def _split_rows(rows: list[Row], split_column: str, where: str) -> dict[str, lis
 def _carve(rows: list[Row], eval_fraction: float, seed: int) -> dict[str, list[Row]]:
     """A seeded random train/eval partition of ``rows``."""
     if not 0.0 < eval_fraction < 1.0:
-        raise ValueError(f"eval_fraction must lie in (0, 1) to carve an eval split, got {eval_fraction}")
+        raise InputError(f"eval_fraction must lie in (0, 1) to carve an eval split, got {eval_fraction}")
     order = np.random.default_rng(seed).permutation(len(rows))
     n_eval = max(1, int(round(eval_fraction * len(rows))))
     if n_eval >= len(rows):
-        raise ValueError(f"cannot carve an eval split from {len(rows)} row(s); add rows or pass eval=")
+        raise InputError(f"cannot carve an eval split from {len(rows)} row(s); add rows or pass eval=")
     return {"train": [rows[i] for i in order[n_eval:]], "eval": [rows[i] for i in order[:n_eval]]}
 
 
@@ -102,22 +103,22 @@ def _gather(
 ) -> dict[str, list[Row]]:
     """Rows per split from the given files (see module docstring for the three layouts)."""
     if path is not None and train is not None:
-        raise ValueError("pass either path= (one file) or train= (and eval=), not both")
+        raise InputError("pass either path= (one file) or train= (and eval=), not both")
     if path is None and train is None:
-        raise ValueError("a file task needs path= (one file) or train= (and optionally eval=)")
+        raise InputError("a file task needs path= (one file) or train= (and optionally eval=)")
     rows = read_rows(path if path is not None else train)  # type: ignore[arg-type]
     where = str(path if path is not None else train)
     if not rows:
-        raise ValueError(f"{where} holds no rows")
+        raise InputError(f"{where} holds no rows")
     if eval is not None:
         if path is not None:
-            raise ValueError("eval= goes with train=, not with path=")
+            raise InputError("eval= goes with train=, not with path=")
         return {"train": rows, "eval": read_rows(eval)}
     if options["split_column"] in rows[0]:
         groups = _split_rows(rows, options["split_column"], where)
         if "train" in groups and "eval" in groups:
             return groups
-        raise ValueError(
+        raise InputError(
             f"{where}: the split column must mark both train and eval rows, found {sorted(groups)}"
         )
     return _carve(rows, options["eval_fraction"], options["seed"])
@@ -173,15 +174,15 @@ def load_file_task(
     first = groups["train"][0]
     kind = kind or _infer_kind(first, label_column, score_column, text_pair_column)
     if kind not in ("single", "pair", "sts"):
-        raise ValueError(f"kind for a file task must be 'single', 'pair' or 'sts', got {kind!r}")
+        raise InputError(f"kind for a file task must be 'single', 'pair' or 'sts', got {kind!r}")
     if kind != "single" and text_pair_column not in first:
-        raise ValueError(
+        raise InputError(
             f"a {kind} task needs a second text column {text_pair_column!r}; set text_pair_column="
         )
     columns = {"text": text_column, "pair": text_pair_column}
     columns["target"] = score_column if kind == "sts" else label_column
     if columns["target"] not in first:
-        raise ValueError(
+        raise InputError(
             f"no {columns['target']!r} column in {source}; columns: {sorted(first)} (set label_column=)"
         )
     all_targets = [v for rows in groups.values() for v in _column(rows, columns["target"], source)]
@@ -190,7 +191,7 @@ def load_file_task(
     if kind != "sts":
         num_labels = len(mapping) if mapping else max(int(v) for v in all_targets) + 1
         if num_labels < 2:
-            raise ValueError(f"{source}: a classification task needs >= 2 classes, found {num_labels}")
+            raise InputError(f"{source}: a classification task needs >= 2 classes, found {num_labels}")
     splits = {k: _to_split(rows, kind, columns, mapping, f"{source} ({k})") for k, rows in groups.items()}
     return Task(
         name=name or Path(source).stem,

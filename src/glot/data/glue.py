@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from glot.data.base import Split, Task
+from glot.errors import InputError
 
 __all__ = ["GLUE_TASKS", "PAPER_TRAIN_LIMIT", "GlueSpec", "hub_loader", "load_glue"]
 
@@ -77,7 +78,7 @@ def _to_split(dataset: Any, spec: GlueSpec, limit: int | None, where: str) -> Sp
     """Convert one GLUE split (a ``datasets.Dataset``) to a ``Split``."""
     missing = [c for c in (*spec.columns, "label") if c not in dataset.column_names]
     if missing:
-        raise ValueError(f"{where} lacks column(s) {missing}; it has {dataset.column_names}")
+        raise InputError(f"{where} lacks column(s) {missing}; it has {dataset.column_names}")
     cols = _columns(dataset, limit)
     dtype = np.float32 if spec.kind == "sts" else np.int64
     return Split(
@@ -112,7 +113,7 @@ def load_glue(
     the first N examples of each evaluation split (quick runs only; published numbers use all).
     """
     if name not in GLUE_TASKS:
-        raise ValueError(f"unknown GLUE task {name!r}; valid: {', '.join(GLUE_TASKS)}")
+        raise InputError(f"unknown GLUE task {name!r}; valid: {', '.join(GLUE_TASKS)}")
     spec = GLUE_TASKS[name]
     if train_limit is None and paper_subsets and spec.paper_subset:
         train_limit = PAPER_TRAIN_LIMIT
@@ -120,7 +121,7 @@ def load_glue(
     wanted = ["train", *(hf for _, hf in spec.eval_splits)]
     missing = [s for s in wanted if s not in data]
     if missing:
-        raise ValueError(f"GLUE {name!r} data lacks split(s) {missing}; it has {sorted(data)}")
+        raise InputError(f"GLUE {name!r} data lacks split(s) {missing}; it has {sorted(data)}")
     splits = {"train": _to_split(data["train"], spec, train_limit, f"GLUE {name} train")}
     for ours, hf in spec.eval_splits:
         splits[ours] = _to_split(data[hf], spec, eval_limit, f"GLUE {name} {hf}")

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from glot.data.base import Split, Task
+from glot.errors import InputError
 
 __all__ = ["hub_loader", "load_imdb"]
 
@@ -27,7 +28,7 @@ def _to_split(dataset: Any, where: str) -> Split:
     """Convert one IMDB split (columns text, label) to a ``Split``."""
     missing = [c for c in ("text", "label") if c not in dataset.column_names]
     if missing:
-        raise ValueError(f"{where} lacks column(s) {missing}; it has {dataset.column_names}")
+        raise InputError(f"{where} lacks column(s) {missing}; it has {dataset.column_names}")
     cols = dataset[:]
     return Split(texts=list(cols["text"]), labels=np.asarray(cols["label"], dtype=np.int64))
 
@@ -48,7 +49,7 @@ def load_imdb(
     data = (loader or hub_loader)()
     missing = [s for s in ("train", "test") if s not in data]
     if missing:
-        raise ValueError(f"IMDB data lacks split(s) {missing}; it has {sorted(data)}")
+        raise InputError(f"IMDB data lacks split(s) {missing}; it has {sorted(data)}")
     splits = {"train": _to_split(data["train"], "IMDB train"), "eval": _to_split(data["test"], "IMDB test")}
     for key, limit in (("train", train_limit), ("eval", eval_limit)):
         if limit is not None:

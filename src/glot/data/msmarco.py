@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from glot.data.base import Split, Task
+from glot.errors import InputError
 
 __all__ = ["load_msmarco", "parse_line"]
 
@@ -30,10 +31,10 @@ def _first_text(value: Any, field: str, where: str) -> str:
     """A string, or the first string of a non-empty list; otherwise a ValueError naming ``where``."""
     if isinstance(value, list):
         if not value:
-            raise ValueError(f"{where}: {field} is an empty list; give at least one text")
+            raise InputError(f"{where}: {field} is an empty list; give at least one text")
         value = value[0]
     if not isinstance(value, str):
-        raise ValueError(
+        raise InputError(
             f"{where}: {field} must be a string (or list of strings), got {type(value).__name__}"
         )
     return value
@@ -52,19 +53,19 @@ def parse_line(line: str, where: str) -> tuple[str, str, str | None]:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: not valid JSON ({err.msg})") from err
+        raise InputError(f"{where}: not valid JSON ({err.msg})") from err
     if isinstance(record, list):
         if len(record) < 2:
-            raise ValueError(
+            raise InputError(
                 f"{where}: a list line needs [query, positive, negative...], got {len(record)} item(s)"
             )
         texts = [_first_text(v, f"item {i}", where) for i, v in enumerate(record[:3])]
         return texts[0], texts[1], texts[2] if len(texts) > 2 else None
     if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON list or object, got {type(record).__name__}")
+        raise InputError(f"{where}: expected a JSON list or object, got {type(record).__name__}")
     query, positive = _lookup(record, "query"), _lookup(record, "positive")
     if query is None or positive is None:
-        raise ValueError(
+        raise InputError(
             f"{where}: an object line needs 'query' (or 'anchor') and 'pos' (or 'positive'), "
             f"got keys {sorted(record)}"
         )
@@ -86,7 +87,7 @@ def _read(path: Path, limit: int | None) -> list[tuple[str, str, str | None]]:
             if line.strip():
                 rows.append(parse_line(line, f"{path}:{lineno}"))
     if not rows:
-        raise ValueError(f"{path} holds no examples")
+        raise InputError(f"{path} holds no examples")
     return rows
 
 
@@ -117,7 +118,7 @@ def load_msmarco(
     rows = _read(Path(path), limit)
     n_eval = int(round(eval_size * len(rows))) if isinstance(eval_size, float) else int(eval_size)
     if not 0 <= n_eval < len(rows):
-        raise ValueError(
+        raise InputError(
             f"eval_size={eval_size} gives {n_eval} eval examples; need 0 <= n < {len(rows)} examples"
         )
     with_neg = sum(n is not None for _, _, n in rows)

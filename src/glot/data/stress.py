@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from glot.data.base import Split, Task
+from glot.errors import InputError
 
 __all__ = ["CONTEXTS", "MODIFIERS", "NEGATION_WORDS", "NOISE_WORDS", "NOUNS", "make_stress_task"]
 
@@ -64,17 +65,17 @@ def _check_options(
 ) -> None:
     """Raise a ValueError for out-of-range generator options."""
     if distractor_ratio < 0:
-        raise ValueError(f"distractor_ratio must be >= 0 (fraction of seq_len), got {distractor_ratio}")
+        raise InputError(f"distractor_ratio must be >= 0 (fraction of seq_len), got {distractor_ratio}")
     if seq_len < 0 or relational_distance < 0 or min(n) < 0:
-        raise ValueError(
+        raise InputError(
             f"seq_len, relational_distance, n_train and n_eval must be >= 0, got "
             f"{seq_len}, {relational_distance}, {n[0]}, {n[1]}"
         )
     if isinstance(position, str):
         if position not in POSITIONS:
-            raise ValueError(f"position must be one of {POSITIONS} or a float in [0, 1], got {position!r}")
+            raise InputError(f"position must be one of {POSITIONS} or a float in [0, 1], got {position!r}")
     elif not 0.0 <= float(position) <= 1.0:
-        raise ValueError(f"position as a fraction must lie in [0, 1], got {position}")
+        raise InputError(f"position as a fraction must lie in [0, 1], got {position}")
 
 
 def _example(
@@ -139,12 +140,12 @@ def make_stress_task(
     """
     _check_options(distractor_ratio, seq_len, relational_distance, position, (n_train, n_eval))
     if set(nouns) & set(modifiers):
-        raise ValueError(
+        raise InputError(
             f"nouns and modifiers must not overlap, both contain {sorted(set(nouns) & set(modifiers))}"
         )
     noise = [w for w in noise_words if not (noise_without_negations and w in NEGATION_WORDS | set(modifiers))]
     if not noise or not contexts or not nouns or not modifiers:
-        raise ValueError("contexts, nouns, modifiers and noise_words must each hold at least one word")
+        raise InputError("contexts, nouns, modifiers and noise_words must each hold at least one word")
     words = {"noise": noise, "contexts": list(contexts), "nouns": list(nouns), "modifiers": list(modifiers)}
     n_noise = int(seq_len * distractor_ratio)
     train_seed, eval_seed = np.random.SeedSequence(seed).spawn(2)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from glot.data.base import Split, Task, stratified_indices
+from glot.errors import InputError
 
 __all__ = ["LABEL_NAMES", "default_path", "load_tweets", "read_tweets"]
 
@@ -51,10 +52,10 @@ def read_tweets(path: Path) -> tuple[list[str], np.ndarray]:
         reader = csv.DictReader(handle)
         missing = {"sentiment", "text"} - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"{path} lacks column(s) {sorted(missing)}; it has {reader.fieldnames}")
+            raise InputError(f"{path} lacks column(s) {sorted(missing)}; it has {reader.fieldnames}")
         for lineno, row in enumerate(reader, start=2):
             if row["sentiment"] not in LABEL_NAMES:
-                raise ValueError(
+                raise InputError(
                     f"{path}:{lineno}: sentiment {row['sentiment']!r} is not one of {LABEL_NAMES}"
                 )
             text = row["text"]
@@ -82,7 +83,7 @@ def load_tweets(
     never overlaps any run's training set.
     """
     if not 0.0 < eval_fraction < 1.0:
-        raise ValueError(f"eval_fraction must lie in (0, 1), got {eval_fraction}")
+        raise InputError(f"eval_fraction must lie in (0, 1), got {eval_fraction}")
     texts, labels = read_tweets(Path(path) if path is not None else default_path())
     full = Split(texts=texts, labels=labels)
     n_eval_full = int(round(eval_fraction * len(full)))

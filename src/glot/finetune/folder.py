@@ -15,6 +15,7 @@ from torch import nn
 from glot import __version__
 from glot.backbone import FrozenBackbone
 from glot.data import Task
+from glot.errors import InputError
 from glot.finetune.lora import lora_targets
 from glot.finetune.model import FinetunedModel
 from glot.finetune.options import METHODS, FinetuneOptions
@@ -60,7 +61,7 @@ def _check_folder(run_dir: Path, run_config: dict[str, Any], overwrite: bool) ->
     existing = run_dir / RUN_CONFIG_NAME
     if existing.is_file() and not overwrite:
         if read_json(existing).get("key") != run_config["key"]:
-            raise ValueError(f"{run_dir} holds a different run; pass a new output folder or overwrite=True")
+            raise InputError(f"{run_dir} holds a different run; pass a new output folder or overwrite=True")
         if (run_dir / METRICS_NAME).is_file():
             return dict(read_json(run_dir / METRICS_NAME))
     if run_dir.exists() and (overwrite or existing.is_file()):
@@ -91,7 +92,7 @@ def load_finetuned(run_dir: str | os.PathLike[str]) -> FinetunedModel:
     config = read_json(path / RUN_CONFIG_NAME)
     method = config.get("method")
     if method not in METHODS:
-        raise ValueError(
+        raise InputError(
             f"{path} is not a LoRA/full fine-tuning run (method={method!r}); use glot.runs.load_run"
         )
     if not (path / METRICS_NAME).is_file():

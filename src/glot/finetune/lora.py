@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from glot.errors import InputError
 from glot.finetune.options import FinetuneOptions
 
 _BLOCK_LEAF_TYPES: tuple[type[nn.Module], ...] = (nn.Linear,)
@@ -33,7 +34,7 @@ def _block_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
         if same_type and (best is None or len(module) > len(best[1])):
             best = (name, module)
     if best is None:
-        raise ValueError(f"cannot find the transformer blocks (a ModuleList) in {type(model).__name__}")
+        raise InputError(f"cannot find the transformer blocks (a ModuleList) in {type(model).__name__}")
     return best
 
 
@@ -46,7 +47,7 @@ def lora_targets(model: nn.Module) -> LoraTargets:
     types = _BLOCK_LEAF_TYPES + _conv1d_types()
     leaves = sorted({n.rsplit(".", 1)[-1] for n, m in blocks[0].named_modules() if isinstance(m, types)})
     if not leaves:
-        raise ValueError(f"the blocks {name!r} of {type(model).__name__} contain no linear layer for LoRA")
+        raise InputError(f"the blocks {name!r} of {type(model).__name__} contain no linear layer for LoRA")
     if {"query", "key", "value"} <= set(leaves):
         family = "bert-like"
     elif {"q_proj", "k_proj", "v_proj", "gate_proj"} <= set(leaves):

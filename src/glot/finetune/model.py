@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from glot import _hf
 from glot.backbone import FrozenBackbone
 from glot.data import Split, Task
+from glot.errors import InputError
 from glot.finetune.lora import _lora_config
 from glot.finetune.options import METHODS, POOLINGS, FinetuneOptions
 from glot.heads import TaskHead, build_head
@@ -102,7 +103,7 @@ def prepare_finetune(
     """Load the backbone in float32, make it trainable (LoRA adapters or all weights) and add pooler + head."""
     config, opts = train_config or TrainConfig(), options or FinetuneOptions()
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
     if isinstance(model, FrozenBackbone):
         backbone = model
         backbone.model.float()
@@ -111,7 +112,7 @@ def prepare_finetune(
         backbone = FrozenBackbone.from_pretrained(str(model), dtype="float32", max_length=max_length)
     pooling = pooling or ("eos" if backbone.is_decoder else "mean")
     if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS} for fine-tuning, got {pooling!r}")
+        raise InputError(f"pooling must be one of {POOLINGS} for fine-tuning, got {pooling!r}")
     encoder: nn.Module = backbone.model
     if method == "lora":
         from peft import get_peft_model

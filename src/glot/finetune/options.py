@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from glot.errors import InputError
+
 METHODS = ("lora", "full")
 POOLINGS = ("mean", "eos", "cls")
 
@@ -31,12 +33,12 @@ class FinetuneOptions:
     def validate(self) -> None:
         """Raise ValueError naming the bad field."""
         if self.r < 1 or self.alpha <= 0 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(
+            raise InputError(
                 f"need r >= 1, alpha > 0, 0 <= dropout < 1; got {self.r}, {self.alpha}, {self.dropout}"
             )
         if self.backbone_lr is not None and not self.backbone_lr > 0:
-            raise ValueError(f"backbone_lr must be None or > 0, got {self.backbone_lr!r}")
+            raise InputError(f"backbone_lr must be None or > 0, got {self.backbone_lr!r}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be None or >= 1, got {self.max_steps!r}")
+            raise InputError(f"max_steps must be None or >= 1, got {self.max_steps!r}")
         if self.timing_warmup < 0:
-            raise ValueError(f"timing_warmup must be >= 0, got {self.timing_warmup!r}")
+            raise InputError(f"timing_warmup must be >= 0, got {self.timing_warmup!r}")

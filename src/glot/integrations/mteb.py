@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from glot.errors import InputError, InputTypeError
+
 try:
     from mteb.models.abs_encoder import AbsEncoder
     from mteb.models.model_meta import ModelMeta, ScoringFunction
@@ -119,7 +121,7 @@ def _texts(inputs: DataLoader[Any]) -> list[str]:
     texts: list[str] = []
     for batch in inputs:
         if "text" not in batch:
-            raise ValueError(
+            raise InputError(
                 f"GLOTMTEBEncoder encodes text only; got a batch with keys {sorted(batch)} "
                 "(choose tasks whose modality is text)"
             )
@@ -136,7 +138,7 @@ class GLOTMTEBEncoder(AbsEncoder):
     def __init__(self, encoder: Encoder, *, batch_size: int = 32, **meta: Any) -> None:
         """``meta``: keyword arguments of :func:`glot_model_meta` (name, revision, languages, license, ...)."""
         if not hasattr(encoder, "encode") or not hasattr(encoder, "pooler"):
-            raise TypeError(f"encoder must be a glot.encoder.Encoder, got {type(encoder).__name__}")
+            raise InputTypeError(f"encoder must be a glot.encoder.Encoder, got {type(encoder).__name__}")
         self.model = encoder
         self.batch_size = batch_size
         self.mteb_model_meta = glot_model_meta(encoder, **meta)

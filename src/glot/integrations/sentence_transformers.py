@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from glot import __version__
+from glot.errors import InputError, InputTypeError
 from glot.io import atomic_write_json, load_tensors, read_json
 from glot.poolers import CONFIG_NAME as POOLER_CONFIG_NAME
 from glot.poolers import WEIGHTS_NAME, Pooler, build_pooler, from_config
@@ -51,7 +52,7 @@ __all__ = ["GLOTPooling", "freeze_backbone", "run_to_sentence_transformer"]
 
 def _check_layer(layer: int) -> int:
     if isinstance(layer, bool) or not isinstance(layer, int):
-        raise TypeError(f"layer must be an int index into hidden_states (-1 = last), got {layer!r}")
+        raise InputTypeError(f"layer must be an int index into hidden_states (-1 = last), got {layer!r}")
     return layer
 
 
@@ -83,7 +84,7 @@ class GLOTPooling(Module):
         super().__init__()
         if word_embedding_dimension is not None:  # the name sentence-transformers < 6 used for Pooling
             if embedding_dimension not in (None, word_embedding_dimension):
-                raise ValueError(
+                raise InputError(
                     f"embedding_dimension={embedding_dimension} and word_embedding_dimension="
                     f"{word_embedding_dimension} disagree; pass only embedding_dimension"
                 )
@@ -96,16 +97,20 @@ class GLOTPooling(Module):
     def _make_pooler(dim: int | None, pooler: str | Pooler, options: dict[str, Any]) -> Pooler:
         if isinstance(pooler, Pooler):
             if options:
-                raise TypeError(f"pooler options {sorted(options)} only apply when pooler is a registry name")
+                raise InputTypeError(
+                    f"pooler options {sorted(options)} only apply when pooler is a registry name"
+                )
             if dim is not None and dim != pooler.input_dim:
-                raise ValueError(
+                raise InputError(
                     f"embedding_dimension={dim} but the given pooler was built for input_dim={pooler.input_dim}"
                 )
             return pooler
         if not isinstance(pooler, str):
-            raise TypeError(f"pooler must be a registry name or a glot Pooler, got {type(pooler).__name__}")
+            raise InputTypeError(
+                f"pooler must be a registry name or a glot Pooler, got {type(pooler).__name__}"
+            )
         if dim is None:
-            raise ValueError(
+            raise InputError(
                 "embedding_dimension is required to build a pooler by name: the Transformer's hidden size, "
                 "e.g. GLOTPooling(transformer.get_embedding_dimension(), 'glot')"
             )
@@ -134,7 +139,7 @@ class GLOTPooling(Module):
             return features["token_embeddings"]
         layers = features.get("all_layer_embeddings")
         if layers is None:
-            raise ValueError(
+            raise InputError(
                 f"GLOTPooling(layer={self.layer}) needs all hidden states; build the Transformer with "
                 "config_kwargs={'output_hidden_states': True}"
             )
@@ -191,7 +196,7 @@ class GLOTPooling(Module):
         try:
             pooler.load_state_dict(load_tensors(weights_path), strict=True)
         except RuntimeError as err:
-            raise ValueError(f"{weights_path} does not match {meta_path}: {err}") from err
+            raise InputError(f"{weights_path} does not match {meta_path}: {err}") from err
         return cls(pooler=pooler, layer=int(settings.get("layer", -1)))
 
 
@@ -209,7 +214,7 @@ def freeze_backbone(model: nn.Sequential) -> int:
     modules = list(model.children())
     first = next((i for i, m in enumerate(modules) if isinstance(m, GLOTPooling)), None)
     if first is None:
-        raise ValueError("the model has no GLOTPooling module; add one after the Transformer")
+        raise InputError("the model has no GLOTPooling module; add one after the Transformer")
     frozen = 0
     for module in modules[:first]:
         module.requires_grad_(False)
@@ -228,7 +233,7 @@ def _prompt_prefix(prompt: str | None, allow_mismatch: bool) -> str | None:
     if prompt.endswith("{text}"):
         return prompt[: -len("{text}")]
     if not allow_mismatch:
-        raise ValueError(
+        raise InputError(
             f"prompt template {prompt!r} puts text after '{{text}}'; sentence-transformers prompts are prefixes "
             "only, so the exported model would see different tokens (pass allow_mismatch=True to drop it)"
         )
@@ -265,7 +270,7 @@ def run_to_sentence_transformer(
 
     ref, pooler_dir = read_reference(run_dir)
     if ref.get("append_eos") and not allow_mismatch:
-        raise ValueError(
+        raise InputError(
             "this run appended EOS to every text (decoder backbone); a sentence-transformers Transformer does "
             "not, so its states would differ -- pass allow_mismatch=True to export anyway"
         )

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from glot.errors import InputError
 from glot.viz.figure import DEFAULT_FORMATS, DISPLAY_NAMES
 from glot.viz.plots import plot_readout_weights, plot_similarity_heatmap, plot_token_graph
 
@@ -56,7 +57,7 @@ def _graph_for(pooler: Any, x: Any, ptr: Any, tau: float | None) -> tuple[Any, f
     cfg, name = getattr(pooler, "config", None), getattr(pooler, "name", type(pooler).__name__)
     if getattr(pooler, "uses_graph", False) and cfg is not None and cfg.gnn.num_layers > 0:
         if tau is not None and abs(tau - cfg.graph.tau) > 1e-12:
-            raise ValueError(f"this {name} pooler builds its graph at tau={cfg.graph.tau}; drop tau={tau}")
+            raise InputError(f"this {name} pooler builds its graph at tau={cfg.graph.tau}; drop tau={tau}")
         return pooler.build_graph(x, ptr), float(cfg.graph.tau), []
     tau = DEFAULT_TAU if tau is None else float(tau)
     note = f"The {name} pooler uses no token graph: edges drawn at τ = {tau:g} for reference only."
@@ -86,11 +87,11 @@ def compute_explanation(backbone: Any, pooler: Any, text: str, tau: float | None
     from glot.graph import cosine_similarity
 
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"text must be a non-empty sentence, got {text!r}")
+        raise InputError(f"text must be a non-empty sentence, got {text!r}")
     tokens = _token_strings(backbone, text)
     x, ptr = backbone.embed_packed([text])
     if x.shape[0] != len(tokens):
-        raise ValueError(f"backbone returned {x.shape[0]} token states for {len(tokens)} tokens")
+        raise InputError(f"backbone returned {x.shape[0]} token states for {len(tokens)} tokens")
     param = next(pooler.parameters(), None)
     x = x.to(param.device if param is not None else "cpu")
     ptr = ptr.to(x.device)

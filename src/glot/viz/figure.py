@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from glot.errors import InputError
 from glot.io import atomic_open
 
 FORMATS = ("png", "svg", "pdf")
@@ -42,9 +43,9 @@ def clean_token(token: str, max_chars: int = 14) -> str:
 
 def token_labels(tokens: Sequence[str], n: int) -> list[str]:
     if len(tokens) != n:
-        raise ValueError(f"got {len(tokens)} tokens but the data has {n} rows; pass one token per row")
+        raise InputError(f"got {len(tokens)} tokens but the data has {n} rows; pass one token per row")
     if n == 0:
-        raise ValueError("nothing to draw: the sentence has no tokens")
+        raise InputError("nothing to draw: the sentence has no tokens")
     return [clean_token(str(t)) for t in tokens]
 
 
@@ -80,7 +81,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], formats: Sequence[str
     """Write ``fig`` once per format next to ``path`` (suffix replaced), each atomically; return the paths."""
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
-        raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {list(formats)}")
+        raise InputError(f"formats must be a non-empty subset of {FORMATS}, got {list(formats)}")
     base = Path(path)
     if base.suffix.lower().lstrip(".") in FORMATS:
         base = base.with_suffix("")

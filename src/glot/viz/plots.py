@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
 
+from glot.errors import InputError
 from glot.metrics import mean_std
 from glot.viz.figure import (
     DEFAULT_FORMATS,
@@ -59,7 +60,7 @@ def plot_similarity_heatmap(
     """
     s = np.asarray(sim, dtype=float)
     if s.ndim != 2 or s.shape[0] != s.shape[1]:
-        raise ValueError(f"sim must be a square (L, L) matrix, got shape {s.shape}")
+        raise InputError(f"sim must be a square (L, L) matrix, got shape {s.shape}")
     labels, n = token_labels(tokens, s.shape[0]), s.shape[0]
     font, side = font_size(n), figure_side(n)
     fig = Figure(figsize=(side + 1.2, side), layout="constrained")
@@ -98,7 +99,7 @@ def _undirected(edge_index: Any, n: int) -> np.ndarray:
     """Unique undirected non-self-loop pairs (i < j) of a (2, E) edge_index. Shapes: -> (E', 2)."""
     ei = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
     if ei.size and (ei.min() < 0 or ei.max() >= n):
-        raise ValueError(f"edge_index refers to token {int(ei.max())} but only {n} tokens were given")
+        raise InputError(f"edge_index refers to token {int(ei.max())} but only {n} tokens were given")
     ei = ei[:, ei[0] != ei[1]]
     return np.unique(np.sort(ei.T, axis=1), axis=0) if ei.size else np.zeros((0, 2), dtype=np.int64)
 
@@ -156,7 +157,7 @@ def plot_token_graph(
     else:
         w = np.asarray(weights, dtype=float).reshape(-1)
         if w.shape != (n,):
-            raise ValueError(f"weights must have one value per token ({n}), got shape {w.shape}")
+            raise InputError(f"weights must have one value per token ({n}), got shape {w.shape}")
         size = 40 + 560 * w / max(float(w.max()), 1e-12)
         dots = ax.scatter(pos[:, 0], pos[:, 1], s=size, c=w, cmap="plasma", edgecolors="black",
                           linewidths=0.6, zorder=2)  # fmt: skip
@@ -215,7 +216,7 @@ def _ratio_stats(runs: Mapping[float, Sequence[float]]) -> tuple[np.ndarray, np.
     ratios = np.array(sorted(float(r) for r in runs), dtype=float)
     accs = [np.asarray(runs[r], dtype=float).reshape(-1) for r in sorted(runs, key=float)]
     if any(a.size == 0 for a in accs):
-        raise ValueError("every ratio needs at least one accuracy value, got an empty list")
+        raise InputError("every ratio needs at least one accuracy value, got an empty list")
     mean, std = (np.array(col) for col in zip(*(mean_std(a) for a in accs), strict=True))
     return ratios, mean, std, max(a.size for a in accs)
 
@@ -240,7 +241,7 @@ def plot_ratio_curves(
     is <= 1 they are read as fractions). Shapes: none -> written file paths.
     """
     if not results:
-        raise ValueError("results is empty; expected {pooler: {ratio: [accuracy per seed]}}")
+        raise InputError("results is empty; expected {pooler: {ratio: [accuracy per seed]}}")
     stats = {name: _ratio_stats(runs) for name, runs in results.items()}
     scale = percent_scale(results)
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
