@@ -290,3 +290,13 @@ def test_a_diverging_run_stops_with_a_clear_error(cached, tmp_path: Path) -> Non
     message = str(info.value)
     assert "epoch 1" in message and "learning rate" in message and "\n" not in message
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_one_seed_summary_has_no_spread() -> None:
+    from glot.train import summarize
+
+    seed = {"seed": 0, "val": 0.6, "eval": 0.55, "train_seconds": 1.0}
+    summary = summarize([seed])
+    assert summary["eval"] == {"mean": 0.55, "std": None, "n": 1}
+    two = summarize([seed, {**seed, "seed": 1, "eval": 0.65}])
+    assert two["eval"]["std"] == pytest.approx(np.std([0.55, 0.65], ddof=1))
