@@ -199,3 +199,30 @@ def test_sigkill_mid_training_resumes_to_identical_metrics(tiny: Path, tmp_path:
     # the resumed run kept the killed run's finished epochs (their timings) instead of retraining them
     done = state["epoch"]
     assert [h["seconds"] for h in b["history"][:done]] == [h["seconds"] for h in state["history"]]
+
+
+def test_finetune_runs_share_the_run_key(tiny: Path, tmp_path: Path) -> None:
+    from glot.data import Split, Task
+    from glot.finetune import FinetuneOptions, run_finetune
+    from glot.trainconfig import TrainConfig
+
+    def task(flip: bool = False) -> Task:
+        rng = np.random.default_rng(1)
+        labels = rng.integers(0, 2, 24)
+        texts = [f"the {('good' if y else 'bad')} film" for y in labels]
+        splits = {
+            "train": Split(texts[:16], labels[:16]),
+            "eval": Split(texts[16:], (1 - labels[16:]) if flip else labels[16:]),
+        }
+        return Task("toy", "single", "accuracy", 2, splits, max_length=16)
+
+    config, opts, run = TrainConfig(epochs=1, batch_size=8), FinetuneOptions(max_steps=2), tmp_path / "ft"
+    first = run_finetune(task(), str(tiny), "full", None, config, run, options=opts, progress=False)
+    assert run_finetune(task(), str(tiny), "full", None, config, run, options=opts, progress=False) == first
+    with pytest.raises(ValueError, match=r"differs in: task\.data\.sha256"):  # only the eval labels changed
+        run_finetune(task(flip=True), str(tiny), "full", None, config, run, options=opts, progress=False)
+    (run / "run_config.json").unlink()
+    with pytest.raises(ValueError, match="cannot resume"):  # results without their config: never adopted
+        run_finetune(
+            task(), str(tiny), "full", None, config.replace(lr=1e-3), run, options=opts, progress=False
+        )

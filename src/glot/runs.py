@@ -2,8 +2,9 @@
 
 One training run (one seed) lives in a folder::
 
-    run_config.json      full config: train settings, task, backbone reference + fingerprint, cache key
-    checkpoint/          state.json (epoch, history, best epoch, optimizer scalars) -> epoch-NNN/ folders
+    run_config.json      full config and its run ``key`` (:mod:`glot.runconfig`): train settings, task spec,
+                         data sha256, backbone reference + fingerprint, cache key
+    checkpoint/          state.json (epoch, history, best epoch, run_key) -> epoch-NNN/ folders (+ epoch.json)
     pooler/              pooler.save_pretrained (pooler_config.json + model.safetensors)
     head.safetensors     task-head weights;  head_config.json: build_head(**config) rebuilds the head
     metrics.json         written LAST: its presence marks a finished run
@@ -12,31 +13,30 @@ A checkpoint is written at the end of every epoch into a fresh ``checkpoint/epoc
 optimizer and per-epoch eval predictions as safetensors, each atomic); only then is ``checkpoint/state.json``
 replaced atomically to point at it, so a kill at any moment leaves the previous consistent checkpoint. Folders
 other than the latest and the best-on-validation epoch are then deleted.
+
+The run key is stored in ``run_config.json``, ``checkpoint/state.json``, every ``epoch-NNN/epoch.json`` and
+``metrics.json``: a folder is resumed or reused only when all of them match the run being started (deleting
+``run_config.json`` does not let another configuration adopt the checkpoint).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from glot.errors import InputError
 from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+from glot.runconfig import RUN_FORMAT, build_run_config, config_differences, data_fingerprint, make_run_config
 
 if TYPE_CHECKING:
-    from glot.data import Task
     from glot.heads import TaskHead
     from glot.poolers import Pooler
-    from glot.taskcache import CachedTask
-    from glot.trainconfig import TrainConfig
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -61,9 +61,6 @@ METRICS_NAME = "metrics.json"
 CHECKPOINT_DIR = "checkpoint"
 STATE_NAME = "state.json"
 EPOCH_META = "epoch.json"
-#: Version of the run-folder layout and run key; a folder of another format is not resumed.
-RUN_FORMAT = 2
-_NOT_KEYED = ("key", "glot_version", "cache")
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head_config.json"
 POOLER_DIR = "pooler"
@@ -175,101 +172,7 @@ def load_epoch(
     return load_tensors(folder / "eval_predictions.safetensors")
 
 
-# ---------------------------------------------------------------------------------------------- run key
-def _version() -> str:
-    from glot import __version__
-
-    return __version__
-
-
-def data_fingerprint(task: Task, splits: Sequence[str] | None = None) -> str:
-    """sha256 over ``splits`` (default: all, by name) of ``task``: every text column and the labels of each.
-
-    Any change of a text, a label (eval labels too) or of which rows form a split changes it. Shapes: none.
-    """
-    from glot.cache.key import texts_fingerprint
-    from glot.taskcache import COLUMNS
-
-    h = hashlib.sha256()
-    for name in sorted(task.splits) if splits is None else splits:
-        split = task.splits[name]
-        h.update(f"split {name} {len(split.texts)};".encode())
-        for column in COLUMNS:
-            values = getattr(split, column)
-            h.update(f"{column}:{'-' if values is None else texts_fingerprint(values)};".encode())
-        labels = split.labels
-        if labels is None:
-            h.update(b"labels:-;")
-        else:
-            arr = np.ascontiguousarray(labels)
-            h.update(f"labels:{arr.dtype.str}{arr.shape};".encode() + arr.tobytes())
-    return h.hexdigest()
-
-
-def build_run_config(
-    task: Task,
-    config: TrainConfig,
-    sizes: dict[str, int],
-    backbone: dict[str, Any],
-    *,
-    splits: Sequence[str] | None = None,
-    cache: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The full, JSON-ready description of a run (GLOT or fine-tuning) and its ``key``.
-
-    The key is the sha256 of everything that changes the result: the run format, the train config, the
-    task (name, kind, metric, labels, ``task.info`` with the spec it was built from, sizes, and a data
-    fingerprint over the texts and labels of every split used, eval included), the backbone reference,
-    the cache key and storage dtype, and ``extra`` (e.g. fine-tuning options). Not in the key: where the
-    cache lives and the glot version. ``cache`` = {"key", "dtype", "path"} for cached-state runs.
-    """
-    used = list(splits) if splits is not None else sorted(task.splits)
-    task_info = {
-        "name": task.name, "kind": task.kind, "metric": task.metric, "num_labels": task.num_labels,
-        "max_length": task.max_length, "label_names": task.label_names, "info": task.info, "sizes": sizes,
-        "data": {"splits": used, "sha256": data_fingerprint(task, used)},
-    }  # fmt: skip
-    body: dict[str, Any] = {
-        "format": RUN_FORMAT, **(extra or {}), "train": config.to_dict(), "task": task_info,
-        "backbone": backbone,
-    }  # fmt: skip
-    if cache is not None:
-        body["cache_key"], body["cache_dtype"] = cache["key"], cache["dtype"]
-    canon = json.loads(json.dumps(body, sort_keys=True, default=str))
-    key = hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()
-    out = {"key": key, "glot_version": _version(), **canon}
-    if cache is not None:
-        out["cache"] = {"path": cache["path"], "dtype": cache["dtype"], "splits": used}
-    return out
-
-
-def make_run_config(cached: CachedTask, config: TrainConfig, sizes: dict[str, int]) -> dict[str, Any]:
-    """:func:`build_run_config` of a run on cached states (the splits in the cache, its key and dtype)."""
-    cache = {
-        "key": cached.cache_key,
-        "dtype": cached.states.dtype,
-        "path": str(Path(cached.states.path).resolve()),
-    }
-    return build_run_config(cached.task, config, sizes, cached.backbone, splits=list(cached.ids), cache=cache)
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """The dotted names of the fields where two run configs differ (at most 6), e.g. ``train.lr``."""
-    found: list[str] = []
-
-    def walk(a: Any, b: Any, prefix: str) -> None:
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b)):
-                walk(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
-        elif a != b:
-            found.append(prefix)
-
-    keyed = [{k: v for k, v in c.items() if k not in _NOT_KEYED} for c in (old, new)]
-    walk(keyed[0], keyed[1], "")
-    return ", ".join(found[:6]) + (" ..." if len(found) > 6 else "") if found else "the run key"
-
-
+# ---------------------------------------------------------------------------------------------- run folders
 def _refuse(run_dir: Path, what: str) -> InputError:
     return InputError(
         f"{run_dir} holds {what}; pass a new --out folder (out_dir), or --overwrite (overwrite=True) to "
@@ -300,7 +203,9 @@ def prepare_run_dir(run_dir: Path, config_json: dict[str, Any], overwrite: bool)
         if old.get("key") != key:
             fmt = old.get("format", 1)
             reason = (
-                f"run format {fmt}, now {RUN_FORMAT}" if fmt != RUN_FORMAT else _differences(old, config_json)
+                f"run format {fmt}, now {RUN_FORMAT}"
+                if fmt != RUN_FORMAT
+                else config_differences(old, config_json)
             )
             raise _refuse(run_dir, f"a run with a different configuration (differs in: {reason})")
     present, stored = _artefact_key(run_dir)
