@@ -102,6 +102,7 @@ def test_cache_train_eval_encode_end_to_end(tiny: Path, cache_dir: Path, tmp_pat
     assert main(train_argv) == 0
     result = json.loads((tmp_path / "train.json").read_text())
     assert [m["seed"] for m in result["per_seed"]] == [0, 1]
+    assert result["summary"]["eval"]["n"] == 2 and result["summary"]["eval"]["std"] is not None
     assert result["summary"]["eval"]["mean"] == pytest.approx(
         np.mean([m["eval"] for m in result["per_seed"]])
     )
@@ -137,6 +138,9 @@ def test_compare_writes_table_json_and_plot(
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "cls" in printed and "glot" in printed  # auto -> cls for an encoder
+    # one seed: no ± and no claim that either pooler is better
+    assert "±" not in printed and "too few to claim a difference" in " ".join(printed.split())
+    assert "beats" not in printed and "±" not in (out / "results.md").read_text()
     summary = json.loads((tmp_path / "c.json").read_text())
     assert summary["poolers"] == ["cls", "glot"] and summary["ratios"] == [0.2, 0.5]
     for pooler in ("cls", "glot"):
@@ -146,3 +150,18 @@ def test_compare_writes_table_json_and_plot(
     assert (out / "results.json").is_file() and "| cls |" in (out / "results.md").read_text()
     assert (out / "accuracy_vs_ratio.png").stat().st_size > 0
     assert (out / "ratio-0.5" / "glot" / "seed-0" / "metrics.json").is_file()
+
+
+def test_compare_verdict_needs_three_seeds() -> None:
+    from glot.cli.compare import _verdict
+
+    def summary(glot: list[float], mean: list[float]) -> dict:
+        rows = {p: {"ratios": {"0.9": {"accuracy": v}}} for p, v in (("glot", glot), ("mean", mean))}
+        return {"ratios": [0.9], "results": rows}
+
+    one = _verdict(summary([0.91], [0.90]))
+    assert "+1.0 points from 1 seed: too few to claim a difference" in one and "better" not in one
+    three = _verdict(summary([0.95, 0.96, 0.97], [0.90, 0.91, 0.92]))
+    assert "+5.0 points over 3 seeds: GLOT is better" in three
+    noisy = _verdict(summary([0.80, 0.99, 0.90], [0.88, 0.90, 0.89]))
+    assert "no clear difference" in noisy

@@ -110,3 +110,21 @@ def test_mean_std_is_the_sample_std_over_seeds() -> None:
     assert metrics.mean_std([0.5]) == (0.5, 0.0)  # one seed: no spread, not NaN
     with pytest.raises(ValueError, match="at least one value"):
         metrics.mean_std([])
+
+
+def test_one_seed_shows_no_spread() -> None:
+    assert metrics.format_mean_std([0.55]) == "0.5500"
+    assert metrics.format_mean_std([0.5, 0.6]) == f"0.5500 ± {np.std([0.5, 0.6], ddof=1):.4f}"
+    assert metrics.format_mean_std([0.91], digits=1, scale=100) == "91.0"
+
+
+def test_a_difference_is_claimed_only_with_three_seeds_and_a_clear_gap() -> None:
+    one = metrics.compare_means([0.92], [0.91])
+    assert one["verdict"] == "too few seeds" and one["p"] is None and one["gap"] == pytest.approx(0.01)
+    assert metrics.compare_means([0.9, 0.91], [0.8, 0.81])["verdict"] == "too few seeds"
+    clear = metrics.compare_means([0.90, 0.91, 0.92], [0.80, 0.81, 0.82])
+    assert clear["verdict"] == "higher" and clear["p"] < 0.05
+    assert metrics.compare_means([0.80, 0.81, 0.82], [0.90, 0.91, 0.92])["verdict"] == "lower"
+    noisy = metrics.compare_means([0.80, 0.90, 0.85], [0.84, 0.86, 0.83])
+    assert noisy["verdict"] == "no clear difference" and noisy["p"] >= 0.05
+    assert metrics.compare_means([0.9] * 3, [0.9] * 3)["verdict"] == "no clear difference"

@@ -141,7 +141,9 @@ def test_model_selection_never_reads_eval_labels(cached, tmp_path: Path) -> None
     cached.task.splits["eval"] = watched
     try:
         m = fit(cached, config, tmp_path / "watched", progress=False)
-        assert watched.reads and set(watched.reads) == {3}  # only after the last epoch's checkpoint
+        # read once up front into the run key's sha256 (a digest: it decides only whether a folder can be
+        # resumed), then only after the last epoch's checkpoint
+        assert watched.reads[0] == 0 and set(watched.reads[1:]) == {3}
         # scrambling the eval labels changes the eval number but not a single model-selection decision
         flipped = Split(watched.texts, 1 - watched._labels)
         cached.task.splits["eval"] = flipped
@@ -206,3 +208,95 @@ def test_validation_carve_and_optimizer_roundtrip() -> None:
     restore_optimizer(fresh, tensors, meta)
     assert fresh.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
     assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+def _with_eval_labels(task: Task, labels: np.ndarray) -> Task:
+    splits = dict(task.splits)
+    splits["eval"] = Split(task.splits["eval"].texts, labels)
+    return Task(task.name, task.kind, task.metric, task.num_labels, splits, info=dict(task.info))
+
+
+def test_run_key_covers_eval_labels_and_lives_with_the_checkpoint(cached, tmp_path: Path) -> None:
+    from glot.taskcache import CachedTask
+
+    config = FAST.replace(epochs=2)
+    run = tmp_path / "run"
+    first = fit(cached, config, run, progress=False)
+    # only the EVAL labels change: the old result must not come back
+    flipped_task = _with_eval_labels(cached.task, 1 - cached.task.splits["eval"].labels)
+    flipped = CachedTask(flipped_task, cached.states, cached.ids, cached.backbone)
+    with pytest.raises(ValueError, match=r"differs in: task\.data\.sha256") as info:
+        fit(flipped, config, run, progress=False)
+    assert "\n" not in str(info.value) and "--overwrite" in str(info.value)
+    assert fit(flipped, config, run, progress=False, overwrite=True)["eval"] == pytest.approx(
+        1 - first["eval"]
+    )
+
+    # run_config.json deleted, another lr: the checkpoint / results carry the old key -> refused
+    (run / "run_config.json").unlink()
+    with pytest.raises(ValueError, match="cannot resume"):
+        fit(flipped, config.replace(lr=1e-3), run, progress=False)
+    (run / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="cannot resume"):
+        fit(flipped, config.replace(lr=1e-3), run, progress=False)
+    # the same config finds its own key in the checkpoint and finishes the run again
+    again = fit(flipped, config, run, progress=False)
+    assert _strip_times(again) == _strip_times(fit(flipped, config, tmp_path / "fresh", progress=False))
+    assert (
+        json.loads((run / "checkpoint" / "epoch-002" / "epoch.json").read_text())["run_key"]
+        == again["run_key"]
+    )
+
+
+def test_an_epoch_folder_of_another_run_is_not_loaded(cached, tmp_path: Path) -> None:
+    config = FAST.replace(epochs=2)
+    run = tmp_path / "run"
+    fit(cached, config, run, progress=False)
+    (run / "metrics.json").unlink()
+    meta = run / "checkpoint" / "epoch-002" / "epoch.json"
+    meta.write_text(json.dumps({"epoch": 2, "run_key": "0" * 64}))
+    with pytest.raises(ValueError, match="a checkpoint epoch-002 of another run"):
+        fit(cached, config, run, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lr", float("inf")),
+        ("lr", float("nan")),
+        ("weight_decay", float("inf")),
+        ("weight_decay", float("nan")),
+        ("grad_clip", float("inf")),
+        ("grad_clip", float("nan")),
+        ("val_fraction", float("nan")),
+        ("lr", True),
+        ("lr", 1e38),  # would overflow inside torch's Adam step
+    ],
+)
+def test_non_finite_settings_are_refused(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"^{field} must be") as info:
+        TrainConfig(**{field: value}).validate()
+    assert "\n" not in str(info.value)
+
+
+def test_a_diverging_run_stops_with_a_clear_error(cached, tmp_path: Path) -> None:
+    from glot.train import NonFiniteError
+
+    diverging = FAST.replace(optimizer="adamw", lr=1.0, weight_decay=1e6)
+    with pytest.raises(NonFiniteError, match=r"non-finite|loss is (nan|inf)") as info:
+        # AdamW multiplies every weight by 1 - lr * weight_decay = -999999 per step: |w| passes float32's
+        # 3.4e38 within 7 steps (by the arithmetic, on any machine), then the loss is inf / NaN
+        fit(cached, diverging, tmp_path / "run", progress=False)
+    message = str(info.value)
+    assert "epoch 1" in message and "learning rate" in message and "\n" not in message
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_one_seed_summary_has_no_spread() -> None:
+    from glot.train import summarize
+
+    seed = {"seed": 0, "val": 0.6, "eval": 0.55, "train_seconds": 1.0}
+    summary = summarize([seed])
+    assert summary["eval"] == {"mean": 0.55, "std": None, "n": 1}
+    two = summarize([seed, {**seed, "seed": 1, "eval": 0.65}])
+    assert two["eval"]["std"] == pytest.approx(np.std([0.55, 0.65], ddof=1))

@@ -20,9 +20,12 @@ from glot.errors import InputError
 
 __all__ = [
     "METRICS",
+    "MIN_SEEDS_FOR_CLAIM",
     "accuracy",
+    "compare_means",
     "compute",
     "f1",
+    "format_mean_std",
     "higher_is_better",
     "mcc",
     "mean_std",
@@ -189,3 +192,42 @@ def mean_std(values: Any) -> tuple[float, float]:
     if arr.size == 0:
         raise InputError("mean_std needs at least one value, got an empty list")
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+#: Seeds per side below which no difference between two methods is claimed (``compare_means``).
+MIN_SEEDS_FOR_CLAIM = 3
+
+
+def format_mean_std(values: Any, digits: int = 4, scale: float = 1.0) -> str:
+    """``"0.5500 ± 0.0123"`` over seeds, or just ``"0.5500"`` for one seed (no spread can be measured).
+
+    The one text form of :func:`mean_std` used by every table (train, eval, compare, markdown).
+    Shapes: values (n,) with n >= 1 -> str.
+    """
+    arr = _as_1d(values, "values").astype(float) * scale
+    mean, std = mean_std(arr)
+    return f"{mean:.{digits}f}" if arr.size == 1 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def compare_means(a: Any, b: Any, alpha: float = 0.05) -> dict[str, Any]:
+    """Is method ``a`` better than ``b`` over seeds? Welch's t-test, claimed only with >= 3 seeds each.
+
+    Returns ``{"gap": mean(a) - mean(b), "n": (n_a, n_b), "p": p-value or None, "verdict": ...}`` with verdict
+    "higher", "lower", "no clear difference" (p >= alpha) or "too few seeds" (fewer than
+    ``MIN_SEEDS_FOR_CLAIM`` on a side). Shapes: a (n_a,), b (n_b,) -> dict.
+    """
+    from scipy import stats
+
+    x, y = (_as_1d(v, name).astype(float) for v, name in ((a, "a"), (b, "b")))
+    if x.size == 0 or y.size == 0:
+        raise InputError("compare_means needs at least one value per side, got an empty list")
+    gap = float(x.mean() - y.mean())
+    out: dict[str, Any] = {"gap": gap, "n": (int(x.size), int(y.size)), "p": None}
+    if min(x.size, y.size) < MIN_SEEDS_FOR_CLAIM:
+        return out | {"verdict": "too few seeds"}
+    if np.ptp(x) == 0 and np.ptp(y) == 0:  # no spread at all: the t statistic is undefined
+        p = 0.0 if gap != 0 else 1.0
+    else:
+        p = float(stats.ttest_ind(x, y, equal_var=False).pvalue)
+    verdict = "no clear difference" if p >= alpha else ("higher" if gap > 0 else "lower")
+    return out | {"p": p, "verdict": verdict}

@@ -2,8 +2,9 @@
 
 One training run (one seed) lives in a folder::
 
-    run_config.json      full config: train settings, task, backbone reference + fingerprint, cache key
-    checkpoint/          state.json (epoch, history, best epoch, optimizer scalars) -> epoch-NNN/ folders
+    run_config.json      full config and its run ``key`` (:mod:`glot.runconfig`): train settings, task spec,
+                         data sha256, backbone reference + fingerprint, cache key
+    checkpoint/          state.json (epoch, history, best epoch, run_key) -> epoch-NNN/ folders (+ epoch.json)
     pooler/              pooler.save_pretrained (pooler_config.json + model.safetensors)
     head.safetensors     task-head weights;  head_config.json: build_head(**config) rebuilds the head
     metrics.json         written LAST: its presence marks a finished run
@@ -12,35 +13,38 @@ A checkpoint is written at the end of every epoch into a fresh ``checkpoint/epoc
 optimizer and per-epoch eval predictions as safetensors, each atomic); only then is ``checkpoint/state.json``
 replaced atomically to point at it, so a kill at any moment leaves the previous consistent checkpoint. Folders
 other than the latest and the best-on-validation epoch are then deleted.
+
+The run key is stored in ``run_config.json``, ``checkpoint/state.json``, every ``epoch-NNN/epoch.json`` and
+``metrics.json``: a folder is resumed or reused only when all of them match the run being started (deleting
+``run_config.json`` does not let another configuration adopt the checkpoint).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from glot.errors import InputError
 from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+from glot.runconfig import RUN_FORMAT, build_run_config, config_differences, data_fingerprint, make_run_config
 
 if TYPE_CHECKING:
     from glot.heads import TaskHead
     from glot.poolers import Pooler
-    from glot.taskcache import CachedTask
-    from glot.trainconfig import TrainConfig
 
 __all__ = [
     "CHECKPOINT_DIR",
     "METRICS_NAME",
     "RUN_CONFIG_NAME",
+    "RUN_FORMAT",
+    "build_run_config",
+    "data_fingerprint",
     "flatten_optimizer",
     "load_checkpoint_state",
     "load_epoch",
@@ -56,6 +60,7 @@ RUN_CONFIG_NAME = "run_config.json"
 METRICS_NAME = "metrics.json"
 CHECKPOINT_DIR = "checkpoint"
 STATE_NAME = "state.json"
+EPOCH_META = "epoch.json"
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head_config.json"
 POOLER_DIR = "pooler"
@@ -112,9 +117,12 @@ def save_epoch(
 ) -> None:
     """Write the checkpoint of epoch ``state["epoch"]`` and make it the current one (see module doc).
 
-    ``state`` must hold ``epoch`` and ``best_epoch``; ``modules`` maps a name ("pooler", "head") to a module.
+    ``state`` must hold ``epoch``, ``best_epoch`` and ``run_key`` (the run's key, stored in ``state.json`` and
+    in the epoch folder so a checkpoint is never resumed under another configuration); ``modules`` maps a
+    name ("pooler", "head") to a module.
     """
     epoch = int(state["epoch"])
+    assert state.get("run_key"), "a checkpoint must record its run key"
     folder = _epoch_dir(run_dir, epoch)
     if folder.exists():
         shutil.rmtree(folder)
@@ -125,6 +133,7 @@ def save_epoch(
     atomic_save_tensors(folder / "optimizer.safetensors", tensors)
     atomic_write_json(folder / "optimizer.json", meta)
     atomic_save_tensors(folder / "eval_predictions.safetensors", eval_predictions)
+    atomic_write_json(folder / EPOCH_META, {"epoch": epoch, "run_key": state["run_key"]})
     atomic_write_json(run_dir / CHECKPOINT_DIR / STATE_NAME, {**state, "folder": folder.name})
     keep = {folder.name, f"epoch-{int(state['best_epoch']):03d}"}
     for stale in (run_dir / CHECKPOINT_DIR).glob("epoch-*"):
@@ -139,10 +148,21 @@ def load_checkpoint_state(run_dir: Path) -> dict[str, Any] | None:
 
 
 def load_epoch(
-    run_dir: Path, epoch: int, modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer | None = None
+    run_dir: Path,
+    epoch: int,
+    modules: dict[str, nn.Module],
+    optimizer: torch.optim.Optimizer | None = None,
+    run_key: str | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Load the weights (and optimizer) saved after ``epoch``; return that checkpoint's eval predictions."""
+    """Load the weights (and optimizer) saved after ``epoch``; return that checkpoint's eval predictions.
+
+    With ``run_key`` the epoch folder must have been written by that run (else a one-line InputError)."""
     folder = _epoch_dir(run_dir, epoch)
+    if run_key is not None:
+        meta = folder / EPOCH_META
+        stored = read_json(meta).get("run_key") if meta.is_file() else None
+        if stored != run_key:
+            raise _refuse(run_dir, f"a checkpoint {folder.name} of another run (run key {str(stored)[:12]})")
     for name, module in modules.items():
         module.load_state_dict(load_tensors(folder / f"{name}.safetensors"))
     if optimizer is not None:
@@ -153,52 +173,51 @@ def load_epoch(
 
 
 # ---------------------------------------------------------------------------------------------- run folders
-def _version() -> str:
-    from glot import __version__
-
-    return __version__
-
-
-def make_run_config(cached: CachedTask, config: TrainConfig, sizes: dict[str, int]) -> dict[str, Any]:
-    """The full, JSON-ready description of a run; its ``key`` decides whether a folder can be resumed."""
-    task = cached.task
-    train_labels = task.splits["train"].labels
-    labels_sha = (
-        hashlib.sha256(np.ascontiguousarray(train_labels).tobytes()).hexdigest()
-        if train_labels is not None
-        else None
+def _refuse(run_dir: Path, what: str) -> InputError:
+    return InputError(
+        f"{run_dir} holds {what}; pass a new --out folder (out_dir), or --overwrite (overwrite=True) to "
+        "replace it"
     )
-    task_info = {
-        "name": task.name, "kind": task.kind, "metric": task.metric, "num_labels": task.num_labels,
-        "max_length": task.max_length, "label_names": task.label_names, "info": task.info, "sizes": sizes,
-        "train_labels_sha256": labels_sha,
-    }  # fmt: skip
-    body = {"train": config.to_dict(), "task": task_info, "cache_key": cached.cache_key}
-    canon = json.dumps(body, sort_keys=True, default=str)
-    return {
-        "format": 1, "glot_version": _version(), "key": hashlib.sha256(canon.encode()).hexdigest(),
-        **json.loads(canon), "backbone": cached.backbone,
-        "cache": {"path": str(cached.states.path), "dtype": cached.states.dtype},
-    }  # fmt: skip
+
+
+def _artefact_key(run_dir: Path) -> tuple[bool, str | None]:
+    """(whether ``run_dir`` holds run artefacts, the run key they were written with, if recorded)."""
+    for path in (run_dir / METRICS_NAME, run_dir / CHECKPOINT_DIR / STATE_NAME):
+        if path.is_file():
+            return True, read_json(path).get("run_key")
+    present = any((run_dir / name).exists() for name in (CHECKPOINT_DIR, POOLER_DIR, HEAD_WEIGHTS))
+    return present, None
 
 
 def prepare_run_dir(run_dir: Path, config_json: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
-    """Prepare ``run_dir``; return the finished metrics if this exact run is already complete."""
-    existing = run_dir / RUN_CONFIG_NAME
-    if existing.is_file() and not overwrite:
-        old = read_json(existing)
-        if old.get("key") != config_json["key"]:
-            raise InputError(
-                f"{run_dir} holds a run with a different configuration (task, data, backbone or training "
-                "settings); pass a new --out folder, or --overwrite to replace it"
-            )
-        if (run_dir / METRICS_NAME).is_file():
-            return dict(read_json(run_dir / METRICS_NAME))
-        return None
+    """Prepare ``run_dir``; return the finished metrics if this exact run is already complete.
+
+    A folder is reused only when its ``run_config.json`` AND its checkpoint / metrics carry this run's key;
+    anything else (another configuration, artefacts without or with another key) is refused with one line.
+    """
     if overwrite and run_dir.exists():
         shutil.rmtree(run_dir)
+    existing, key = run_dir / RUN_CONFIG_NAME, config_json["key"]
+    if existing.is_file():
+        old = read_json(existing)
+        if old.get("key") != key:
+            fmt = old.get("format", 1)
+            reason = (
+                f"run format {fmt}, now {RUN_FORMAT}"
+                if fmt != RUN_FORMAT
+                else config_differences(old, config_json)
+            )
+            raise _refuse(run_dir, f"a run with a different configuration (differs in: {reason})")
+    present, stored = _artefact_key(run_dir)
+    # results without a recorded key (fine-tuning metrics) are trusted only next to their own run_config.json
+    if present and stored != key and (stored is not None or not existing.is_file()):
+        what = "with another run key" if stored else "without a run key (made by an older glot or damaged)"
+        raise _refuse(run_dir, f"checkpoint / results {what}, which this run cannot resume")
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(existing, config_json)
+    if not existing.is_file():
+        atomic_write_json(existing, config_json)
+    if (run_dir / METRICS_NAME).is_file():
+        return dict(read_json(run_dir / METRICS_NAME))
     return None
 
 

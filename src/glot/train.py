@@ -14,6 +14,7 @@ exactly the numbers of an uninterrupted run (see :mod:`glot.runs` for the folder
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ from glot.taskcache import CachedTask, cache_task
 from glot.trainconfig import TrainConfig
 
 __all__ = [
+    "NonFiniteError",
     "TrainConfig",
     "cache_task",
     "carve_validation",
@@ -138,14 +140,39 @@ def _train_epoch(
         chunk = order[start : start + config.batch_size]
         output = _output(pooler, head, cached, "train", chunk)
         loss = head.loss(output, None if labels is None else labels[chunk])
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteError(_non_finite(f"training loss is {value}", config, epoch, start, len(order)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
-        total += float(loss.detach()) * len(chunk)
+        total += value * len(chunk)
         count += len(chunk)
+    bad = [n for m in (pooler, head) for n, p in m.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise NonFiniteError(
+            _non_finite(f"weights {bad[0]} became non-finite", config, epoch, None, len(order))
+        )
     return total / max(count, 1)
+
+
+class NonFiniteError(InputError):
+    """Training diverged (non-finite loss or weights); the run stops and keeps its last good checkpoint."""
+
+
+def _non_finite(what: str, config: TrainConfig, epoch: int, start: int | None, n: int) -> str:
+    """One line: what went non-finite, where (epoch / step), the likely causes and what was kept."""
+    steps = -(-n // config.batch_size)
+    where = f"epoch {epoch}" + (
+        f", step {start // config.batch_size + 1} of {steps}" if start is not None else ""
+    )
+    return (
+        f"{what} at {where} (lr={config.lr:g}, weight_decay={config.weight_decay:g}): the learning rate (or "
+        "lr x weight decay) is likely too high (try a 10x smaller --lr, or --grad-clip 1.0), or the cached "
+        "states or labels hold NaN/inf; the run stopped, earlier epochs' checkpoints are kept"
+    )
 
 
 def fit(
@@ -173,16 +200,18 @@ def fit(
     pooler, head = build_models(cached, config)
     optimizer = _make_optimizer(config, [p for m in (pooler, head) for p in m.parameters()])
     modules = {"pooler": pooler, "head": head}
+    key = config_json["key"]
     state = load_checkpoint_state(run_dir) or {
         "epoch": 0,
         "best_epoch": 0,
         "best_val": None,
         "history": [],
         "stopped_early": False,
+        "run_key": key,
     }
     eval_preds: dict[str, torch.Tensor] = {}
     if state["epoch"] > 0:
-        eval_preds = load_epoch(run_dir, state["epoch"], modules, optimizer)
+        eval_preds = load_epoch(run_dir, state["epoch"], modules, optimizer, run_key=key)
     rows = {"train": train_rows, "val": val_rows, "eval": eval_rows if has_eval else None}
     desc = f"{config.pooler} seed {config.seed}"
     bar = tqdm(total=config.epochs, initial=state["epoch"], desc=desc, unit="epoch", disable=not progress)
@@ -241,8 +270,9 @@ def _finish(
 ) -> dict[str, Any]:
     """Load the best-on-validation state, score the eval split ONCE, write the final artefacts."""
     task, best = cached.task, int(state["best_epoch"])
-    eval_preds = load_epoch(run_dir, int(state["epoch"]), {})  # every epoch's eval predictions
-    load_epoch(run_dir, best, modules)
+    key = state["run_key"]
+    eval_preds = load_epoch(run_dir, int(state["epoch"]), {}, run_key=key)  # every epoch's eval predictions
+    load_epoch(run_dir, best, modules, run_key=key)
     pooler, head = modules["pooler"], modules["head"]
     metrics: dict[str, Any] = {
         "task": task.name, "metric": task.metric, "seed": config.seed, "pooler": config.pooler,
@@ -250,7 +280,7 @@ def _finish(
         "stopped_early": state["stopped_early"], "sizes": sizes,
         "train_seconds": sum(h["seconds"] for h in state["history"]),
         "params": {"pooler": pooler.num_parameters(), "head": sum(p.numel() for p in head.parameters())},
-        "history": [dict(h) for h in state["history"]],
+        "history": [dict(h) for h in state["history"]], "run_key": key,
     }  # fmt: skip
     if "eval" in cached.ids:
         eval_labels = task.splits["eval"].labels  # the first and only read of the eval labels
@@ -271,12 +301,12 @@ def _finish(
 
 
 def summarize(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample std (ddof 1; 0 for one seed) over seeds of the eval metric, the optimistic best-epoch
-    metric, val and time."""
+    """Mean and sample std (ddof 1; None for one seed: no spread can be measured) over seeds of the eval
+    metric, the optimistic best-epoch metric, val and time."""
 
-    def stats(values: list[float]) -> dict[str, float]:
+    def stats(values: list[float]) -> dict[str, float | None]:
         mean, std = mean_std(values)
-        return {"mean": mean, "std": std, "n": len(values)}
+        return {"mean": mean, "std": std if len(values) > 1 else None, "n": len(values)}
 
     out: dict[str, Any] = {"seeds": [m["seed"] for m in per_seed], "val": stats([m["val"] for m in per_seed])}
     if all("eval" in m for m in per_seed):

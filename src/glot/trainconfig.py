@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,6 +14,16 @@ from glot.errors import InputError
 __all__ = ["OPTIMIZERS", "TrainConfig"]
 
 OPTIMIZERS = ("adam", "adamw")
+#: Largest learning rate accepted: Adam's steps are ~lr per weight, so anything near this is already absurd
+#: (and lr > ~3e37 overflows inside torch's Adam step).
+MAX_LR = 10.0
+
+
+def _finite(name: str, value: Any, expected: str, ok: Callable[[float], bool]) -> None:
+    """Raise a one-line InputError unless ``value`` is a finite real number (not a bool) with ``ok(value)``."""
+    real = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not real or not math.isfinite(value) or not ok(value):
+        raise InputError(f"{name} must be {expected}, got {value!r}")
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -46,31 +58,34 @@ class TrainConfig:
     grad_clip: float | None = None
 
     def validate(self) -> None:
-        """Raise ValueError naming the bad field, what it got and what it expects."""
+        """Raise a one-line InputError naming the bad field, what it got and what it expects (numbers must be
+        finite: NaN / inf learning rates, weight decays or clips are refused)."""
         from glot.poolers import POOLERS
 
         if self.pooler not in POOLERS:
             raise InputError(f"unknown pooler {self.pooler!r}; valid names: {', '.join(sorted(POOLERS))}")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0:
-            raise InputError(f"lr must be a number > 0 (paper: 2e-4 GLUE, 1e-4 stress test), got {self.lr!r}")
-        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
-            raise InputError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        _finite(
+            "lr", self.lr, f"a finite number in (0, {MAX_LR:g}] (paper: 2e-4 GLUE, 1e-4 stress test)",
+            lambda v: 0 < v <= MAX_LR,
+        )  # fmt: skip
+        _finite("weight_decay", self.weight_decay, "a finite number >= 0 (0 = off)", lambda v: v >= 0)
         for name in ("epochs", "batch_size", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InputError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if not isinstance(self.val_fraction, (int, float)) or not 0.0 < self.val_fraction < 1.0:
-            raise InputError(
-                f"val_fraction must lie in (0, 1) (the share of train held out for model selection), "
-                f"got {self.val_fraction!r}"
-            )
+        _finite(
+            "val_fraction", self.val_fraction,
+            "a number in (0, 1) (the share of train held out for model selection)", lambda v: 0.0 < v < 1.0,
+        )  # fmt: skip
         for name in ("patience", "max_length"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise InputError(f"grad_clip must be None or > 0, got {self.grad_clip!r}")
+        if self.grad_clip is not None:
+            _finite(
+                "grad_clip", self.grad_clip, "None (off) or a finite number > 0, e.g. 1.0", lambda v: v > 0
+            )
         if not isinstance(self.pooler_options, dict) or not isinstance(self.head_options, dict):
             raise InputError("pooler_options and head_options must be dicts of keyword arguments")
 

@@ -174,10 +174,9 @@ def _summarize(
 
 
 def _cell(values: list[float]) -> str:
-    from glot.metrics import mean_std
+    from glot.metrics import format_mean_std
 
-    mean, std = mean_std([100 * v for v in values])
-    return f"{mean:.1f} ± {std:.1f}" if len(values) > 1 else f"{mean:.1f}"
+    return format_mean_std(values, digits=1, scale=100)  # one seed: no ±
 
 
 def _table(summary: dict[str, Any], key: str = "accuracy") -> tuple[list[str], list[list[Any]]]:
@@ -192,18 +191,35 @@ def _table(summary: dict[str, Any], key: str = "accuracy") -> tuple[list[str], l
 
 
 def _verdict(summary: dict[str, Any]) -> str:
-    """One line: does GLOT beat every baseline at the highest ratio?"""
+    """One line: does GLOT beat the best baseline at the highest ratio? A difference is claimed only with
+    ``MIN_SEEDS_FOR_CLAIM`` seeds or more and a Welch t-test p < 0.05 (:func:`glot.metrics.compare_means`)."""
     import numpy as np
+
+    from glot.metrics import MIN_SEEDS_FOR_CLAIM, compare_means
 
     res = summary["results"]
     if "glot" not in res or len(res) < 2:
         return ""
     r = f"{max(summary['ratios']):g}"
-    means = {p: float(np.mean(row["ratios"][r]["accuracy"])) * 100 for p, row in res.items()}
-    best = max((p for p in means if p != "glot"), key=lambda p: means[p])
-    gap = means["glot"] - means[best]
-    word = "beats" if gap > 0 else "does NOT beat"
-    return f"At {r} distractors GLOT ({means['glot']:.1f}%) {word} the best baseline, {best} ({means[best]:.1f}%), by {gap:+.1f} points."
+    accs = {p: 100 * np.asarray(row["ratios"][r]["accuracy"], dtype=float) for p, row in res.items()}
+    best = max((p for p in accs if p != "glot"), key=lambda p: float(accs[p].mean()))
+    test = compare_means(accs["glot"], accs[best])
+    head = (
+        f"At {r} distractors GLOT ({accs['glot'].mean():.1f}%) vs the best baseline, {best} "
+        f"({accs[best].mean():.1f}%): {test['gap']:+.1f} points"
+    )
+    n = min(test["n"])
+    if test["verdict"] == "too few seeds":
+        return (
+            f"{head} from {n} seed{'s' * (n > 1)}: too few to claim a difference (needs >= "
+            f"{MIN_SEEDS_FOR_CLAIM} seeds, e.g. --seeds 0,1,2)."
+        )
+    word = {
+        "higher": "GLOT is better",
+        "lower": "GLOT is worse",
+        "no clear difference": "no clear difference",
+    }
+    return f"{head} over {n} seeds: {word[test['verdict']]} (Welch t-test p = {test['p']:.3g})."
 
 
 def _report(summary: dict[str, Any], out: Path, args: argparse.Namespace) -> None:

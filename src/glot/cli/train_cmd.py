@@ -102,6 +102,12 @@ def _finetune(
     }
 
 
+def _mean_std_cell(values: list[Any]) -> str:
+    from glot.metrics import format_mean_std
+
+    return "-" if any(v is None for v in values) else format_mean_std(values)
+
+
 def _print_result(result: dict[str, Any], task: Any, method: str, out: Path) -> None:
     rows = []
     for m in result["per_seed"]:
@@ -116,13 +122,18 @@ def _print_result(result: dict[str, Any], task: Any, method: str, out: Path) -> 
                 m.get("train_seconds", "-"),
             ]
         )
-    s = result["summary"]
-    if "eval" in s:
-        pm = f"{s['eval']['mean']:.4f} ± {s['eval']['std']:.4f}"
-        o = s.get("eval_best_epoch_optimistic")
-        opt = f"{o['mean']:.4f} ± {o['std']:.4f}" if o else "-"
+    per_seed = result["per_seed"]
+    if len(per_seed) > 1 and all("eval" in m for m in per_seed):  # one seed: its row is the result, no ±
+        optimistic = [(m.get("eval_best_epoch_optimistic") or {}).get("value") for m in per_seed]
         rows.append(
-            ["mean ± std", "", f"{s['val']['mean']:.4f}", pm, opt, f"{s['train_seconds']['mean']:.1f}"]
+            [
+                "mean ± std",
+                "",
+                _mean_std_cell([m.get("val") for m in per_seed]),
+                _mean_std_cell([m["eval"] for m in per_seed]),
+                _mean_std_cell(optimistic),
+                f"{result['summary']['train_seconds']['mean']:.1f}",
+            ]
         )
     columns = [
         "seed",

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from glot import __version__
 from glot.backbone import FrozenBackbone
 from glot.data import Task
 from glot.errors import InputError
@@ -22,7 +18,15 @@ from glot.finetune.options import METHODS, FinetuneOptions
 from glot.heads import build_head
 from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 from glot.poolers import load_pooler
-from glot.runs import HEAD_CONFIG, HEAD_WEIGHTS, METRICS_NAME, POOLER_DIR, RUN_CONFIG_NAME
+from glot.runs import (
+    HEAD_CONFIG,
+    HEAD_WEIGHTS,
+    METRICS_NAME,
+    POOLER_DIR,
+    RUN_CONFIG_NAME,
+    build_run_config,
+    prepare_run_dir,
+)
 from glot.trainconfig import TrainConfig
 
 ADAPTER_DIR = "adapter"
@@ -38,37 +42,22 @@ def _run_config(
     opts: FinetuneOptions,
     sizes: dict[str, int],
 ) -> dict[str, Any]:
+    """The run config and key, from :func:`glot.runs.build_run_config` (the one run key of GLOT and
+    fine-tuning runs) with the method and fine-tuning options added."""
     from glot.hub import backbone_reference
 
-    labels = task.splits["train"].labels
     finetune: dict[str, Any] = {"method": method, "pooling": model.pooler.name, **asdict(opts)}
     if method == "lora":
         finetune["lora_targets"] = asdict(lora_targets(model.backbone.model))
-    body = {
-        "method": method, "finetune": finetune, "train": config.to_dict(),
-        "task": {"name": task.name, "kind": task.kind, "metric": task.metric, "num_labels": task.num_labels,
-                 "max_length": task.max_length, "label_names": task.label_names, "sizes": sizes,
-                 "train_labels_sha256": None if labels is None else hashlib.sha256(labels.tobytes()).hexdigest()},
-        "backbone": backbone_reference(model.backbone),
-    }  # fmt: skip
-    canon = json.loads(json.dumps(body, sort_keys=True, default=str))
-    key = hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()
-    return {"format": 1, "glot_version": __version__, "key": key, **canon}
+    used = [s for s in ("train", "eval") if s in task.splits]
+    extra = {"method": method, "finetune": finetune}
+    return build_run_config(task, config, sizes, backbone_reference(model.backbone), splits=used, extra=extra)
 
 
 def _check_folder(run_dir: Path, run_config: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
-    """Return the metrics of an identical finished run; refuse to mix a different run into ``run_dir``."""
-    existing = run_dir / RUN_CONFIG_NAME
-    if existing.is_file() and not overwrite:
-        if read_json(existing).get("key") != run_config["key"]:
-            raise InputError(f"{run_dir} holds a different run; pass a new output folder or overwrite=True")
-        if (run_dir / METRICS_NAME).is_file():
-            return dict(read_json(run_dir / METRICS_NAME))
-    if run_dir.exists() and (overwrite or existing.is_file()):
-        shutil.rmtree(run_dir)  # an unfinished run of the same config is redone from scratch (no resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(existing, run_config)
-    return None
+    """Return the metrics of an identical finished run; refuse to mix a different run into ``run_dir``
+    (:func:`glot.runs.prepare_run_dir`). An unfinished run of the same config is redone (no mid-run resume)."""
+    return prepare_run_dir(run_dir, run_config, overwrite)
 
 
 def _save(model: FinetunedModel, run_dir: Path, method: str) -> None:
