@@ -180,3 +180,35 @@ def test_manifest_records_truncation(tmp_path: Path) -> None:
     assert (
         build_or_load(FakeBackbone(), texts, cache_dir=tmp_path / "c", progress=False).num_truncated is None
     )
+
+
+def test_glot_cache_reports_truncation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    words = [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "jumps",
+        "over",
+        "the",
+        "lazy",
+        "dog",
+        "near",
+        "the",
+        "river",
+        "bank",
+    ]
+    rows = ["text,label,split"] + [
+        f"{' '.join(words[: n + 2])},{n % 2},{'train' if n < 8 else 'eval'}" for n in range(12)
+    ]  # 2..13 words -> 4..15 tokens with [CLS] and [SEP]; 7 of them are over 8
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    tiny = make_tiny_bert(tmp_path / "bert")
+    argv = ["cache", "--model", str(tiny), "--task", str(tmp_path / "data.csv"), "--max-length", "8",
+            "--cache-dir", str(tmp_path / "c"), "--no-progress", "--json", str(tmp_path / "info.json")]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 0
+    info = json.loads((tmp_path / "info.json").read_text())
+    assert (info["texts"], info["truncated"], info["max_length"]) == (12, 7, 8)
+    err = capsys.readouterr().err
+    assert "7 of 12 texts were cut to 8 tokens; pass --max-length N (up to 128 for this model)" in err
+    assert CachedStates.open(info["path"]).num_truncated == 7

@@ -193,10 +193,14 @@ class FrozenBackbone:
         features = self._plan.encode(items)
         self.last_truncation = report = self._plan.last_truncation
         if report.truncated:
-            limit = f" (this model takes up to {self.length_limit})" if self.length_limit else ""
+            limit = self.length_limit
+            fix = (
+                "the model takes no more" if limit is not None and limit <= report.max_length
+                else f"pass a larger max_length{f' (up to {limit})' if limit else ''} to keep more of them"
+            )  # fmt: skip
             warnings.warn(
                 f"{report.truncated} of {report.total} texts were cut to max_length={report.max_length} "
-                f"tokens; pass a larger max_length{limit} to keep more of them",
+                f"tokens; {fix}",
                 TruncationWarning,
                 stacklevel=3,
             )

@@ -88,7 +88,7 @@ def _open_or_repair(final: Path, key: CacheKey, verify: str) -> CachedStates | N
         else:
             what = "rebuilding it"
             _remove_tree(final)
-        warnings.warn(f"glot cache entry {final} is unusable: {err}; {what}", UserWarning, stacklevel=4)
+        warnings.warn(f"glot cache entry {final} is unusable: {err}; {what}", UserWarning, stacklevel=3)
     return None
 
 
