@@ -17,6 +17,7 @@ import torch
 from glot.cache import CachedStates, build_or_load
 from glot.cli import main
 from glot.errors import InputError
+from glot.tokens import TruncationWarning
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cache import FakeBackbone  # noqa: E402
@@ -172,7 +173,9 @@ def test_manifest_records_truncation(tmp_path: Path) -> None:
 
     bb = FrozenBackbone.from_pretrained(str(make_tiny_bert(tmp_path / "bert")), dtype="float32", max_length=8)
     texts = ["ok", "the quick brown fox jumps over the lazy dog near the river bank", "a cat sat", "yes " * 9]
-    cached = build_or_load(bb, texts, cache_dir=tmp_path / "c", shard_size=2, progress=False)
+    with pytest.warns(TruncationWarning, match="^2 of 4 texts were cut to 8 tokens while caching") as rec:
+        cached = build_or_load(bb, texts, cache_dir=tmp_path / "c", shard_size=2, progress=False)
+    assert len(rec) == 1  # one warning for the build, not one per shard
     assert (cached.num_truncated, cached.truncated_at) == (2, 8)
     assert cached.manifest["truncation"] == {"truncated": 2, "max_length": 8}
     assert np.asarray(cached.lengths).max() == 8

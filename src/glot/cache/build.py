@@ -22,6 +22,7 @@ from glot.cache.manifest import CacheCorruptError
 from glot.cache.shards import build_entry, salvage
 from glot.cache.store import VERIFY_MODES, CachedStates, read_manifest
 from glot.errors import InputError
+from glot.tokens import TruncationWarning
 
 log = logging.getLogger("glot.cache")
 
@@ -115,7 +116,9 @@ def build_or_load(
     """Return the cached real-token states of ``backbone`` on ``texts``, building (or resuming) if needed.
 
     Safe to call from several processes at once: the build runs under a per-key file lock, and a process
-    that finds the entry being built waits and then opens it (computing nothing).
+    that finds the entry being built waits and then opens it (computing nothing). A build that cut texts
+    to the backbone's ``max_length`` says so once (:class:`~glot.tokens.TruncationWarning`); the count is
+    kept as ``CachedStates.num_truncated``.
 
     Shapes: texts (B,) -> CachedStates of B items, D = backbone.hidden_size, storage ``dtype``.
     """
@@ -134,4 +137,12 @@ def build_or_load(
         if cached is not None:
             return cached
         build_entry(backbone, texts, key, final, dtype, batch_size, shard_size, progress)
-    return CachedStates.open(final, verify=verify, expected_key=key.digest)
+    states = CachedStates.open(final, verify=verify, expected_key=key.digest)
+    if states.num_truncated:  # once per build (the backbone's per-call warnings are silenced while caching)
+        warnings.warn(
+            f"{states.num_truncated} of {len(states)} texts were cut to {states.truncated_at} tokens while "
+            "caching; pass a larger max_length (CLI: --max-length) to keep more of each text",
+            TruncationWarning,
+            stacklevel=2,
+        )
+    return states
