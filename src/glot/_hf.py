@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,66 @@ def hidden_width(config: PretrainedConfig) -> int | None:
 def max_positions(config: PretrainedConfig) -> int | None:
     """Longest sequence the position embeddings support, or None if unbounded/unknown."""
     return _first_int(text_config(config), ("max_position_embeddings", "n_positions"))
+
+
+#: Used when neither sentence_bert_config.json, the tokenizer nor the config bounds the sequence length.
+FALLBACK_MAX_LENGTH = 512
+_UNBOUNDED = 10**6  # tokenizers without a limit report transformers' VERY_LARGE_INTEGER (int(1e30))
+
+
+def position_limit(config: PretrainedConfig, model: nn.Module) -> int | None:
+    """Longest input the model's position embeddings take: ``max_position_embeddings``, minus the
+    ``padding_idx + 1`` positions RoBERTa-style models reserve (514 -> 512 for RoBERTa / XLM-R)."""
+    limit = max_positions(config)
+    if limit is not None and derives_positions_from_ids(model):
+        limit -= int(getattr(model, "embeddings").padding_idx) + 1  # noqa: B009
+    return limit
+
+
+def _sentence_bert_max_length(source: str | None, revision: str | None) -> int | None:
+    """``max_seq_length`` from a sentence-transformers ``sentence_bert_config.json`` (local folder or the hub
+    cache; never an error: a model without one simply has none)."""
+    if source is None:
+        return None
+    path: Path | str | None = Path(source) / "sentence_bert_config.json"
+    if not Path(source).is_dir():
+        try:
+            from transformers.utils import cached_file
+
+            path = cached_file(
+                source, "sentence_bert_config.json", revision=revision,
+                _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
+            )  # fmt: skip
+        except Exception:  # any hub/cache trouble: fall through to the tokenizer's limit
+            path = None
+    try:
+        value = json.loads(Path(path).read_text()).get("max_seq_length") if path else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if type(value) is int and value >= 2 else None
+
+
+def configured_max_length(
+    config: PretrainedConfig,
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    source: str | None,
+    revision: str | None = None,
+) -> tuple[int, str]:
+    """The model's own sequence limit and where it came from, first found of: sentence_bert_config.json
+    ``max_seq_length`` (what sentence-transformers uses), ``tokenizer.model_max_length`` (unless it is the
+    "no limit" sentinel), the position embeddings (:func:`position_limit`), :data:`FALLBACK_MAX_LENGTH`.
+    Never more than the position embeddings allow."""
+    limit = position_limit(config, model)
+    tok = getattr(tokenizer, "model_max_length", None)
+    candidates = (
+        (_sentence_bert_max_length(source, revision), "sentence_bert_config.json max_seq_length"),
+        (tok if type(tok) is int and 2 <= tok < _UNBOUNDED else None, "tokenizer.model_max_length"),
+        (limit, "config.max_position_embeddings"),
+        (FALLBACK_MAX_LENGTH, "glot's fallback"),
+    )
+    value, origin = next((v, o) for v, o in candidates if v is not None)
+    return (min(value, limit), origin) if limit is not None else (value, origin)
 
 
 def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> str | None:

@@ -13,6 +13,7 @@ their own padding index, are left alone).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from glot import _hf
 from glot.dtypes import FROM_PRETRAINED_DTYPE_KW, dtype_name, resolve_dtype
 from glot.errors import InputError, InputTypeError
 from glot.packing import pack
-from glot.tokens import TokenPlan, check_texts
+from glot.tokens import TokenPlan, Truncation, TruncationWarning, check_texts
 
 #: PromptEOL (Jiang et al., 2023), a common one-word-summary prompt for decoder sentence embeddings.
 PROMPT_EOL = 'This sentence : "{text}" means in one word:"'
@@ -57,7 +58,7 @@ class FrozenBackbone:
         source: str | None = None,
         revision: str | None = None,
         layer: int = -1,
-        max_length: int = 128,
+        max_length: int | None = None,
         padding_side: str | None = None,
         append_eos: bool | None = None,
         prompt: str | None = None,
@@ -83,7 +84,16 @@ class FrozenBackbone:
         if width is None:
             raise InputError(f"cannot read the hidden width of {type(model).__name__} from its config")
         self.hidden_size: int = width
-        self.max_length = _check_max_length(max_length, _hf.max_positions(self.config))
+        self.length_limit = _hf.position_limit(self.config, model)
+        if max_length is None:
+            max_length, self.max_length_origin = _hf.configured_max_length(
+                self.config, model, tokenizer, source, revision
+            )
+        else:
+            self.max_length_origin = "max_length argument"
+        self.max_length = _check_max_length(max_length, self.length_limit)
+        #: Truncation count of the latest tokenize / embed / iter_packed call.
+        self.last_truncation = Truncation(0, 0, self.max_length)
         _hf.ensure_pad_token(tokenizer)
         side = padding_side if padding_side is not None else tokenizer.padding_side
         if side not in ("left", "right"):
@@ -107,7 +117,7 @@ class FrozenBackbone:
         *,
         dtype: str | torch.dtype = "auto",
         layer: int = -1,
-        max_length: int = 128,
+        max_length: int | None = None,
         padding_side: str | None = None,
         append_eos: bool | None = None,
         prompt: str | None = None,
@@ -120,7 +130,11 @@ class FrozenBackbone:
 
         ``dtype``: "auto" (bf16 where the hardware runs it natively, else float32), "float32"/"fp32",
         "bfloat16"/"bf16", "float16"/"fp16" or a torch.dtype. ``layer`` indexes ``hidden_states`` (0 = the
-        embeddings, -1 = last layer). ``append_eos`` defaults to True for decoders, False for encoders.
+        embeddings, -1 = last layer). ``max_length`` (tokens per text, longer texts are cut with a
+        :class:`~glot.tokens.TruncationWarning`) defaults to the model's own configured limit, as
+        sentence-transformers uses it: sentence_bert_config.json ``max_seq_length``, else the tokenizer's
+        ``model_max_length``, else the position embeddings, else 512 (see ``glot._hf.configured_max_length``;
+        ``max_length_origin`` says which). ``append_eos`` defaults to True for decoders, False for encoders.
         ``prompt`` is a template with ``{text}``, e.g. :data:`PROMPT_EOL`.
 
         Shapes: none (loads a model).
@@ -171,8 +185,26 @@ class FrozenBackbone:
 
         Shapes: texts (B,) -> input_ids (B, L) int64, attention_mask (B, L) int64 [, token_type_ids (B, L)].
         """
-        features = self._plan.encode(check_texts(texts))
+        features = self._encode(check_texts(texts))
         return self._plan.pad(features, range(len(features["input_ids"])), self.padding_side)
+
+    def _encode(self, items: list[str]) -> dict[str, list[list[int]]]:
+        """Token ids of ``items``; records :attr:`last_truncation` and warns once when texts were cut."""
+        features = self._plan.encode(items)
+        self.last_truncation = report = self._plan.last_truncation
+        if report.truncated:
+            limit = self.length_limit
+            fix = (
+                "the model takes no more" if limit is not None and limit <= report.max_length
+                else f"pass a larger max_length{f' (up to {limit})' if limit else ''} to keep more of them"
+            )  # fmt: skip
+            warnings.warn(
+                f"{report.truncated} of {report.total} texts were cut to max_length={report.max_length} "
+                f"tokens; {fix}",
+                TruncationWarning,
+                stacklevel=3,
+            )
+        return features
 
     # ------------------------------------------------------------------ tokens -> states
     def _run(self, enc: BatchEncoding) -> tuple[Tensor, Tensor]:
@@ -222,15 +254,16 @@ class FrozenBackbone:
     ) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
         """Embed many texts in length-bucketed batches (longest first, so little padding is computed).
 
-        Tokenizes everything once up front; yields ``(indices, x, ptr)`` where ``indices`` are the positions of
-        the batch's texts in ``texts``; every text appears in exactly one batch.
+        Tokenizes everything once up front (setting :attr:`last_truncation`, with one
+        :class:`~glot.tokens.TruncationWarning` when texts were cut); yields ``(indices, x, ptr)`` where
+        ``indices`` are the positions of the batch's texts in ``texts``; every text appears in exactly one batch.
 
         Shapes: texts (T,) -> per batch indices (B,) int64, x (N, D) float32, ptr (B + 1,) int64.
         """
         items = check_texts(texts)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
-        features = self._plan.encode(items)
+        features = self._encode(items)
         lengths = np.fromiter((len(ids) for ids in features["input_ids"]), dtype=np.int64, count=len(items))
         order = np.argsort(-lengths, kind="stable")
         with tqdm(total=len(items), desc=desc, unit="text", disable=not progress) as bar:

@@ -28,6 +28,10 @@ def _current_umask() -> int:
     return mask
 
 
+#: Glob matching the temp files the atomic writers below leave behind when killed mid-write.
+TEMP_GLOB = ".*.tmp"
+
+
 def _tmp_path(path: Path) -> Path:
     """A fresh, empty temp file beside ``path`` (same filesystem, so the final rename is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +44,17 @@ def _publish(tmp: Path, path: Path) -> None:
     """Give the finished temp file plain-open() permissions (mkstemp and safetensors use 0600), then rename."""
     os.chmod(tmp, 0o666 & ~_current_umask())
     os.replace(tmp, path)
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[str]:
+    """Delete the temp files a killed atomic write left in ``folder``; return their names. Call it only while
+    no other writer uses the folder (e.g. holding its lock)."""
+    names = []
+    for tmp in Path(folder).glob(TEMP_GLOB):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            names.append(tmp.name)
+    return names
 
 
 @contextmanager

@@ -8,7 +8,7 @@ sequence lengths, never from token ids, so a pad token that equals EOS (common f
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import cast
+from typing import NamedTuple, cast
 
 import torch
 from transformers import BatchEncoding, PreTrainedTokenizerBase
@@ -48,6 +48,18 @@ def check_prompt(prompt: str | None) -> str | None:
     return prompt
 
 
+class Truncation(NamedTuple):
+    """How many of the ``total`` texts of one call were cut to ``max_length`` tokens."""
+
+    truncated: int
+    total: int
+    max_length: int
+
+
+class TruncationWarning(UserWarning):
+    """Texts were longer than the backbone's ``max_length`` and lost their tail."""
+
+
 class TokenPlan:
     """How one backbone turns texts into token ids: prompt, truncation to ``max_length``, optional EOS.
 
@@ -64,6 +76,8 @@ class TokenPlan:
         self.eos_id: int | None = tokenizer.eos_token_id
         names = set(getattr(tokenizer, "model_input_names", _KEYS))
         self.keys = [k for k in _KEYS if k in names or k != "token_type_ids"]
+        #: Truncation count of the latest :meth:`encode` call.
+        self.last_truncation = Truncation(0, 0, max_length)
 
     @property
     def budget(self) -> int:
@@ -72,12 +86,14 @@ class TokenPlan:
 
     def encode(self, texts: list[str]) -> Features:
         """Ragged token ids (no padding) for each text. Shapes: texts (B,) -> B lists of length <= max_length."""
+        self.last_truncation = Truncation(0, len(texts), self.max_length)
         if not texts:
             return {k: [] for k in self.keys}
+        cut: set[int] = set()
         if self.prompt is not None:
-            texts = self._fit_prompted(texts)
-        enc = self.tokenizer(texts, truncation=True, max_length=self.budget, padding=False, verbose=False)
-        feats: Features = {k: [list(r) for r in enc[k]] for k in self.keys if k in enc}
+            texts, cut = self._fit_prompted(texts)
+        feats = self._tokenize(texts, cut)
+        self.last_truncation = Truncation(len(cut), len(texts), self.max_length)
         feats["attention_mask"] = [[1] * len(ids) for ids in feats["input_ids"]]
         if self.append_eos and self.eos_id is not None:
             self._add_eos(feats, self.eos_id)
@@ -88,20 +104,44 @@ class TokenPlan:
             )
         return feats
 
-    def _fit_prompted(self, texts: list[str]) -> list[str]:
-        """Fill the prompt; when a prompted text is too long, shorten the text (never the prompt)."""
+    def _tokenize(self, texts: list[str], cut: set[int]) -> Features:
+        """Tokenize in full, then re-tokenize with truncation only the texts over budget (adding them to
+        ``cut``), so the count of truncated texts is exact and special tokens stay where the tokenizer puts them.
+        """
+        enc = self.tokenizer(texts, truncation=False, padding=False, verbose=False)
+        feats: Features = {k: [list(r) for r in enc[k]] for k in self.keys if k in enc}
+        long = [i for i, ids in enumerate(feats["input_ids"]) if len(ids) > self.budget]
+        if long:
+            short = self.tokenizer(
+                [texts[i] for i in long],
+                truncation=True,
+                max_length=self.budget,
+                padding=False,
+                verbose=False,
+            )
+            for j, i in enumerate(long):
+                for k in feats:
+                    feats[k][i] = list(short[k][j])
+            cut.update(long)
+        return feats
+
+    def _fit_prompted(self, texts: list[str]) -> tuple[list[str], set[int]]:
+        """Fill the prompt; when a prompted text is too long, shorten the text (never the prompt). Returns
+        the filled texts and the indices of the texts that were shortened."""
         assert self.prompt is not None
         prompt = self.prompt
         filled = [prompt.replace("{text}", t) for t in texts]
         lengths = self.tokenizer(filled, truncation=False, padding=False, verbose=False)["input_ids"]
+        cut: set[int] = set()
         for i, ids in enumerate(lengths):
             excess = len(ids) - self.budget
             if excess > 0:
+                cut.add(i)
                 text_ids = self.tokenizer(texts[i], add_special_tokens=False, verbose=False)["input_ids"]
                 keep = max(0, len(text_ids) - excess - 1)  # one spare token for merges at the seam
                 short = str(self.tokenizer.decode(text_ids[:keep], clean_up_tokenization_spaces=False))
                 filled[i] = prompt.replace("{text}", short)
-        return filled
+        return filled, cut
 
     @staticmethod
     def _add_eos(feats: Features, eos_id: int) -> None:

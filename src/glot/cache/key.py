@@ -96,3 +96,25 @@ def default_cache_root() -> Path:
 
         home = platformdirs.user_cache_dir("glot")
     return Path(home) / "cache"
+
+
+def resolve_cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
+    """The folder cache entries live in (``cache_dir``, else :func:`default_cache_root`), created if missing.
+
+    Raises InputError (one line naming the folder and the fix) when it is a file, cannot be created, or is
+    not writable: every command that caches goes through here, so none of them ends in a traceback for it.
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_root()
+    origin = (
+        "cache_dir (--cache-dir)" if cache_dir is not None else "the default cache folder ($GLOT_HOME/cache)"
+    )
+    fix = "point --cache-dir (cache_dir=) or $GLOT_HOME at a writable folder"
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{origin} {str(root)!r} is a file, not a folder; {fix}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{origin} {str(root)!r} cannot be created ({err.strerror}); {fix}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise InputError(f"{origin} {str(root)!r} is not writable; {fix}")
+    return root

@@ -11,16 +11,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from glot.cache.key import FORMAT_VERSION, STORAGE_DTYPES
+from glot.cache.key import STORAGE_DTYPES
+from glot.cache.manifest import CacheCorruptError, check_manifest, check_offsets
 from glot.errors import InputError
 from glot.io import sha256_file
 
 VERIFY_MODES = ("auto", "full", "size", "none")
 _VERIFIED: dict[str, tuple[tuple[str, int, int], ...]] = {}  # entry path -> file stats at last full check
-
-
-class CacheCorruptError(RuntimeError):
-    """A cache entry on disk is missing, truncated or does not match its manifest."""
 
 
 class PackedBatch(NamedTuple):
@@ -40,46 +37,37 @@ def mark_verified(path: Path, records: list[dict[str, Any]]) -> None:
     )
 
 
-def _read_manifest(path: Path, expected_key: str | None) -> dict[str, Any]:
+def read_manifest(path: Path, expected_key: str | None) -> dict[str, Any]:
     try:
         manifest = json.loads((path / "manifest.json").read_text())
-        fields = ("key", "num_items", "num_tokens", "dim", "dtype", "shard_size", "offsets", "shards")
-        missing = [f for f in fields if f not in manifest]
     except (OSError, ValueError) as err:
         raise CacheCorruptError(f"manifest.json is unreadable: {err}") from err
-    if missing:
-        raise CacheCorruptError(f"manifest.json lacks fields {missing}")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise CacheCorruptError(f"format_version {manifest.get('format_version')!r} != {FORMAT_VERSION}")
-    if expected_key is not None and manifest["key"] != expected_key:
-        raise CacheCorruptError(
-            f"manifest key {manifest['key'][:16]}... does not match {expected_key[:16]}..."
-        )
-    if manifest["dtype"] not in STORAGE_DTYPES:
-        raise CacheCorruptError(f"unknown storage dtype {manifest['dtype']!r}")
-    return manifest
+    return check_manifest(manifest, expected_key)
 
 
-def _check_files(path: Path, records: list[dict[str, Any]], verify: str) -> None:
-    """Sizes always (unless verify="none"); sha256 when verify is "full", or "auto" and not yet checked."""
+def _check_files(path: Path, records: list[dict[str, Any]], verify: str) -> dict[int, str]:
+    """Problems by record index: sizes always (unless verify="none"); sha256 when verify is "full", or "auto"
+    and the files changed since this process last hashed them. Empty when every file checks out."""
     if verify == "none":
-        return
+        return {}
+    problems: dict[int, str] = {}
     stats = []
-    for rec in records:
+    for i, rec in enumerate(records):
         try:
             st = (path / rec["name"]).stat()
         except OSError as err:
-            raise CacheCorruptError(f"data file {rec['name']} is missing ({err.strerror})") from err
+            problems[i] = f"data file {rec['name']} is missing ({err.strerror})"
+            continue
         if st.st_size != rec["bytes"]:
-            raise CacheCorruptError(
-                f"{rec['name']} has {st.st_size} bytes, manifest says {rec['bytes']} (truncated?)"
-            )
+            problems[i] = f"{rec['name']} has {st.st_size} bytes, manifest says {rec['bytes']} (truncated?)"
         stats.append((rec["name"], st.st_size, st.st_mtime_ns))
     if verify == "full" or (verify == "auto" and _VERIFIED.get(str(path)) != tuple(stats)):
-        for rec in records:
-            if sha256_file(path / rec["name"]) != rec["sha256"]:
-                raise CacheCorruptError(f"{rec['name']} fails its sha256 checksum (corrupted)")
-        _VERIFIED[str(path)] = tuple(stats)
+        for i, rec in enumerate(records):
+            if i not in problems and sha256_file(path / rec["name"]) != rec["sha256"]:
+                problems[i] = f"{rec['name']} fails its sha256 checksum (corrupted)"
+        if not problems:
+            _VERIFIED[str(path)] = tuple(stats)
+    return problems
 
 
 def _load_npy(path: Path, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
@@ -90,6 +78,27 @@ def _load_npy(path: Path, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.nd
     if arr.shape != shape or arr.dtype != dtype:
         raise CacheCorruptError(f"{path.name} holds {arr.dtype}{arr.shape}, expected {dtype}{shape}")
     return arr
+
+
+def _open_shards(path: Path, manifest: dict[str, Any], problems: dict[int, str]) -> list[np.ndarray]:
+    """Memory-map every shard; raise CacheCorruptError naming the bad ones (``bad_shards``) if any fail."""
+    np_dtype = STORAGE_DTYPES[manifest["dtype"]][0]
+    shards: list[np.ndarray] = []
+    for s, rec in enumerate(manifest["shards"]):
+        if s + 1 in problems:
+            continue
+        try:
+            shards.append(_load_npy(path / rec["name"], (rec["num_tokens"], manifest["dim"]), np_dtype))
+        except CacheCorruptError as err:
+            problems[s + 1] = str(err)
+    if problems:
+        bad = tuple(sorted(i - 1 for i in problems))
+        raise CacheCorruptError(
+            f"{'; '.join(problems[i] for i in sorted(problems))} "
+            f"({len(bad)} of {len(manifest['shards'])} shards damaged)",
+            bad_shards=bad,
+        )
+    return shards
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -110,25 +119,25 @@ class CachedStates:
         self._shards = shards
         self._shard_size = int(manifest["shard_size"])
         self._shard_base = offsets[:-1][:: self._shard_size].copy()  # first global row of each shard
+        trunc = manifest.get("truncation") or {}
+        #: How many texts the backbone cut to ``truncated_at`` tokens while building (None: not reported).
+        self.num_truncated: int | None = trunc.get("truncated")
+        self.truncated_at: int | None = trunc.get("max_length")
 
     @classmethod
     def open(cls, path: str | Path, *, verify: str = "auto", expected_key: str | None = None) -> CachedStates:
         """Open and verify an entry; raise CacheCorruptError on any mismatch (see :mod:`glot.cache` for
         ``verify``)."""
         path = Path(path)
-        manifest = _read_manifest(path, expected_key)
-        records = [manifest["offsets"], *manifest["shards"]]
-        _check_files(path, records, verify)
+        manifest = read_manifest(path, expected_key)
+        problems = _check_files(path, [manifest["offsets"], *manifest["shards"]], verify)
+        if 0 in problems:
+            raise CacheCorruptError(problems[0])
         offsets = _load_npy(
             path / manifest["offsets"]["name"], (manifest["num_items"] + 1,), np.dtype(np.int64)
         )
-        if offsets[0] != 0 or offsets[-1] != manifest["num_tokens"] or bool((np.diff(offsets) <= 0).any()):
-            raise CacheCorruptError(f"offsets.npy is inconsistent with num_tokens={manifest['num_tokens']}")
-        np_dtype = STORAGE_DTYPES[manifest["dtype"]][0]
-        shards = [
-            _load_npy(path / rec["name"], (rec["num_tokens"], manifest["dim"]), np_dtype)
-            for rec in manifest["shards"]
-        ]
+        check_offsets(manifest, offsets)
+        shards = _open_shards(path, manifest, problems)
         return cls(path, manifest, offsets, shards)
 
     def __len__(self) -> int:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+import warnings
+from typing import TYPE_CHECKING, Any
 
 from glot.cli.common import add_json_argument, maybe_write_json, print_table
 from glot.cli.options import add_model_arguments, add_task_arguments, load_backbone, load_task
+
+if TYPE_CHECKING:
+    from glot.cache import CachedStates
 
 HELP = "run a frozen backbone over a task once and store its token states"
 
@@ -18,27 +24,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_json_argument(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    from glot.taskcache import cache_task
+def truncation_note(states: CachedStates, backbone: Any) -> str | None:
+    """The one-line notice for texts the backbone cut while caching (None when none were cut)."""
+    if not states.num_truncated:
+        return None
+    limit = getattr(backbone, "length_limit", None)
+    upto = f" (up to {limit} for this model)" if limit and limit > (states.truncated_at or 0) else ""
+    return (
+        f"warning: {states.num_truncated} of {len(states)} texts were cut to {states.truncated_at} tokens; "
+        f"pass --max-length N{upto} to keep more of each text"
+    )
 
+
+def run(args: argparse.Namespace) -> int:
+    from glot.cache import resolve_cache_root
+    from glot.taskcache import cache_task
+    from glot.tokens import TruncationWarning
+
+    resolve_cache_root(args.cache_dir)  # a bad --cache-dir fails here, before any model is loaded
     task = load_task(args)
     backbone = load_backbone(args, args.max_length or task.max_length)
     start = time.perf_counter()
-    cached = cache_task(
-        task, backbone, cache_dir=args.cache_dir, dtype=args.cache_dtype, batch_size=args.batch_size,
-        progress=not args.no_progress,
-    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)  # reported once below, with the CLI's fix
+        cached = cache_task(
+            task, backbone, cache_dir=args.cache_dir, dtype=args.cache_dtype, batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )  # fmt: skip
     seconds = time.perf_counter() - start
     states = cached.states
     size_mb = sum(int(r["bytes"]) for r in states.manifest["shards"]) / 2**20
     info = {
         "task": task.name, "model": args.model, "path": str(states.path), "key": cached.cache_key,
         "texts": len(states), "tokens": states.num_tokens, "dim": states.dim, "dtype": states.dtype,
-        "size_mb": round(size_mb, 1), "seconds": round(seconds, 1),
+        "size_mb": round(size_mb, 1), "seconds": round(seconds, 1), "max_length": states.truncated_at,
+        "truncated": states.num_truncated,
         "splits": {name: len(ids["texts"]) for name, ids in cached.ids.items()},
     }  # fmt: skip
     rows = [[k, v] for k, v in info.items() if k != "splits"]
     rows += [[f"examples ({name})", n] for name, n in info["splits"].items()]
     print_table(f"hidden-state cache: {args.model} on {task.name}", ["", "value"], rows)
+    note = truncation_note(states, backbone)
+    if note:
+        print(note, file=sys.stderr)
     maybe_write_json(args.json, info)
     return 0
