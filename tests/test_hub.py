@@ -150,6 +150,9 @@ def test_run_config_with_backbone_name_and_kwargs(encoder: Encoder, minilm_path:
     (tmp_path / "run_config.json").write_text(
         json.dumps({"backbone": minilm_path, "dtype": "float32", "max_length": 64})
     )
+    with pytest.raises(FileNotFoundError, match="unfinished run"):  # exports read finished runs only
+        hub.read_reference(tmp_path)
+    (tmp_path / "metrics.json").write_text("{}")
     ref, pooler_dir = hub.read_reference(tmp_path)
     assert (
         ref["name_or_path"] == minilm_path and ref["max_length"] == 64 and pooler_dir == tmp_path / "pooler"

@@ -1,0 +1,244 @@
+"""What a saved encoder folder or a training run folder holds, read without ever leaving that folder.
+
+Every export path (``glot.Encoder.from_pretrained``, ``glot encode``, the MTEB encoder and the
+sentence-transformers export) reads a folder through :func:`read_parts`, so all of them get the same four things:
+
+- the backbone reference (plus, for LoRA / full fine-tuning runs and folders saved from them, where the
+  trained backbone weights are: an ``adapter/`` or a ``backbone/`` folder inside the folder);
+- the pooler folder;
+- the embedding transform: the part of the task head that changes the embedding geometry
+  (``TaskHead.embedding_transform``, e.g. the STS projection P), applied after the pooler; None when the head
+  leaves the embedding as it is;
+- the folder itself.
+
+Paths named inside a folder (``pooler.path``, ``transform.path``, bundled backbones, symlinks) are resolved and
+must stay inside it; anything else is refused. Weights are safetensors, configs JSON: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from glot.errors import InputError
+from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+
+__all__ = [
+    "EncoderParts",
+    "inside",
+    "load_transform",
+    "local_folder",
+    "read_config",
+    "read_parts",
+    "read_reference",
+    "save_transform",
+]
+
+CONFIG_NAME = "glot_config.json"
+RUN_CONFIG_NAME = "run_config.json"
+POOLER_DIR = "pooler"
+TRANSFORM_DIR = "transform"
+TRANSFORM_CONFIG = "transform_config.json"
+TRANSFORM_WEIGHTS = "model.safetensors"
+FINETUNE_DIRS = {"lora": "adapter", "full": "backbone"}
+FORMAT = 1  # of glot_config.json
+
+
+@dataclass
+class EncoderParts:
+    """The pieces of a saved encoder / run folder that rebuild its encoder (paths all inside ``root``)."""
+
+    root: Path
+    reference: dict[str, Any]
+    pooler_dir: Path
+    transform: nn.Module | None
+    trained: str | None = None  # "lora" | "full" | "bundled": the backbone's weights are not the reference's
+    weights_dir: Path | None = None  # adapter/ (lora) or a full backbone folder (full, bundled)
+
+
+def inside(root: str | os.PathLike[str], relative: Any, what: str) -> Path:
+    """``root / relative`` after checking that it stays inside ``root`` (symlinks resolved).
+
+    Raises InputError for absolute paths, ``..`` escapes and symlinks pointing out of the folder.
+    """
+    base = Path(root)
+    if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
+        raise InputError(
+            f"{base}: {what} path {relative!r} must be a relative path inside the folder; re-save the folder"
+        )
+    target = base / relative
+    if not target.resolve().is_relative_to(base.resolve()):
+        raise InputError(
+            f"{base}: {what} path {relative!r} leaves the folder (resolves to {target.resolve()}); a saved "
+            "folder may only point inside itself: re-save it"
+        )
+    return target
+
+
+# ---------------------------------------------------------------------------------------------- transform files
+def save_transform(module: nn.Module, folder: Path) -> dict[str, Any]:
+    """Write an embedding transform (an ``nn.Linear``) as JSON + safetensors; returns its config."""
+    if not isinstance(module, nn.Linear):
+        raise InputError(
+            f"only a linear embedding transform (nn.Linear) can be saved, got {type(module).__name__}"
+        )
+    config = {"type": "linear", "in_features": module.in_features, "out_features": module.out_features,
+              "bias": module.bias is not None}  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_save_tensors(folder / TRANSFORM_WEIGHTS, module.state_dict())
+    atomic_write_json(folder / TRANSFORM_CONFIG, config)
+    return config
+
+
+def load_transform(folder: Path) -> nn.Module:
+    """Inverse of :func:`save_transform`. Shapes: the module maps (B, in_features) -> (B, out_features)."""
+    config = read_json(folder / TRANSFORM_CONFIG)
+    if not isinstance(config, dict) or config.get("type") != "linear":
+        raise InputError(f"{folder / TRANSFORM_CONFIG}: unknown transform {config!r}; expected type 'linear'")
+    dims = [config.get("in_features"), config.get("out_features")]
+    if not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1_000_000 for d in dims):
+        raise InputError(
+            f"{folder / TRANSFORM_CONFIG}: in/out_features must be ints in [1, 10**6], got {dims}"
+        )
+    module = nn.Linear(dims[0], dims[1], bias=bool(config.get("bias", True)))
+    _load_weights(module, folder / TRANSFORM_WEIGHTS)
+    return module.eval()
+
+
+def _load_weights(module: nn.Module, path: Path) -> None:
+    try:
+        module.load_state_dict(load_tensors(path), strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise InputError(f"{path} does not fit its config ({first}); re-save the folder") from None
+
+
+def _head_transform(root: Path) -> nn.Module | None:
+    """The embedding transform of the task head saved in a run folder (None without a head or transform)."""
+    from glot.heads import build_head
+
+    config_path = inside(root, "head_config.json", "head config")
+    if not config_path.is_file():
+        return None
+    config = read_json(config_path)
+    if not isinstance(config, dict):
+        raise InputError(f"{config_path} is not a JSON object; it was not written by glot")
+    head = build_head(**config)
+    _load_weights(head, inside(root, "head.safetensors", "head weights"))
+    transform = head.embedding_transform()
+    return transform.eval() if transform is not None else None
+
+
+# ---------------------------------------------------------------------------------------------- folders
+def _version() -> str:
+    from glot import __version__
+
+    return __version__
+
+
+def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check ``glot_config.json`` of a saved encoder folder."""
+    path = Path(directory)
+    if not (path / CONFIG_NAME).is_file():
+        raise FileNotFoundError(
+            f"{path} has no {CONFIG_NAME}: it is not a glot encoder saved by glot.hub.save_pretrained "
+            "(or the save was interrupted; save it again)"
+        )
+    config = read_json(path / CONFIG_NAME)
+    if not isinstance(config, dict) or "backbone" not in config:
+        raise InputError(f"{path / CONFIG_NAME} has no 'backbone' section; it was not written by glot")
+    if int(config.get("format", 0)) > FORMAT:
+        raise InputError(
+            f"{path / CONFIG_NAME} has format {config['format']}, newer than this glot ({_version()}) "
+            f"reads (<= {FORMAT}); upgrade glot-pooling"
+        )
+    return config
+
+
+def local_folder(dir_or_repo_id: str | os.PathLike[str], revision: str | None, token: str | None) -> Path:
+    path = Path(dir_or_repo_id)
+    if path.is_dir():
+        return path
+    name = str(dir_or_repo_id)
+    if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
+        raise FileNotFoundError(
+            f"{name!r} is neither a saved glot encoder folder nor a hub repo id 'org/name'"
+        )
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id=name, revision=revision, token=token))
+
+
+def _check_seeds(root: Path) -> None:
+    seeds = sorted(p.parent.name for p in root.glob("seed-*/run_config.json"))
+    if seeds and not (root / RUN_CONFIG_NAME).is_file() and not (root / CONFIG_NAME).is_file():
+        raise InputError(
+            f"{root} holds several seeds ({', '.join(seeds)}); pass one of them, e.g. {root / seeds[0]}"
+        )
+
+
+def _run_reference(root: Path, run_config: dict[str, Any]) -> dict[str, Any]:
+    from glot.backbone_ref import BACKBONE_KWARGS
+
+    backbone = run_config.get("backbone")
+    if isinstance(backbone, str):
+        nested = run_config.get("backbone_kwargs") or {}
+        backbone = {"name_or_path": backbone, **{k: run_config.get(k) for k in BACKBONE_KWARGS}, **nested}
+    if not isinstance(backbone, dict):
+        raise InputError(f"{root / RUN_CONFIG_NAME} does not name its backbone (key 'backbone')")
+    name = next((backbone[k] for k in ("name_or_path", "name", "model", "source") if backbone.get(k)), None)
+    if not isinstance(name, str):
+        raise InputError(f"{root / RUN_CONFIG_NAME}: the 'backbone' section has no name_or_path")
+    return {**backbone, "name_or_path": name}
+
+
+def _run_parts(root: Path) -> EncoderParts:
+    run_config = read_json(root / RUN_CONFIG_NAME)
+    if not isinstance(run_config, dict):
+        raise InputError(f"{root / RUN_CONFIG_NAME} is not a JSON object; it was not written by glot")
+    if not (root / "metrics.json").is_file():
+        raise FileNotFoundError(
+            f"{root} is an unfinished run (no metrics.json); rerun the same `glot train` command to finish it"
+        )
+    method = run_config.get("method")
+    weights = inside(root, FINETUNE_DIRS[method], f"{method} weights") if method in FINETUNE_DIRS else None
+    if weights is not None and not weights.is_dir():
+        raise FileNotFoundError(f"{root} is a {method} fine-tuning run without its {weights.name}/ folder")
+    return EncoderParts(root, _run_reference(root, run_config), inside(root, POOLER_DIR, "pooler"),
+                        _head_transform(root), method if weights is not None else None, weights)  # fmt: skip
+
+
+def _saved_parts(root: Path) -> EncoderParts:
+    config = read_config(root)
+    reference = config["backbone"]
+    if not isinstance(reference, dict) or not isinstance(reference.get("name_or_path"), str):
+        raise InputError(f"{root / CONFIG_NAME}: 'backbone' must be a reference with a name_or_path")
+    pooler = config.get("pooler") or {}
+    pooler_dir = inside(root, pooler.get("path", POOLER_DIR) if isinstance(pooler, dict) else None, "pooler")
+    section = config.get("transform")
+    transform = None
+    if section is not None:
+        path = section.get("path") if isinstance(section, dict) else None
+        transform = load_transform(inside(root, path, "transform"))
+    bundled = reference.get("bundled")
+    weights = inside(root, bundled, "bundled backbone") if bundled is not None else None
+    return EncoderParts(root, reference, pooler_dir, transform, "bundled" if weights else None, weights)
+
+
+def read_parts(folder: str | os.PathLike[str]) -> EncoderParts:
+    """The parts of a saved encoder (``glot_config.json``) or a finished training run (``run_config.json``)."""
+    root = Path(folder)
+    _check_seeds(root)
+    if (root / CONFIG_NAME).is_file() or not (root / RUN_CONFIG_NAME).is_file():
+        return _saved_parts(root)
+    return _run_parts(root)
+
+
+def read_reference(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
+    """(backbone reference, pooler folder) of a saved encoder or a training run; see :func:`read_parts`."""
+    parts = read_parts(folder)
+    return parts.reference, parts.pooler_dir
