@@ -213,3 +213,50 @@ def test_max_steps_bounds_training(toy_task: Task, tiny_bert: Path, tmp_path: Pa
     assert metrics["epochs_run"] == 1 and metrics["val"] is None and metrics["val_untrained"] is None
     assert "eval" not in metrics and not (tmp_path / EVAL_OUTPUTS).exists()  # timing run: no evaluation
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(("model", "method"), [("tiny_bert", "lora"), ("tiny_llama", "full")])
+def test_every_export_uses_the_trained_backbone(
+    model: str, method: str, toy_task: Task, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from glot.backbone_ref import load_backbone
+    from glot.cli import main
+    from glot.encoder import Encoder
+
+    opts = FinetuneOptions(backbone_lr=1e-2, max_steps=6, evaluate=False, score_untrained=False)
+    path, run = request.getfixturevalue(model), tmp_path / "run"
+    run_finetune(toy_task, str(path), method, None, CONFIG, run, options=opts, progress=False)
+    texts = toy_task.splits["eval"].texts[:12]
+    reference = load_finetuned(run)
+    with torch.no_grad():
+        want = reference.embed(texts).numpy()
+    base = Encoder(load_backbone(json_of(run)["backbone"], dtype="float32"), reference.pooler)
+    assert np.abs(base.encode(texts, progress=False) - want).max() > 1e-2  # training did change the backbone
+
+    encoder = Encoder.from_pretrained(run)
+    np.testing.assert_allclose(encoder.encode(texts, progress=False), want, rtol=0, atol=1e-4)
+    saved = encoder.save_pretrained(tmp_path / "hub")  # bundles the trained weights: the reference names the base
+    assert (saved / "backbone" / "model.safetensors").is_file()
+    np.testing.assert_allclose(
+        Encoder.from_pretrained(saved).encode(texts, progress=False), want, rtol=0, atol=1e-4
+    )
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    out = tmp_path / "v.npy"
+    assert main(["encode", str(tmp_path / "texts.txt"), "--run", str(run), "-o", str(out), "--no-progress"]) == 0
+    np.testing.assert_allclose(np.load(out), want, rtol=0, atol=1e-4)
+    if method == "lora":  # the decoder appends EOS, which sentence-transformers cannot reproduce
+        pytest.importorskip("sentence_transformers")
+        from sentence_transformers import SentenceTransformer
+
+        from glot.integrations.sentence_transformers import run_to_sentence_transformer
+
+        st = SentenceTransformer(
+            str(run_to_sentence_transformer(run, tmp_path / "st", normalize=False)), trust_remote_code=True
+        )
+        np.testing.assert_allclose(st.encode(texts, convert_to_numpy=True), want, rtol=0, atol=1e-4)
+
+
+def json_of(run: Path) -> dict[str, object]:
+    import json
+
+    return dict(json.loads((run / "run_config.json").read_text()))

@@ -51,6 +51,7 @@ from glot.saved import (
 )
 
 if TYPE_CHECKING:
+    from glot.backbone import FrozenBackbone
     from glot.encoder import Encoder
     from glot.heads import TaskHead
 
@@ -174,9 +175,8 @@ def from_pretrained(
     from glot.poolers import load_pooler
 
     parts = read_parts(local_folder(dir_or_repo_id, revision, token))
-    if (
-        parts.trained is not None
-    ):  # LoRA merged into its base / full fine-tuning / bundled: the trained weights
+    bb: FrozenBackbone
+    if parts.trained is not None:  # LoRA merged into its base, full fine-tuning, bundled: the trained weights
         from glot.finetune.export import trained_backbone
 
         bb = trained_backbone(parts, name_or_path=backbone, dtype=dtype, device=device)

@@ -100,11 +100,13 @@ def load_transform(folder: Path) -> nn.Module:
     if not isinstance(config, dict) or config.get("type") != "linear":
         raise InputError(f"{folder / TRANSFORM_CONFIG}: unknown transform {config!r}; expected type 'linear'")
     dims = [config.get("in_features"), config.get("out_features")]
-    if not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1_000_000 for d in dims):
+    sizes = [d for d in dims if isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1_000_000]
+    if len(sizes) != 2 or not isinstance(config.get("bias", True), bool):
         raise InputError(
-            f"{folder / TRANSFORM_CONFIG}: in/out_features must be ints in [1, 10**6], got {dims}"
+            f"{folder / TRANSFORM_CONFIG}: need in/out_features ints in [1, 10**6] and a boolean bias, got "
+            f"{dims} and {config.get('bias')!r}; re-save the folder"
         )
-    module = nn.Linear(dims[0], dims[1], bias=bool(config.get("bias", True)))
+    module = nn.Linear(sizes[0], sizes[1], bias=config.get("bias", True))
     _load_weights(module, folder / TRANSFORM_WEIGHTS)
     return module.eval()
 

@@ -109,5 +109,6 @@ def trained_backbone(parts: EncoderParts, **overrides: Any) -> TrainedBackbone:
 
 def save_trained(backbone: TrainedBackbone, folder: Path) -> None:
     """Write a trained backbone's weights (safetensors) and tokenizer into ``folder``."""
-    backbone.model.save_pretrained(str(folder))
+    save: Any = backbone.model.save_pretrained  # transformers: safetensors only
+    save(str(folder))
     backbone.tokenizer.save_pretrained(str(folder))
