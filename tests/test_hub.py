@@ -12,6 +12,7 @@ import torch
 import glot
 from glot import hub
 from glot.backbone import FrozenBackbone
+from glot.backbone_ref import resolve_local
 from glot.encoder import Encoder
 from glot.heads import ContrastiveHead
 
@@ -182,3 +183,80 @@ def test_errors_name_the_problem(encoder: Encoder, saved: Path, tmp_path: Path) 
     (tmp_path / hub.CONFIG_NAME).write_text(json.dumps(config))
     with pytest.raises(ValueError, match="num_layers"):
         hub.load_backbone(config["backbone"])
+
+
+def test_hub_id_resolves_offline_to_a_packaged_copy_with_the_same_weights(
+    encoder: Encoder, tmp_path: Path
+) -> None:
+    hub_id = (
+        "sentence-transformers/all-MiniLM-L6-v2"  # packaged here as the zoo model `minilm`; HF_HUB_OFFLINE=1
+    )
+    saved = hub.save_pretrained(encoder, tmp_path / "enc", backbone_name=hub_id)
+    loaded = hub.from_pretrained(saved)
+    assert (
+        loaded.backbone.name == hub_id
+    )  # the identity it was saved under, served by the verified local copy
+    np.testing.assert_array_equal(loaded.encode(TEXTS, progress=False), encoder.encode(TEXTS, progress=False))
+    config = json.loads((saved / hub.CONFIG_NAME).read_text())
+    config["backbone"]["fingerprint"]["weights"]["sha256"] = "0" * 64  # other weights: no local copy matches
+    (saved / hub.CONFIG_NAME).write_text(json.dumps(config))
+    assert resolve_local(config["backbone"]) is None
+    with pytest.raises(OSError):  # goes to the Hub, which is offline: never a silent stand-in
+        hub.from_pretrained(saved)
+
+
+def test_saved_paths_never_leave_the_folder(saved: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    config = json.loads((folder / hub.CONFIG_NAME).read_text())
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(saved / "pooler", outside)
+    for bad in ("../elsewhere", str(outside)):
+        (folder / hub.CONFIG_NAME).write_text(
+            json.dumps({**config, "pooler": {**config["pooler"], "path": bad}})
+        )
+        with pytest.raises(ValueError, match="pooler path"):
+            hub.from_pretrained(folder)
+    (folder / hub.CONFIG_NAME).write_text(json.dumps(config))
+    shutil.rmtree(folder / "pooler")
+    (folder / "pooler").symlink_to(outside)  # a symlink out of the folder is refused the same way
+    with pytest.raises(ValueError, match="leaves the folder"):
+        hub.read_reference(folder)
+
+
+def test_run_folder_paths_never_leave_the_folder(encoder: Encoder, tmp_path: Path) -> None:
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    encoder.pooler.save_pretrained(outside)  # type: ignore[attr-defined]
+    run.mkdir()
+    (run / "run_config.json").write_text(json.dumps({"backbone": hub.backbone_reference(encoder.backbone)}))
+    (run / "metrics.json").write_text("{}")
+    (run / "pooler").symlink_to(outside)
+    with pytest.raises(ValueError, match="leaves the folder"):
+        hub.read_reference(run)
+    (run / "pooler").unlink()
+    (run / "head_config.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(ValueError, match="head config path"):
+        hub.from_pretrained(run)
+
+
+def test_upload_refuses_symlinks_out_of_the_folder(saved: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the Hub")
+    (folder / "notes.txt").symlink_to(secret)
+    with pytest.raises(ValueError, match="notes.txt"):
+        hub.upload_files(folder)
+    with pytest.raises(ValueError, match="leaves the folder"):
+        hub.push_to_hub(folder, "me/x", dry_run=True)
+    (folder / "notes.txt").unlink()
+    (folder / "linked").symlink_to(tmp_path)  # a symlinked folder pointing out: refused too
+    with pytest.raises(ValueError, match="linked"):
+        hub.upload_files(folder)
+    (folder / "linked").unlink()
+    (folder / "card.md").symlink_to(folder / "README.md")  # inside the folder: uploaded as the file
+    assert "card.md" in hub.upload_files(folder)
