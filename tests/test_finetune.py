@@ -235,14 +235,18 @@ def test_every_export_uses_the_trained_backbone(
 
     encoder = Encoder.from_pretrained(run)
     np.testing.assert_allclose(encoder.encode(texts, progress=False), want, rtol=0, atol=1e-4)
-    saved = encoder.save_pretrained(tmp_path / "hub")  # bundles the trained weights: the reference names the base
+    saved = encoder.save_pretrained(
+        tmp_path / "hub"
+    )  # bundles the trained weights: the reference names the base
     assert (saved / "backbone" / "model.safetensors").is_file()
     np.testing.assert_allclose(
         Encoder.from_pretrained(saved).encode(texts, progress=False), want, rtol=0, atol=1e-4
     )
     (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
     out = tmp_path / "v.npy"
-    assert main(["encode", str(tmp_path / "texts.txt"), "--run", str(run), "-o", str(out), "--no-progress"]) == 0
+    assert (
+        main(["encode", str(tmp_path / "texts.txt"), "--run", str(run), "-o", str(out), "--no-progress"]) == 0
+    )
     np.testing.assert_allclose(np.load(out), want, rtol=0, atol=1e-4)
     if method == "lora":  # the decoder appends EOS, which sentence-transformers cannot reproduce
         pytest.importorskip("sentence_transformers")
@@ -260,3 +264,32 @@ def json_of(run: Path) -> dict[str, object]:
     import json
 
     return dict(json.loads((run / "run_config.json").read_text()))
+
+
+def test_lora_without_peft_names_the_extra_before_loading_anything(
+    toy_task: Task,
+    tiny_bert: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import sys
+
+    from glot.cli import main, train_cmd
+    from glot.finetune import model as finetune_model
+
+    monkeypatch.setitem(
+        sys.modules, "peft", None
+    )  # `import peft` now raises ImportError, as if not installed
+    monkeypatch.setattr(
+        train_cmd, "load_task", lambda args: pytest.fail("the task was loaded before the check")
+    )
+    code = main(["train", "--task", "tweets", "--finetune", "lora", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "'peft'" in err and 'pip install "glot-pooling[peft]"' in err
+    monkeypatch.setattr(  # the Python API checks before the backbone is loaded, too
+        finetune_model.FrozenBackbone, "from_pretrained", lambda *a, **k: pytest.fail("backbone loaded first")
+    )
+    with pytest.raises(ImportError, match=r"glot-pooling\[peft\]"):
+        prepare_finetune(toy_task, str(tiny_bert), "lora")

@@ -10,33 +10,17 @@ The result is a :class:`TrainedBackbone`: saving an encoder over it bundles the 
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from glot.backbone import FrozenBackbone
 from glot.errors import InputError
+from glot.integrations import require_extra
 
 if TYPE_CHECKING:
     from glot.saved import EncoderParts
 
-__all__ = ["TrainedBackbone", "require_extra", "trained_backbone"]
-
-#: optional dependency -> the pip extra of glot-pooling that installs it
-EXTRAS = {"peft": "peft", "sentence_transformers": "st", "mteb": "mteb"}
-
-
-def require_extra(module: str, purpose: str) -> ModuleType:
-    """Import an optional dependency or raise ONE ImportError line naming the extra to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        extra = EXTRAS.get(module, module)
-        raise ImportError(
-            f"{purpose} needs the optional dependency {module!r}, which is not installed; "
-            f'install it with: pip install "glot-pooling[{extra}]"'
-        ) from None
+__all__ = ["TrainedBackbone", "save_trained", "trained_backbone"]
 
 
 class TrainedBackbone(FrozenBackbone):
