@@ -103,6 +103,7 @@ def test_encoder_and_hub_folder_reproduce_the_run(sts_run: dict[str, Any]) -> No
     assert abs(_encoder_spearman(untrained_geometry, sts_run) - sts_run["reported"]) > TOLERANCE
     folder = encoder.save_pretrained(sts_run["root"] / "hub")
     assert (folder / "transform" / "model.safetensors").is_file()
+    assert "projection (896 -> 896" in (folder / "README.md").read_text()
     assert abs(_encoder_spearman(Encoder.from_pretrained(folder), sts_run) - sts_run["reported"]) < TOLERANCE
 
 

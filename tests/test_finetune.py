@@ -239,6 +239,7 @@ def test_every_export_uses_the_trained_backbone(
         tmp_path / "hub"
     )  # bundles the trained weights: the reference names the base
     assert (saved / "backbone" / "model.safetensors").is_file()
+    assert f"trained too ({method}); its weights are included" in (saved / "README.md").read_text()
     np.testing.assert_allclose(
         Encoder.from_pretrained(saved).encode(texts, progress=False), want, rtol=0, atol=1e-4
     )

@@ -271,7 +271,7 @@ def push_to_hub(
         return files
     config = read_config(encoder_dir)  # the card's usage snippet now names the repo
     ref = config["backbone"]
-    if Path(ref["name_or_path"]).is_absolute() and not ref.get("hub_id"):
+    if Path(ref["name_or_path"]).is_absolute() and not ref.get("hub_id") and not ref.get("bundled"):
         warnings.warn(
             f"the backbone is recorded as the local path {ref['name_or_path']!r}, which other machines lack; "
             "save again with save_pretrained(..., backbone_name='org/model') before sharing",

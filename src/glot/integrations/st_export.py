@@ -43,12 +43,17 @@ def _source(parts: Any, backbone: str | None, dtype: str | None) -> tuple[str, A
 
     ref = parts.reference
     trained = None
-    if parts.trained is not None:  # LoRA merged into its base / full fine-tuning / bundled weights
+    if parts.trained in ("full", "bundled"):  # the trained backbone folder is a complete HF model folder
+        if backbone is not None:
+            raise InputError(
+                f"{parts.root} carries its own trained backbone weights ({parts.trained}); drop backbone=, it "
+                "would replace them"
+            )
+        return str(parts.weights_dir), None
+    if parts.trained == "lora":  # the base model's folder, its weights replaced by the merged ones
         from glot.finetune.export import trained_backbone
 
         trained = trained_backbone(parts, name_or_path=backbone, dtype=dtype, device="cpu")
-        if parts.trained != "lora":
-            return str(parts.weights_dir), trained
     name = str(backbone or ref["name_or_path"])
     local = None if backbone else resolve_local(ref)  # a verified local copy before the Hub (offline too)
     return str(local or zoo.resolve(name)), trained
