@@ -260,3 +260,23 @@ def test_upload_refuses_symlinks_out_of_the_folder(saved: Path, tmp_path: Path) 
     (folder / "linked").unlink()
     (folder / "card.md").symlink_to(folder / "README.md")  # inside the folder: uploaded as the file
     assert "card.md" in hub.upload_files(folder)
+
+
+def test_transform_round_trip_and_untrusted_transform_config(encoder: Encoder, tmp_path: Path) -> None:
+    from glot.heads import STSHead
+
+    torch.manual_seed(1)
+    head = STSHead(encoder.out_dim, proj_dim=4)
+    with_p = Encoder(encoder.backbone, encoder.pooler, transform=head.embedding_transform())
+    with pytest.raises(ValueError, match="does not apply it"):  # the head's P would be silently dropped
+        hub.save_pretrained(encoder, tmp_path / "bad", head=head)
+    saved = hub.save_pretrained(with_p, tmp_path / "enc", head=head)
+    loaded = hub.from_pretrained(saved)
+    assert loaded.out_dim == 4 and json.loads((saved / hub.CONFIG_NAME).read_text())["embedding_dim"] == 4
+    np.testing.assert_array_equal(loaded.encode(TEXTS, progress=False), with_p.encode(TEXTS, progress=False))
+    config_path = saved / "transform" / "transform_config.json"
+    config = json.loads(config_path.read_text())
+    for bad, message in ((5, "does not fit"), (10**9, "in/out_features"), ("4", "in/out_features")):
+        config_path.write_text(json.dumps({**config, "out_features": bad}))
+        with pytest.raises(ValueError, match=message):
+            hub.from_pretrained(saved)
