@@ -60,9 +60,11 @@ def evaluate(model: Any, tasks: list[Any], out: Path | None, batch_size: int) ->
     cache = mteb.ResultCache(cache_path=out) if out is not None else None
     start, results = time.perf_counter(), []
     for task in tasks:
+        console.print(f"MTEB: {task.metadata.name} ...")
         try:
+            encode: Any = {"batch_size": batch_size}  # mteb.types.EncodeKwargs
             results.append(
-                mteb.evaluate(model, [task], cache=cache, encode_kwargs={"batch_size": batch_size})
+                mteb.evaluate(model, [task], cache=cache, encode_kwargs=encode, show_progress_bar=False)
             )
         except (OSError, ConnectionError) as err:  # datasets / huggingface_hub network errors are OSErrors
             raise _offline_hint(task, err) from None
@@ -79,8 +81,8 @@ def evaluate(model: Any, tasks: list[Any], out: Path | None, batch_size: int) ->
                 "score": float(task_result.get_score()),
                 "seconds": task_result.evaluation_time,
             })  # fmt: skip
-        for err in result.exceptions or []:
-            console.print(f"[red]failed[/red]: {err}")
+        for failure in result.exceptions or []:
+            console.print(f"[red]failed[/red]: {failure}")
     console.print(f"MTEB finished in {seconds:.1f} s")
     return rows
 
