@@ -224,6 +224,12 @@ def test_saved_paths_never_leave_the_folder(saved: Path, tmp_path: Path) -> None
     (folder / "pooler").symlink_to(outside)  # a symlink out of the folder is refused the same way
     with pytest.raises(ValueError, match="leaves the folder"):
         hub.read_reference(folder)
+    (folder / "pooler").unlink()
+    shutil.copytree(outside, folder / "pooler")
+    (folder / "pooler" / "model.safetensors").unlink()  # so is a file inside the pooler folder linking out
+    (folder / "pooler" / "model.safetensors").symlink_to(outside / "model.safetensors")
+    with pytest.raises(ValueError, match="leaves the folder"):
+        hub.from_pretrained(folder)
 
 
 def test_run_folder_paths_never_leave_the_folder(encoder: Encoder, tmp_path: Path) -> None:
@@ -280,3 +286,23 @@ def test_transform_round_trip_and_untrusted_transform_config(encoder: Encoder, t
         config_path.write_text(json.dumps({**config, "out_features": bad}))
         with pytest.raises(ValueError, match=message):
             hub.from_pretrained(saved)
+
+
+def test_hub_repo_download_with_cache_symlinks_loads(
+    encoder: Encoder, saved: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    repo = tmp_path / "models--me--glot-minilm"  # the Hub cache layout: snapshot files link into blobs/
+    snapshot = repo / "snapshots" / "abc123"
+    for index, file in enumerate(hub.upload_files(saved)):
+        blob = repo / "blobs" / f"blob{index}"
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes((saved / file).read_bytes())
+        (snapshot / file).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / file).symlink_to(blob)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda **kw: str(snapshot))
+    loaded = hub.from_pretrained("me/glot-minilm")
+    np.testing.assert_array_equal(loaded.encode(TEXTS, progress=False), encoder.encode(TEXTS, progress=False))
+    with pytest.raises(ValueError, match="leaves the folder"):  # without the cache bound, the links escape
+        hub.read_reference(snapshot)

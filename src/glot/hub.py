@@ -174,7 +174,8 @@ def from_pretrained(
     from glot.encoder import Encoder
     from glot.poolers import load_pooler
 
-    parts = read_parts(local_folder(dir_or_repo_id, revision, token))
+    folder, bound = local_folder(dir_or_repo_id, revision, token)
+    parts = read_parts(folder, bound=bound)
     bb: FrozenBackbone
     if parts.trained is not None:  # LoRA merged into its base, full fine-tuning, bundled: the trained weights
         from glot.finetune.export import trained_backbone

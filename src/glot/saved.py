@@ -36,6 +36,7 @@ __all__ = [
     "read_parts",
     "read_reference",
     "save_transform",
+    "tree_inside",
 ]
 
 CONFIG_NAME = "glot_config.json"
@@ -60,23 +61,36 @@ class EncoderParts:
     weights_dir: Path | None = None  # adapter/ (lora) or a full backbone folder (full, bundled)
 
 
-def inside(root: str | os.PathLike[str], relative: Any, what: str) -> Path:
-    """``root / relative`` after checking that it stays inside ``root`` (symlinks resolved).
+def inside(
+    root: str | os.PathLike[str], relative: Any, what: str, bound: str | os.PathLike[str] | None = None
+) -> Path:
+    """``root / relative`` after checking that it stays inside ``root``.
 
-    Raises InputError for absolute paths, ``..`` escapes and symlinks pointing out of the folder.
+    Raises InputError for absolute paths, ``..`` escapes and symlinks resolving outside ``bound`` (default
+    ``root`` itself; a Hub download passes its cache repo folder, whose snapshot files link into ``blobs/``).
     """
     base = Path(root)
-    if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
+    lexical = Path(os.path.normpath(relative)) if isinstance(relative, str) and relative else None
+    if lexical is None or lexical.is_absolute() or lexical.parts[:1] == ("..",):
         raise InputError(
-            f"{base}: {what} path {relative!r} must be a relative path inside the folder; re-save the folder"
+            f"{base}: {what} path {relative!r} must be a relative path inside the folder (no '..'); re-save it"
         )
     target = base / relative
-    if not target.resolve().is_relative_to(base.resolve()):
+    if not target.resolve().is_relative_to(Path(bound or base).resolve()):
         raise InputError(
             f"{base}: {what} path {relative!r} leaves the folder (resolves to {target.resolve()}); a saved "
             "folder may only point inside itself: re-save it"
         )
     return target
+
+
+def tree_inside(root: Path, relative: Any, what: str, bound: Path | None = None) -> Path:
+    """:func:`inside` for a sub-folder and every file or link below it (symlinked folders are not followed)."""
+    folder = inside(root, relative, what, bound)
+    for current, dirs, files in os.walk(folder, followlinks=False):
+        for name in dirs + files:
+            inside(root, (Path(current) / name).relative_to(root).as_posix(), what, bound)
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------- transform files
@@ -119,18 +133,18 @@ def _load_weights(module: nn.Module, path: Path) -> None:
         raise InputError(f"{path} does not fit its config ({first}); re-save the folder") from None
 
 
-def _head_transform(root: Path) -> nn.Module | None:
+def _head_transform(root: Path, bound: Path | None) -> nn.Module | None:
     """The embedding transform of the task head saved in a run folder (None without a head or transform)."""
     from glot.heads import build_head
 
-    config_path = inside(root, "head_config.json", "head config")
+    config_path = inside(root, "head_config.json", "head config", bound)
     if not config_path.is_file():
         return None
     config = read_json(config_path)
     if not isinstance(config, dict):
         raise InputError(f"{config_path} is not a JSON object; it was not written by glot")
     head = build_head(**config)
-    _load_weights(head, inside(root, "head.safetensors", "head weights"))
+    _load_weights(head, inside(root, "head.safetensors", "head weights", bound))
     transform = head.embedding_transform()
     return transform.eval() if transform is not None else None
 
@@ -161,10 +175,13 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
-def local_folder(dir_or_repo_id: str | os.PathLike[str], revision: str | None, token: str | None) -> Path:
+def local_folder(
+    dir_or_repo_id: str | os.PathLike[str], revision: str | None, token: str | None
+) -> tuple[Path, Path | None]:
+    """(local folder, bound for its symlinks): a folder as is, a Hub repo id downloaded (its cache repo)."""
     path = Path(dir_or_repo_id)
     if path.is_dir():
-        return path
+        return path, None
     name = str(dir_or_repo_id)
     if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
         raise FileNotFoundError(
@@ -172,7 +189,8 @@ def local_folder(dir_or_repo_id: str | os.PathLike[str], revision: str | None, t
         )
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(repo_id=name, revision=revision, token=token))
+    snapshot = Path(snapshot_download(repo_id=name, revision=revision, token=token))
+    return snapshot, snapshot.parent.parent  # models--org--name/: snapshots/<commit>/ links into blobs/
 
 
 def _check_seeds(root: Path) -> None:
@@ -198,8 +216,8 @@ def _run_reference(root: Path, run_config: dict[str, Any]) -> dict[str, Any]:
     return {**backbone, "name_or_path": name}
 
 
-def _run_parts(root: Path) -> EncoderParts:
-    run_config = read_json(root / RUN_CONFIG_NAME)
+def _run_parts(root: Path, bound: Path | None) -> EncoderParts:
+    run_config = read_json(inside(root, RUN_CONFIG_NAME, "run config", bound))
     if not isinstance(run_config, dict):
         raise InputError(f"{root / RUN_CONFIG_NAME} is not a JSON object; it was not written by glot")
     if not (root / "metrics.json").is_file():
@@ -207,37 +225,49 @@ def _run_parts(root: Path) -> EncoderParts:
             f"{root} is an unfinished run (no metrics.json); rerun the same `glot train` command to finish it"
         )
     method = run_config.get("method")
-    weights = inside(root, FINETUNE_DIRS[method], f"{method} weights") if method in FINETUNE_DIRS else None
-    if weights is not None and not weights.is_dir():
-        raise FileNotFoundError(f"{root} is a {method} fine-tuning run without its {weights.name}/ folder")
-    return EncoderParts(root, _run_reference(root, run_config), inside(root, POOLER_DIR, "pooler"),
-                        _head_transform(root), method if weights is not None else None, weights)  # fmt: skip
+    weights = None
+    if method in FINETUNE_DIRS:
+        weights = tree_inside(root, FINETUNE_DIRS[method], f"{method} weights", bound)
+        if not weights.is_dir():
+            raise FileNotFoundError(
+                f"{root} is a {method} fine-tuning run without its {weights.name}/ folder"
+            )
+    return EncoderParts(root, _run_reference(root, run_config), tree_inside(root, POOLER_DIR, "pooler", bound),
+                        _head_transform(root, bound), method if weights is not None else None, weights)  # fmt: skip
 
 
-def _saved_parts(root: Path) -> EncoderParts:
+def _saved_parts(root: Path, bound: Path | None) -> EncoderParts:
+    inside(root, CONFIG_NAME, "config", bound)
     config = read_config(root)
     reference = config["backbone"]
     if not isinstance(reference, dict) or not isinstance(reference.get("name_or_path"), str):
         raise InputError(f"{root / CONFIG_NAME}: 'backbone' must be a reference with a name_or_path")
     pooler = config.get("pooler") or {}
-    pooler_dir = inside(root, pooler.get("path", POOLER_DIR) if isinstance(pooler, dict) else None, "pooler")
+    pooler_path = pooler.get("path", POOLER_DIR) if isinstance(pooler, dict) else None
+    pooler_dir = tree_inside(root, pooler_path, "pooler", bound)
     section = config.get("transform")
     transform = None
     if section is not None:
         path = section.get("path") if isinstance(section, dict) else None
-        transform = load_transform(inside(root, path, "transform"))
+        transform = load_transform(tree_inside(root, path, "transform", bound))
     bundled = reference.get("bundled")
-    weights = inside(root, bundled, "bundled backbone") if bundled is not None else None
+    weights = tree_inside(root, bundled, "bundled backbone", bound) if bundled is not None else None
     return EncoderParts(root, reference, pooler_dir, transform, "bundled" if weights else None, weights)
 
 
-def read_parts(folder: str | os.PathLike[str]) -> EncoderParts:
-    """The parts of a saved encoder (``glot_config.json``) or a finished training run (``run_config.json``)."""
+def read_parts(
+    folder: str | os.PathLike[str], *, bound: str | os.PathLike[str] | None = None
+) -> EncoderParts:
+    """The parts of a saved encoder (``glot_config.json``) or a finished training run (``run_config.json``).
+
+    Every path they name, and every file below those, must resolve inside ``bound`` (default: the folder).
+    """
     root = Path(folder)
+    limit = Path(bound) if bound is not None else None
     _check_seeds(root)
     if (root / CONFIG_NAME).is_file() or not (root / RUN_CONFIG_NAME).is_file():
-        return _saved_parts(root)
-    return _run_parts(root)
+        return _saved_parts(root, limit)
+    return _run_parts(root, limit)
 
 
 def read_reference(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
