@@ -136,3 +136,32 @@ def test_real_minilm_encode_matches_padded(minilm_path: str) -> None:
     with torch.no_grad():
         expected = pooler.forward_packed(x, ptr).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_embedding_transform_is_applied_after_the_pooler() -> None:
+    from glot import build_pooler
+    from glot.errors import InputError, InputTypeError
+    from glot.heads import ClassificationHead, ContrastiveHead, STSHead
+
+    torch.manual_seed(0)
+    pooler = build_pooler("mean", D)
+    head = STSHead(D, proj_dim=8)
+    encoder = Encoder(FakeBackbone(), pooler, transform=head.embedding_transform())
+    assert encoder.out_dim == 8
+    got = torch.as_tensor(encoder.encode(TEXTS, progress=False))
+    hidden, mask = FakeBackbone().padded(TEXTS)
+    with torch.no_grad():
+        z = pooler(hidden, mask)
+        want = head.proj(z)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+        # the cosine of two exported embeddings is exactly what the trained STS head scores
+        scores = head(z[:3], z[3:6]).numpy()
+    np.testing.assert_allclose(torch.cosine_similarity(got[:3], got[3:6]).numpy(), scores, rtol=0, atol=1e-5)
+    assert (
+        ClassificationHead(D, 2).embedding_transform() is None
+        and ContrastiveHead(D).embedding_transform() is None
+    )
+    with pytest.raises(InputError, match="transform takes 8-d"):
+        Encoder(FakeBackbone(), pooler, transform=nn.Linear(8, 4))
+    with pytest.raises(InputTypeError, match="transform must be a torch module"):
+        Encoder(FakeBackbone(), pooler, transform="proj")  # type: ignore[arg-type]

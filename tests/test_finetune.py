@@ -213,3 +213,84 @@ def test_max_steps_bounds_training(toy_task: Task, tiny_bert: Path, tmp_path: Pa
     assert metrics["epochs_run"] == 1 and metrics["val"] is None and metrics["val_untrained"] is None
     assert "eval" not in metrics and not (tmp_path / EVAL_OUTPUTS).exists()  # timing run: no evaluation
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(("model", "method"), [("tiny_bert", "lora"), ("tiny_llama", "full")])
+def test_every_export_uses_the_trained_backbone(
+    model: str, method: str, toy_task: Task, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from glot.backbone_ref import load_backbone
+    from glot.cli import main
+    from glot.encoder import Encoder
+
+    opts = FinetuneOptions(backbone_lr=1e-2, max_steps=6, evaluate=False, score_untrained=False)
+    path, run = request.getfixturevalue(model), tmp_path / "run"
+    run_finetune(toy_task, str(path), method, None, CONFIG, run, options=opts, progress=False)
+    texts = toy_task.splits["eval"].texts[:12]
+    reference = load_finetuned(run)
+    with torch.no_grad():
+        want = reference.embed(texts).numpy()
+    base = Encoder(load_backbone(json_of(run)["backbone"], dtype="float32"), reference.pooler)
+    assert np.abs(base.encode(texts, progress=False) - want).max() > 1e-2  # training did change the backbone
+
+    encoder = Encoder.from_pretrained(run)
+    np.testing.assert_allclose(encoder.encode(texts, progress=False), want, rtol=0, atol=1e-4)
+    saved = encoder.save_pretrained(
+        tmp_path / "hub"
+    )  # bundles the trained weights: the reference names the base
+    assert (saved / "backbone" / "model.safetensors").is_file()
+    assert f"trained too ({method}); its weights are included" in (saved / "README.md").read_text()
+    np.testing.assert_allclose(
+        Encoder.from_pretrained(saved).encode(texts, progress=False), want, rtol=0, atol=1e-4
+    )
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    out = tmp_path / "v.npy"
+    assert (
+        main(["encode", str(tmp_path / "texts.txt"), "--run", str(run), "-o", str(out), "--no-progress"]) == 0
+    )
+    np.testing.assert_allclose(np.load(out), want, rtol=0, atol=1e-4)
+    if method == "lora":  # the decoder appends EOS, which sentence-transformers cannot reproduce
+        pytest.importorskip("sentence_transformers")
+        from sentence_transformers import SentenceTransformer
+
+        from glot.integrations.sentence_transformers import run_to_sentence_transformer
+
+        st = SentenceTransformer(
+            str(run_to_sentence_transformer(run, tmp_path / "st", normalize=False)), trust_remote_code=True
+        )
+        np.testing.assert_allclose(st.encode(texts, convert_to_numpy=True), want, rtol=0, atol=1e-4)
+
+
+def json_of(run: Path) -> dict[str, object]:
+    import json
+
+    return dict(json.loads((run / "run_config.json").read_text()))
+
+
+def test_lora_without_peft_names_the_extra_before_loading_anything(
+    toy_task: Task,
+    tiny_bert: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import sys
+
+    from glot.cli import main, train_cmd
+    from glot.finetune import model as finetune_model
+
+    monkeypatch.setitem(
+        sys.modules, "peft", None
+    )  # `import peft` now raises ImportError, as if not installed
+    monkeypatch.setattr(
+        train_cmd, "load_task", lambda args: pytest.fail("the task was loaded before the check")
+    )
+    code = main(["train", "--task", "tweets", "--finetune", "lora", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "'peft'" in err and 'pip install "glot-pooling[peft]"' in err
+    monkeypatch.setattr(  # the Python API checks before the backbone is loaded, too
+        finetune_model.FrozenBackbone, "from_pretrained", lambda *a, **k: pytest.fail("backbone loaded first")
+    )
+    with pytest.raises(ImportError, match=r"glot-pooling\[peft\]"):
+        prepare_finetune(toy_task, str(tiny_bert), "lora")

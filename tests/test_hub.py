@@ -12,6 +12,7 @@ import torch
 import glot
 from glot import hub
 from glot.backbone import FrozenBackbone
+from glot.backbone_ref import resolve_local
 from glot.encoder import Encoder
 from glot.heads import ContrastiveHead
 
@@ -150,6 +151,9 @@ def test_run_config_with_backbone_name_and_kwargs(encoder: Encoder, minilm_path:
     (tmp_path / "run_config.json").write_text(
         json.dumps({"backbone": minilm_path, "dtype": "float32", "max_length": 64})
     )
+    with pytest.raises(FileNotFoundError, match="unfinished run"):  # exports read finished runs only
+        hub.read_reference(tmp_path)
+    (tmp_path / "metrics.json").write_text("{}")
     ref, pooler_dir = hub.read_reference(tmp_path)
     assert (
         ref["name_or_path"] == minilm_path and ref["max_length"] == 64 and pooler_dir == tmp_path / "pooler"
@@ -179,3 +183,126 @@ def test_errors_name_the_problem(encoder: Encoder, saved: Path, tmp_path: Path) 
     (tmp_path / hub.CONFIG_NAME).write_text(json.dumps(config))
     with pytest.raises(ValueError, match="num_layers"):
         hub.load_backbone(config["backbone"])
+
+
+def test_hub_id_resolves_offline_to_a_packaged_copy_with_the_same_weights(
+    encoder: Encoder, tmp_path: Path
+) -> None:
+    hub_id = (
+        "sentence-transformers/all-MiniLM-L6-v2"  # packaged here as the zoo model `minilm`; HF_HUB_OFFLINE=1
+    )
+    saved = hub.save_pretrained(encoder, tmp_path / "enc", backbone_name=hub_id)
+    loaded = hub.from_pretrained(saved)
+    assert (
+        loaded.backbone.name == hub_id
+    )  # the identity it was saved under, served by the verified local copy
+    np.testing.assert_array_equal(loaded.encode(TEXTS, progress=False), encoder.encode(TEXTS, progress=False))
+    config = json.loads((saved / hub.CONFIG_NAME).read_text())
+    config["backbone"]["fingerprint"]["weights"]["sha256"] = "0" * 64  # other weights: no local copy matches
+    (saved / hub.CONFIG_NAME).write_text(json.dumps(config))
+    assert resolve_local(config["backbone"]) is None
+    with pytest.raises(OSError):  # goes to the Hub, which is offline: never a silent stand-in
+        hub.from_pretrained(saved)
+
+
+def test_saved_paths_never_leave_the_folder(saved: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    config = json.loads((folder / hub.CONFIG_NAME).read_text())
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(saved / "pooler", outside)
+    for bad in ("../elsewhere", str(outside)):
+        (folder / hub.CONFIG_NAME).write_text(
+            json.dumps({**config, "pooler": {**config["pooler"], "path": bad}})
+        )
+        with pytest.raises(ValueError, match="pooler path"):
+            hub.from_pretrained(folder)
+    (folder / hub.CONFIG_NAME).write_text(json.dumps(config))
+    shutil.rmtree(folder / "pooler")
+    (folder / "pooler").symlink_to(outside)  # a symlink out of the folder is refused the same way
+    with pytest.raises(ValueError, match="leaves the folder"):
+        hub.read_reference(folder)
+    (folder / "pooler").unlink()
+    shutil.copytree(outside, folder / "pooler")
+    (folder / "pooler" / "model.safetensors").unlink()  # so is a file inside the pooler folder linking out
+    (folder / "pooler" / "model.safetensors").symlink_to(outside / "model.safetensors")
+    with pytest.raises(ValueError, match="leaves the folder"):
+        hub.from_pretrained(folder)
+
+
+def test_run_folder_paths_never_leave_the_folder(encoder: Encoder, tmp_path: Path) -> None:
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    encoder.pooler.save_pretrained(outside)  # type: ignore[attr-defined]
+    run.mkdir()
+    (run / "run_config.json").write_text(json.dumps({"backbone": hub.backbone_reference(encoder.backbone)}))
+    (run / "metrics.json").write_text("{}")
+    (run / "pooler").symlink_to(outside)
+    with pytest.raises(ValueError, match="leaves the folder"):
+        hub.read_reference(run)
+    (run / "pooler").unlink()
+    (run / "head_config.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(ValueError, match="head config path"):
+        hub.from_pretrained(run)
+
+
+def test_upload_refuses_symlinks_out_of_the_folder(saved: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the Hub")
+    (folder / "notes.txt").symlink_to(secret)
+    with pytest.raises(ValueError, match="notes.txt"):
+        hub.upload_files(folder)
+    with pytest.raises(ValueError, match="leaves the folder"):
+        hub.push_to_hub(folder, "me/x", dry_run=True)
+    (folder / "notes.txt").unlink()
+    (folder / "linked").symlink_to(tmp_path)  # a symlinked folder pointing out: refused too
+    with pytest.raises(ValueError, match="linked"):
+        hub.upload_files(folder)
+    (folder / "linked").unlink()
+    (folder / "card.md").symlink_to(folder / "README.md")  # inside the folder: uploaded as the file
+    assert "card.md" in hub.upload_files(folder)
+
+
+def test_transform_round_trip_and_untrusted_transform_config(encoder: Encoder, tmp_path: Path) -> None:
+    from glot.heads import STSHead
+
+    torch.manual_seed(1)
+    head = STSHead(encoder.out_dim, proj_dim=4)
+    with_p = Encoder(encoder.backbone, encoder.pooler, transform=head.embedding_transform())
+    with pytest.raises(ValueError, match="does not apply it"):  # the head's P would be silently dropped
+        hub.save_pretrained(encoder, tmp_path / "bad", head=head)
+    saved = hub.save_pretrained(with_p, tmp_path / "enc", head=head)
+    loaded = hub.from_pretrained(saved)
+    assert loaded.out_dim == 4 and json.loads((saved / hub.CONFIG_NAME).read_text())["embedding_dim"] == 4
+    np.testing.assert_array_equal(loaded.encode(TEXTS, progress=False), with_p.encode(TEXTS, progress=False))
+    config_path = saved / "transform" / "transform_config.json"
+    config = json.loads(config_path.read_text())
+    for bad, message in ((5, "does not fit"), (10**9, "in/out_features"), ("4", "in/out_features")):
+        config_path.write_text(json.dumps({**config, "out_features": bad}))
+        with pytest.raises(ValueError, match=message):
+            hub.from_pretrained(saved)
+
+
+def test_hub_repo_download_with_cache_symlinks_loads(
+    encoder: Encoder, saved: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    repo = tmp_path / "models--me--glot-minilm"  # the Hub cache layout: snapshot files link into blobs/
+    snapshot = repo / "snapshots" / "abc123"
+    for index, file in enumerate(hub.upload_files(saved)):
+        blob = repo / "blobs" / f"blob{index}"
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes((saved / file).read_bytes())
+        (snapshot / file).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / file).symlink_to(blob)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda **kw: str(snapshot))
+    loaded = hub.from_pretrained("me/glot-minilm")
+    np.testing.assert_array_equal(loaded.encode(TEXTS, progress=False), encoder.encode(TEXTS, progress=False))
+    with pytest.raises(ValueError, match="leaves the folder"):  # without the cache bound, the links escape
+        hub.read_reference(snapshot)

@@ -142,3 +142,30 @@ def test_cli_mteb_offline(encoder: Encoder, tmp_path: Path, monkeypatch: pytest.
     ] == "cosine_spearman"
     assert any((tmp_path / "cache").rglob("GlotLocalSTS.json"))
     assert main(["mteb", "--run", str(tmp_path / "enc"), "--tasks", " , "]) == 2
+
+
+def test_cli_mteb_hub_task_offline_is_one_line(
+    encoder: Encoder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from glot import hub
+    from glot.cli import main
+
+    hub.save_pretrained(encoder, tmp_path / "enc")
+    code = main(["mteb", "--run", str(tmp_path / "enc"), "--tasks", "STS12"])  # HF_HUB_OFFLINE=1 (conftest)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("glot:")]
+    assert "'STS12'" in line and "Hugging Face Hub" in line and "docs/integrations.md" in line
+
+
+def test_cli_mteb_without_mteb_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from glot.cli import main
+
+    monkeypatch.setitem(sys.modules, "mteb", None)
+    assert main(["mteb", "--run", str(tmp_path), "--tasks", "STS12"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'pip install "glot-pooling[mteb]"' in err

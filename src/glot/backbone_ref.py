@@ -32,9 +32,11 @@ def backbone_reference(backbone: Any, name: str | None = None) -> dict[str, Any]
     dtype = getattr(backbone, "dtype", None)
     zoo_specs = {info.alias: info.hf_id for info in zoo.list_models()}
     fingerprint = backbone.fingerprint() if hasattr(backbone, "fingerprint") else None
+    ref_name = str(ref_name)
     return {
-        "name_or_path": str(ref_name),
-        "hub_id": zoo_specs.get(str(ref_name)),  # the Hub id of a zoo alias, a fallback when it is absent
+        "name_or_path": ref_name,
+        # the Hub id of a zoo alias (a fallback when it is absent) or of a name that already is one
+        "hub_id": zoo_specs.get(ref_name) or (ref_name if ref_name in zoo_specs.values() else None),
         "revision": getattr(backbone, "revision", None),
         "dtype": dtype_name(dtype) if dtype is not None else "auto",
         "layer": getattr(backbone, "layer", -1),
@@ -49,16 +51,66 @@ def backbone_reference(backbone: Any, name: str | None = None) -> dict[str, Any]
     }
 
 
+def _expected_digest(reference: dict[str, Any]) -> str | None:
+    """The content digest of the weights folder the reference was recorded from, if it has one."""
+    weights = (reference.get("fingerprint") or {}).get("weights")
+    return weights.get("sha256") if isinstance(weights, dict) else None
+
+
+def _candidates(reference: dict[str, Any], name: str) -> list[str]:
+    """Local folders that may hold the referenced weights: zoo models of that Hub id, the Hub cache."""
+    from glot import zoo
+
+    ids = {name, reference.get("hub_id")} - {None}
+    found = [
+        info.path for info in zoo.list_models() if info.path and (info.hf_id in ids or info.alias in ids)
+    ]
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            found.append(snapshot_download(name, revision=reference.get("revision"), local_files_only=True))
+        except Exception:  # noqa: BLE001 - not in the local Hub cache (any reason): no candidate
+            pass
+    return [str(p) for p in found if p is not None]
+
+
+def resolve_local(reference: dict[str, Any], name: str | None = None) -> str | None:
+    """A local folder whose weights match the reference's recorded fingerprint (content digest), or None.
+
+    Checked BEFORE going online, so a folder saved with ``backbone_name="org/model"`` on a machine that holds
+    ``org/model`` as a zoo package (or in the Hub cache) loads offline. Nothing unverified is returned.
+    """
+    from pathlib import Path
+
+    from glot import _hf
+
+    name = name or str(reference["name_or_path"])
+    want = _expected_digest(reference)
+    if want is None or Path(name).is_dir():
+        return None
+    for folder in _candidates(reference, name):
+        if Path(folder).is_dir() and _hf.folder_digest(folder)["sha256"] == want:
+            return folder
+    return None
+
+
 def load_backbone(reference: dict[str, Any], **overrides: Any) -> FrozenBackbone:
     """Rebuild the frozen backbone a reference names; ``overrides`` replace recorded kwargs (e.g. device).
 
-    A zoo alias that is not installed here falls back to its recorded Hub id.
+    Order: an explicit ``name_or_path`` override; a local folder or zoo copy whose weights match the recorded
+    fingerprint (:func:`resolve_local`, no network); the recorded name (a local path, zoo alias or Hub id);
+    for a zoo alias that is not installed here, its recorded Hub id.
     """
     from glot.backbone import FrozenBackbone
 
-    name = overrides.pop("name_or_path", None) or reference["name_or_path"]
+    override = overrides.pop("name_or_path", None)
+    recorded = str(reference["name_or_path"])
+    name = override or resolve_local(reference) or recorded
     kwargs = {k: reference[k] for k in BACKBONE_KWARGS if reference.get(k) is not None}
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    if name != recorded and not override:
+        kwargs.pop("revision", None)  # a verified local copy: the Hub revision does not apply to it
     try:
         backbone = FrozenBackbone.from_pretrained(name, **kwargs)
     except (ImportError, OSError):
@@ -66,11 +118,14 @@ def load_backbone(reference: dict[str, Any], **overrides: Any) -> FrozenBackbone
         if not fallback or fallback == name:
             raise
         backbone = FrozenBackbone.from_pretrained(fallback, **kwargs)
-    _check_backbone(backbone, reference)
+    if not override:
+        backbone.name = recorded  # the identity it was saved under, whichever verified copy served it
+    check_backbone(backbone, reference)
     return backbone
 
 
-def _check_backbone(backbone: FrozenBackbone, reference: dict[str, Any]) -> None:
+def check_backbone(backbone: FrozenBackbone, reference: dict[str, Any]) -> None:
+    """Refuse a backbone whose width, depth or model type differ from what the reference recorded."""
     found = {"hidden_size": backbone.hidden_size, "num_layers": getattr(backbone, "num_layers", None),
              "model_type": getattr(backbone.config, "model_type", None)}  # fmt: skip
     for key, got in found.items():

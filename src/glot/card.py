@@ -24,6 +24,22 @@ def _rows(mapping: dict[str, Any]) -> list[str]:
             for key, value in mapping.items()]  # fmt: skip
 
 
+def _provenance(config: dict[str, Any]) -> str:
+    """Which parts were trained and what the folder holds (backbone referenced or bundled, transform)."""
+    bb, transform = config["backbone"], config.get("transform")
+    if bb.get("bundled"):
+        method = (bb.get("trained_from") or {}).get("method", "fine-tuning")
+        text = f"The backbone was trained too ({method}); its weights are included in `{bb['bundled']}/`."
+    else:
+        text = "Only the pooler (and head) were trained; the backbone is referenced, not copied."
+    if transform:
+        text += (
+            f" The trained head's projection ({transform.get('in_features')} -> {transform.get('out_features')}, "
+            f"`{transform.get('path')}/`) is applied after the pooler, as in training."
+        )
+    return text
+
+
 def model_card(config: dict[str, Any], repo_id: str | None = None) -> str:
     """Markdown model card (with Hub YAML front matter) for a saved encoder's ``glot_config.json`` content."""
     bb, pooler = config["backbone"], config["pooler"]
@@ -50,8 +66,8 @@ def model_card(config: dict[str, Any], repo_id: str | None = None) -> str:
     lines = [*front, f"# glot encoder on {bb['name_or_path']}", "",
              "Sentence embeddings from a **frozen** language model pooled by a trained "
              f"[glot-pooling](https://arxiv.org/abs/2603.03389) `{pooler['name']}` pooler (GLOT: token graph -> "
-             "token GNN -> attention readout). Only the pooler (and head) were trained; the backbone is "
-             "referenced, not copied.", "", "## Parameters", "", "| | |", "|---|---|", *_rows(params), ""]  # fmt: skip
+             "token GNN -> attention readout). " + _provenance(config), "", "## Parameters", "", "| | |", "|---|---|",
+             *_rows(params), ""]  # fmt: skip
     data = training.get("data") or training.get("task")
     lines += ["## Training", "", f"Data: {data or 'not recorded'}.", ""]
     if isinstance(training.get("hyperparameters"), dict):

@@ -1,7 +1,9 @@
 """Texts -> sentence embeddings: a frozen backbone's packed token states pooled by a (trained) pooler.
 
-The Encoder holds two attributes, ``backbone`` and ``pooler``, and nothing else, so that saving it later means
-saving the backbone's fingerprint/name and ``pooler.save_pretrained`` side by side.
+The Encoder holds three attributes: ``backbone``, ``pooler`` and ``transform``, the part of a trained task head
+that changes the embedding geometry (``TaskHead.embedding_transform``, e.g. the STS projection P; None for
+heads that read the embedding as it is). Embeddings are ``transform(pooler(states))``, what training scored, and
+saving the encoder (:func:`glot.hub.save_pretrained`) writes exactly these three.
 """
 
 from __future__ import annotations
@@ -36,32 +38,59 @@ class PoolerLike(Protocol):
     def train(self, mode: bool = True) -> Any: ...
 
 
+def _placement(module: Any) -> dict[str, Any]:
+    """Device and floating dtype of a module's first parameter (CPU float32 without parameters)."""
+    param = next(iter(module.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    return {"device": device, "dtype": dtype}
+
+
 @contextmanager
-def _inference(pooler: PoolerLike) -> Iterator[None]:
-    """Eval mode + no_grad for the duration, then the pooler's previous mode is restored."""
-    was_training = pooler.training
-    pooler.train(False)
+def _inference(*modules: Any) -> Iterator[None]:
+    """Eval mode + no_grad for the duration, then each module's previous mode is restored."""
+    present = [m for m in modules if m is not None]
+    modes = [m.training for m in present]
+    for module in present:
+        module.train(False)
     try:
         with torch.no_grad():
             yield
     finally:
-        pooler.train(was_training)
+        for module, mode in zip(present, modes, strict=True):
+            module.train(mode)
 
 
 class Encoder:
-    """A frozen backbone plus a pooler.
+    """A frozen backbone plus a pooler, plus the embedding transform of a trained head (optional).
 
+    ``transform``: a module applied to the pooled embeddings, e.g. ``head.embedding_transform()`` of the head
+    the pooler was trained with (``Encoder.from_pretrained(run)`` sets it).
     Shapes: ``encode(texts (B,))`` -> (B, out_dim) float32, rows in the order of ``texts``.
     """
 
-    def __init__(self, backbone: BackboneLike, pooler: PoolerLike) -> None:
+    def __init__(
+        self, backbone: BackboneLike, pooler: PoolerLike, transform: nn.Module | None = None
+    ) -> None:
         if not hasattr(pooler, "forward_packed"):
             raise InputTypeError(
                 f"pooler must have forward_packed(x, ptr) (a glot Pooler), got {type(pooler).__name__}; "
                 "build one with glot.build_pooler(name, input_dim)"
             )
+        if transform is not None and not isinstance(transform, nn.Module):
+            raise InputTypeError(
+                f"transform must be a torch module (e.g. head.embedding_transform()) or None, got "
+                f"{type(transform).__name__}"
+            )
+        width = getattr(transform, "in_features", None)
+        if width is not None and width != pooler.out_dim:
+            raise InputError(
+                f"transform takes {width}-d embeddings but the pooler gives {pooler.out_dim}; pass the "
+                "embedding_transform() of the head trained with this pooler"
+            )
         self.backbone = backbone
         self.pooler = pooler
+        self.transform = transform
 
     def save_pretrained(self, directory: str | os.PathLike[str], **kwargs: Any) -> Path:
         """Save backbone reference + pooler (+ ``head=``, ``training_info=``); see :func:`glot.hub.save_pretrained`."""
@@ -78,19 +107,30 @@ class Encoder:
 
     def __repr__(self) -> str:
         name = getattr(self.backbone, "name", type(self.backbone).__name__)
-        return f"Encoder(backbone={name!r}, pooler={type(self.pooler).__name__}, out_dim={self.out_dim})"
+        extra = "" if self.transform is None else f", transform={type(self.transform).__name__}"
+        return (
+            f"Encoder(backbone={name!r}, pooler={type(self.pooler).__name__}{extra}, out_dim={self.out_dim})"
+        )
 
     @property
     def out_dim(self) -> int:
-        """Width of the embeddings."""
-        return int(self.pooler.out_dim)
+        """Width of the embeddings (the transform's output width when there is one)."""
+        if self.transform is None:
+            return int(self.pooler.out_dim)
+        width = getattr(self.transform, "out_features", None)
+        if width is None:  # a module without out_features: measure it once on a zero embedding
+            with torch.no_grad():
+                probe = torch.zeros(1, int(self.pooler.out_dim), **_placement(self.transform))
+                width = int(self.transform(probe).shape[-1])
+        return int(width)
 
     def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
         """Shapes: x (N, D), ptr (B + 1,) -> (B, out_dim) float32 on CPU."""
-        param = next(iter(self.pooler.parameters()), None)
-        device = param.device if param is not None else torch.device("cpu")
-        dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-        return self.pooler.forward_packed(x.to(device, dtype), ptr.to(device)).float().cpu()
+        where = _placement(self.pooler)
+        z = self.pooler.forward_packed(x.to(**where), ptr.to(where["device"]))
+        if self.transform is not None:
+            z = self.transform(z.to(**_placement(self.transform)))
+        return z.float().cpu()
 
     def _collect(
         self, batches: Iterable[tuple[Any, Tensor, Tensor]], n: int, normalize: bool, convert_to_numpy: bool
@@ -98,7 +138,7 @@ class Encoder:
         """Pool every (indices, x, ptr) batch and scatter rows back to their original positions."""
         out = torch.zeros(n, self.out_dim)
         filled = torch.zeros(n, dtype=torch.bool)
-        with _inference(self.pooler):
+        with _inference(self.pooler, self.transform):
             for index, x, ptr in batches:
                 idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
                 out[idx] = self._pool(x, ptr)

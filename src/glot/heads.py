@@ -91,6 +91,15 @@ class TaskHead(nn.Module):
         """JSON-serialisable arguments such that ``build_head(**config)`` rebuilds this head."""
         return {"kind": self.kind, "in_dim": self.in_dim, "num_labels": self.num_labels}
 
+    def embedding_transform(self) -> nn.Module | None:
+        """The part of this head that changes the embedding geometry, applied after the pooler by every export
+        (``glot.Encoder``, hub folders, ``glot encode``, MTEB, sentence-transformers), or None.
+
+        Classification heads read the embedding without changing it; the contrastive head only L2-normalises
+        (cosine ignores that). Shapes: the module maps (B, in_dim) -> (B, D').
+        """
+        return None
+
     def _no_neg(self, z_neg: Tensor | None) -> None:
         if z_neg is not None:
             raise InputError(
@@ -195,6 +204,13 @@ class STSHead(TaskHead):
     def predict(self, output: Tensor) -> np.ndarray:
         """Cosine scores y_hat in [-1, 1]. Shapes: output (B,) -> (B,) float32."""
         return output.detach().float().cpu().numpy()
+
+    def embedding_transform(self) -> nn.Module:
+        """The projection P: training scores cos(P z_a, P z_b), so exported embeddings are P z.
+
+        Shapes: (B, in_dim) -> (B, proj_dim or in_dim).
+        """
+        return self.proj
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "proj_dim": self.proj_dim, "score_scale": self.score_scale}

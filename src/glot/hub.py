@@ -6,33 +6,52 @@ A saved encoder is a small folder; the frozen backbone's weights are never copie
 glot_config.json     format, glot version, backbone reference (id/path, revision, from_pretrained kwargs),
                      pooler summary, optional head summary, training info (data, metrics, parameters)
 pooler/              pooler_config.json + model.safetensors (glot.load_pooler reads it)
+transform/           optional embedding transform (transform_config.json + model.safetensors): the part of the
+                     trained head that changes the embedding geometry (the STS projection P), applied after
+                     the pooler
+backbone/            only for a trained backbone (LoRA merged / full fine-tuning): its weights + tokenizer
 head.safetensors     optional task head weights    } as a training run writes them
 head_config.json     optional head architecture    }
 README.md            generated model card (usage snippet, parameters, metrics, citation)
 ```
+
+Every path read from a folder stays inside it (:mod:`glot.saved`); uploads refuse symlinks that leave it.
 
 ``from_pretrained`` takes that folder or a Hugging Face Hub repo id (fetched with
 ``huggingface_hub.snapshot_download``). Every file is written atomically (``glot.io``) and
 ``glot_config.json`` last, so an interrupted save is detected on load. No pickle anywhere.
 
 The backbone reference (record it, load it back) lives in :mod:`glot.backbone_ref`, the model card in
-:mod:`glot.card`; both are re-exported here.
+:mod:`glot.card`, reading a folder's parts in :mod:`glot.saved`; all are re-exported here.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from glot import __version__
-from glot.backbone_ref import BACKBONE_KWARGS, backbone_reference, load_backbone
+from glot.backbone_ref import backbone_reference, load_backbone
 from glot.card import CITATION, model_card
 from glot.errors import InputError, InputTypeError
 from glot.io import atomic_save_tensors, atomic_write_json, atomic_write_text, load_tensors, read_json
+from glot.saved import (
+    CONFIG_NAME,
+    FORMAT,
+    TRANSFORM_DIR,
+    inside,
+    local_folder,
+    read_config,
+    read_parts,
+    read_reference,
+    save_transform,
+)
 
 if TYPE_CHECKING:
+    from glot.backbone import FrozenBackbone
     from glot.encoder import Encoder
     from glot.heads import TaskHead
 
@@ -52,12 +71,11 @@ __all__ = [
     "upload_files",
 ]
 
-CONFIG_NAME = "glot_config.json"
 POOLER_DIR = "pooler"
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head_config.json"
+BUNDLED_DIR = "backbone"
 CARD_NAME = "README.md"
-FORMAT = 1
 
 
 def _pooler_summary(pooler: Any) -> dict[str, Any]:
@@ -90,24 +108,36 @@ def save_pretrained(
     path.mkdir(parents=True, exist_ok=True)
     if not hasattr(encoder.pooler, "save_pretrained"):
         raise InputTypeError(f"the encoder's pooler {type(encoder.pooler).__name__} has no save_pretrained")
+    transform = getattr(encoder, "transform", None)
+    if head is not None and transform is None and head.embedding_transform() is not None:
+        raise InputError(
+            f"the {head.kind!r} head changes the embedding geometry but this encoder does not apply it; build "
+            "it with Encoder(backbone, pooler, transform=head.embedding_transform()) or load the run with "
+            "Encoder.from_pretrained(run_dir)"
+        )
     reference = backbone_reference(encoder.backbone, backbone_name)
     (path / CONFIG_NAME).unlink(missing_ok=True)  # a half-finished save must not look complete
     encoder.pooler.save_pretrained(path / POOLER_DIR)  # type: ignore[attr-defined]
-    head_info = None
-    if head is not None:
-        atomic_save_tensors(path / HEAD_WEIGHTS, head.state_dict())
-        atomic_write_json(path / HEAD_CONFIG, head.config())
-        head_info = {"weights": HEAD_WEIGHTS, "config": HEAD_CONFIG, **head.config()}
-    else:  # stale head files of an earlier save into the same folder would be uploaded otherwise
-        (path / HEAD_WEIGHTS).unlink(missing_ok=True)
-        (path / HEAD_CONFIG).unlink(missing_ok=True)
+    for stale in (TRANSFORM_DIR, BUNDLED_DIR):  # of an earlier save into the same folder
+        shutil.rmtree(path / stale, ignore_errors=True)
+    transform_info = None
+    if transform is not None:
+        transform_info = {"path": TRANSFORM_DIR, **save_transform(transform, path / TRANSFORM_DIR)}
+    trained_from = getattr(encoder.backbone, "trained_from", None)
+    if trained_from is not None:  # trained weights: the reference alone would name the untrained base model
+        from glot.finetune.export import save_trained
+
+        save_trained(encoder.backbone, path / BUNDLED_DIR)  # type: ignore[arg-type]
+        reference = {**reference, "bundled": BUNDLED_DIR, "trained_from": trained_from}
+    head_info = _save_head(path, head)
     config = {
         "format": FORMAT,
         "glot_version": __version__,
         "backbone": reference,
         "pooler": _pooler_summary(encoder.pooler),
+        "transform": transform_info,
         "head": head_info,
-        "embedding_dim": int(encoder.pooler.out_dim),
+        "embedding_dim": int(encoder.out_dim) if hasattr(encoder, "out_dim") else int(encoder.pooler.out_dim),
         "similarity": "cosine",
         "training": training_info,
     }
@@ -116,62 +146,14 @@ def save_pretrained(
     return path
 
 
-def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check ``glot_config.json`` of a saved encoder folder."""
-    path = Path(directory)
-    if not (path / CONFIG_NAME).is_file():
-        raise FileNotFoundError(
-            f"{path} has no {CONFIG_NAME}: it is not a glot encoder saved by glot.hub.save_pretrained "
-            "(or the save was interrupted; save it again)"
-        )
-    config = read_json(path / CONFIG_NAME)
-    if not isinstance(config, dict) or "backbone" not in config:
-        raise InputError(f"{path / CONFIG_NAME} has no 'backbone' section; it was not written by glot")
-    if int(config.get("format", 0)) > FORMAT:
-        raise InputError(
-            f"{path / CONFIG_NAME} has format {config['format']}, newer than this glot ({__version__}) "
-            f"reads (<= {FORMAT}); upgrade glot-pooling"
-        )
-    return config
-
-
-def _local_folder(dir_or_repo_id: str | os.PathLike[str], revision: str | None, token: str | None) -> Path:
-    path = Path(dir_or_repo_id)
-    if path.is_dir():
-        return path
-    name = str(dir_or_repo_id)
-    if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
-        raise FileNotFoundError(
-            f"{name!r} is neither a saved glot encoder folder nor a hub repo id 'org/name'"
-        )
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(repo_id=name, revision=revision, token=token))
-
-
-def read_reference(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
-    """(backbone reference, pooler folder) of a saved encoder (``glot_config.json``) or a training run
-    (``run_config.json`` whose ``backbone`` is a reference dict or a name, with kwargs beside it)."""
-    root = Path(folder)
-    seeds = sorted(p.parent.name for p in root.glob("seed-*/run_config.json"))
-    if seeds and not (root / "run_config.json").is_file():
-        raise InputError(
-            f"{root} holds several seeds ({', '.join(seeds)}); pass one of them, e.g. {root / seeds[0]}"
-        )
-    if (root / CONFIG_NAME).is_file() or not (root / "run_config.json").is_file():
-        config = read_config(root)
-        return config["backbone"], root / config.get("pooler", {}).get("path", POOLER_DIR)
-    run_config = read_json(root / "run_config.json")
-    backbone = run_config.get("backbone")
-    if isinstance(backbone, str):
-        nested = run_config.get("backbone_kwargs") or {}
-        backbone = {"name_or_path": backbone, **{k: run_config.get(k) for k in BACKBONE_KWARGS}, **nested}
-    if not isinstance(backbone, dict):
-        raise InputError(f"{root / 'run_config.json'} does not name its backbone (key 'backbone')")
-    name = next((backbone[k] for k in ("name_or_path", "name", "model", "source") if backbone.get(k)), None)
-    if name is None:
-        raise InputError(f"{root / 'run_config.json'}: the 'backbone' section has no name_or_path")
-    return {**backbone, "name_or_path": name}, root / POOLER_DIR
+def _save_head(path: Path, head: TaskHead | None) -> dict[str, Any] | None:
+    if head is None:  # stale head files of an earlier save into the same folder would be uploaded otherwise
+        (path / HEAD_WEIGHTS).unlink(missing_ok=True)
+        (path / HEAD_CONFIG).unlink(missing_ok=True)
+        return None
+    atomic_save_tensors(path / HEAD_WEIGHTS, head.state_dict())
+    atomic_write_json(path / HEAD_CONFIG, head.config())
+    return {"weights": HEAD_WEIGHTS, "config": HEAD_CONFIG, **head.config()}
 
 
 def from_pretrained(
@@ -192,16 +174,24 @@ def from_pretrained(
     from glot.encoder import Encoder
     from glot.poolers import load_pooler
 
-    reference, pooler_dir = read_reference(_local_folder(dir_or_repo_id, revision, token))
-    bb = load_backbone(reference, name_or_path=backbone, dtype=dtype, device=device)
-    pooler = load_pooler(pooler_dir, map_location=bb.device)
+    folder, bound = local_folder(dir_or_repo_id, revision, token)
+    parts = read_parts(folder, bound=bound)
+    bb: FrozenBackbone
+    if parts.trained is not None:  # LoRA merged into its base, full fine-tuning, bundled: the trained weights
+        from glot.finetune.export import trained_backbone
+
+        bb = trained_backbone(parts, name_or_path=backbone, dtype=dtype, device=device)
+    else:
+        bb = load_backbone(parts.reference, name_or_path=backbone, dtype=dtype, device=device)
+    pooler = load_pooler(parts.pooler_dir, map_location=bb.device)
     if pooler.input_dim != bb.hidden_size:
         raise InputError(
             f"pooler expects token states of width {pooler.input_dim}, backbone {bb.name!r} gives "
             f"{bb.hidden_size}; load the backbone the pooler was trained with"
         )
+    transform = parts.transform.to(bb.device) if parts.transform is not None else None
     # FrozenBackbone/Pooler satisfy the encoder's protocols at run time; mypy flags two signature nits there
-    return Encoder(bb, pooler)  # type: ignore[arg-type]
+    return Encoder(bb, pooler, transform)  # type: ignore[arg-type]
 
 
 def load_head(directory: str | os.PathLike[str]) -> TaskHead | None:
@@ -209,10 +199,11 @@ def load_head(directory: str | os.PathLike[str]) -> TaskHead | None:
     from glot.heads import build_head
 
     path = Path(directory)
-    if not (path / HEAD_CONFIG).is_file():
+    config_path = inside(path, HEAD_CONFIG, "head config")
+    if not config_path.is_file():
         return None
-    head = build_head(**read_json(path / HEAD_CONFIG))
-    head.load_state_dict(load_tensors(path / HEAD_WEIGHTS), strict=True)
+    head = build_head(**read_json(config_path))
+    head.load_state_dict(load_tensors(inside(path, HEAD_WEIGHTS, "head weights")), strict=True)
     return head
 
 
@@ -239,15 +230,26 @@ def run_training_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def upload_files(directory: str | os.PathLike[str]) -> list[str]:
-    """Relative paths (sorted, POSIX) that :func:`push_to_hub` uploads: every regular, non-hidden file."""
+    """Relative paths (sorted, POSIX) that :func:`push_to_hub` uploads: every regular, non-hidden file.
+
+    A symlink that leaves the folder is refused (InputError naming it); symlinks inside it are uploaded as
+    the files they point to. Symlinked folders are never followed.
+    """
     root = Path(directory)
     read_config(root)  # refuse to upload a folder that is not a complete saved encoder
     files = []
-    for item in sorted(root.rglob("*")):
-        rel = item.relative_to(root)
-        if item.is_file() and not any(part.startswith(".") for part in rel.parts):
-            files.append(rel.as_posix())
-    return files
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        for name in sorted(dirs + names):
+            item = Path(folder) / name
+            rel = item.relative_to(root)
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            if item.is_symlink():
+                inside(root, rel.as_posix(), "symlink")  # refuses one pointing out of the folder
+            if name in names and item.is_file():
+                files.append(rel.as_posix())
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    return sorted(files)
 
 
 def push_to_hub(
@@ -270,7 +272,7 @@ def push_to_hub(
         return files
     config = read_config(encoder_dir)  # the card's usage snippet now names the repo
     ref = config["backbone"]
-    if Path(ref["name_or_path"]).is_absolute() and not ref.get("hub_id"):
+    if Path(ref["name_or_path"]).is_absolute() and not ref.get("hub_id") and not ref.get("bundled"):
         warnings.warn(
             f"the backbone is recorded as the local path {ref['name_or_path']!r}, which other machines lack; "
             "save again with save_pretrained(..., backbone_name='org/model') before sharing",

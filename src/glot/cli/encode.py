@@ -17,7 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", nargs="?", default="-", help="text file, one text per line ('-' = stdin)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the (N, dim) .npy")
     src = parser.add_argument_group("what encodes (a trained run, or a backbone + parameter-free pooler)")
-    src.add_argument("--run", type=Path, default=None, help="a finished `glot train` run folder")
+    src.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="a finished `glot train` run folder (or a folder from glot.hub.save_pretrained)",
+    )
     src.add_argument("--seed", type=int, default=None, help="which seed of a multi-seed run")
     src.add_argument("--model", default=None, help="backbone (with --pooler, no --run)")
     src.add_argument("--pooler", default=None, help="cls, eos, mean or max (untrained poolers need --run)")
@@ -43,20 +48,32 @@ def _read_texts(source: str) -> list[str]:
     return texts
 
 
+def _run_folder(run: Path, seed: int | None) -> Path:
+    """The single-seed folder of ``--run`` (``--seed`` picks one of a multi-seed run)."""
+    if not run.is_dir():
+        raise CLIError(f"run folder {run} does not exist; pass the --out folder of `glot train`")
+    if seed is None:
+        return run
+    if (run / f"seed-{seed}").is_dir():
+        return run / f"seed-{seed}"
+    if run.name == f"seed-{seed}":
+        return run
+    raise CLIError(f"{run} has no seed-{seed}/ folder; pass one of its seeds with --seed")
+
+
 def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from glot.encoder import Encoder
-    from glot.hub import load_backbone
     from glot.poolers import build_pooler
 
     if args.run is not None:
         if args.model is not None or args.pooler is not None:
             raise CLIError("--run already names the backbone and pooler; drop --model/--pooler")
-        from glot.train import load_run
+        from glot.hub import from_pretrained
 
-        if not args.run.is_dir():
-            raise CLIError(f"run folder {args.run} does not exist; pass the --out folder of `glot train`")
-        pooler, _head, config = load_run(args.run, seed=args.seed)
-        return Encoder(load_backbone(config["backbone"]), pooler), config["train"]["pooler"]
+        # the one export path: pooler, the trained head's embedding transform and (LoRA / full) the trained backbone
+        encoder = from_pretrained(_run_folder(args.run, args.seed))
+        name = getattr(getattr(encoder.pooler, "config", None), "name", type(encoder.pooler).__name__)
+        return encoder, name
     if args.model is None or args.pooler is None:
         raise CLIError("pass --run RUN_DIR, or --model and a parameter-free --pooler (cls, eos, mean, max)")
     if args.pooler not in ("cls", "eos", "mean", "max"):

@@ -39,38 +39,63 @@ def _task_names(spec: str) -> list[str]:
     return names
 
 
+def _offline_hint(task: Any, err: BaseException) -> CLIError:
+    name, dataset = task.metadata.name, (task.metadata.dataset or {}).get("path", "?")
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return CLIError(
+        f"MTEB task {name!r} needs its data from the Hugging Face Hub ({dataset}), which cannot be reached "
+        f"({first}); offline, build the task from local data in Python and run mteb.evaluate("
+        "GLOTMTEBEncoder.from_pretrained(run), [task]) (see docs/integrations.md)"
+    )
+
+
 def evaluate(model: Any, tasks: list[Any], out: Path | None, batch_size: int) -> list[dict[str, Any]]:
-    """Run ``mteb.evaluate`` and return one row per task: name, type, main score name, score, seconds."""
+    """Run ``mteb.evaluate`` task by task; one row per task: name, type, main score name, score, seconds.
+
+    A task whose data cannot be fetched (offline, Hub down) stops with one line naming it; results of the
+    tasks before it stay in the ``out`` cache.
+    """
     import mteb
 
     cache = mteb.ResultCache(cache_path=out) if out is not None else None
-    start = time.perf_counter()
-    result = mteb.evaluate(model, tasks, cache=cache, encode_kwargs={"batch_size": batch_size})
+    start, results = time.perf_counter(), []
+    for task in tasks:
+        console.print(f"MTEB: {task.metadata.name} ...")
+        try:
+            encode: Any = {"batch_size": batch_size}  # mteb.types.EncodeKwargs
+            results.append(
+                mteb.evaluate(model, [task], cache=cache, encode_kwargs=encode, show_progress_bar=False)
+            )
+        except (OSError, ConnectionError) as err:  # datasets / huggingface_hub network errors are OSErrors
+            raise _offline_hint(task, err) from None
     seconds = time.perf_counter() - start
     meta = {t.metadata.name: t.metadata for t in tasks}
     rows = []
-    for task_result in result.task_results:
-        md = meta.get(task_result.task_name)
-        rows.append({
-            "task": task_result.task_name,
-            "type": md.type if md is not None else "",
-            "metric": md.main_score if md is not None else "main_score",
-            "score": float(task_result.get_score()),
-            "seconds": task_result.evaluation_time,
-        })  # fmt: skip
-    for err in result.exceptions or []:
-        console.print(f"[red]failed[/red]: {err}")
+    for result in results:
+        for task_result in result.task_results:
+            md = meta.get(task_result.task_name)
+            rows.append({
+                "task": task_result.task_name,
+                "type": md.type if md is not None else "",
+                "metric": md.main_score if md is not None else "main_score",
+                "score": float(task_result.get_score()),
+                "seconds": task_result.evaluation_time,
+            })  # fmt: skip
+        for failure in result.exceptions or []:
+            console.print(f"[red]failed[/red]: {failure}")
     console.print(f"MTEB finished in {seconds:.1f} s")
     return rows
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import mteb
+    from glot.integrations import require_extra
 
+    try:
+        mteb = require_extra("mteb", "glot mteb")
+        require_extra("sentence_transformers", "glot mteb")
         from glot.integrations.mteb import GLOTMTEBEncoder
     except ImportError as err:
-        raise CLIError(f"{err}; install with: pip install 'glot-pooling[mteb]'") from err
+        raise CLIError(str(err).splitlines()[0]) from None
     names = _task_names(args.tasks)
     try:
         tasks = list(mteb.get_tasks(tasks=names))

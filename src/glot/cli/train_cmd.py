@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.finetune == "lora":  # before the task and the backbone are loaded
+        from glot.integrations import require_extra
+
+        try:
+            require_extra("peft", "--finetune lora")
+        except ImportError as err:
+            raise CLIError(str(err)) from None
     seeds = parse_int_list(args.seeds, "--seeds")
     pooler = check_pooler(args.pooler)
     config = train_config(args, pooler, head_options=parse_options(args.head_option, "--head-option"))

@@ -28,7 +28,10 @@ Run folder (same layout as GLOT runs, plus the backbone weights)::
 
 Modules: :mod:`~glot.finetune.options` (settings), :mod:`~glot.finetune.lora` (LoRA targets and config),
 :mod:`~glot.finetune.model` (backbone + pooler + head), :mod:`~glot.finetune.run` (training loop),
-:mod:`~glot.finetune.costs` (memory, parameters, step times), :mod:`~glot.finetune.folder` (the run folder).
+:mod:`~glot.finetune.costs` (memory, parameters, step times), :mod:`~glot.finetune.folder` (the run folder),
+:mod:`~glot.finetune.export` (the trained backbone for every export path: ``glot.Encoder.from_pretrained(run)``,
+``glot encode --run``, MTEB and the sentence-transformers export compute what :func:`load_finetuned` computes,
+the LoRA adapter merged into its base).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from glot.errors import InputError
 from glot.finetune.lora import _lora_config
 from glot.finetune.options import METHODS, POOLINGS, FinetuneOptions
 from glot.heads import TaskHead, build_head
+from glot.integrations import require_extra
 from glot.metrics import compute
 from glot.packing import pack
 from glot.poolers import Pooler, build_pooler
@@ -104,6 +105,8 @@ def prepare_finetune(
     config, opts = train_config or TrainConfig(), options or FinetuneOptions()
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "lora":  # before the backbone is loaded
+        require_extra("peft", "LoRA fine-tuning")
     if isinstance(model, FrozenBackbone):
         backbone = model
         backbone.model.float()

@@ -43,15 +43,18 @@ __all__ = ["GLOTMTEBEncoder", "glot_model_meta"]
 GLOT_CODE_URL = "https://github.com/ipsitmantri/GLOT"
 
 
-def _pooler_digest(pooler: Any) -> str:
-    """Short content hash of the pooler's config and weights: a revision that changes whenever they do."""
+def _pooler_digest(pooler: Any, transform: Any = None) -> str:
+    """Short content hash of the pooler's config and weights (and of the embedding transform): a revision that
+    changes whenever they do."""
     digest = hashlib.sha256()
     config = getattr(pooler, "config", None)
     if config is not None and hasattr(config, "to_dict"):
         digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
-    for key, tensor in sorted(pooler.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    states = [("", pooler.state_dict())] + ([("transform.", transform.state_dict())] if transform else [])
+    for prefix, state in states:
+        for key, tensor in sorted(state.items()):
+            digest.update((prefix + key).encode())
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:12]
 
 
@@ -83,12 +86,14 @@ def glot_model_meta(
     model = getattr(backbone, "model", None)
     params = list(model.parameters()) if model is not None else []
     params += list(pooler.parameters())
+    transform = getattr(encoder, "transform", None)
+    params += list(transform.parameters()) if transform is not None else []
     n_bytes = sum(p.numel() * p.element_size() for p in params)
     prompt = getattr(backbone, "prompt", None)
     return ModelMeta(
         loader=None,
         name=name or f"glot/{_slug(bb_name)}-{pooler_name}",
-        revision=revision or _pooler_digest(pooler),
+        revision=revision or _pooler_digest(pooler, transform),
         release_date=release_date,
         languages=languages,
         n_parameters=sum(p.numel() for p in params) or None,

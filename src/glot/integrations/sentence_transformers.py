@@ -23,7 +23,6 @@ Requires ``pip install glot-pooling[st]``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -226,73 +225,5 @@ def freeze_backbone(model: nn.Sequential) -> int:
     return frozen
 
 
-def _prompt_prefix(prompt: str | None, allow_mismatch: bool) -> str | None:
-    """glot prompt template -> sentence-transformers prompt (a prefix); only ``"prefix{text}"`` maps exactly."""
-    if not prompt:
-        return None
-    if prompt.endswith("{text}"):
-        return prompt[: -len("{text}")]
-    if not allow_mismatch:
-        raise InputError(
-            f"prompt template {prompt!r} puts text after '{{text}}'; sentence-transformers prompts are prefixes "
-            "only, so the exported model would see different tokens (pass allow_mismatch=True to drop it)"
-        )
-    return None
-
-
-def run_to_sentence_transformer(
-    run_dir: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    *,
-    normalize: bool = True,
-    dtype: str | None = None,
-    backbone: str | None = None,
-    allow_mismatch: bool = False,
-) -> Path:
-    """Export a trained glot run (or a folder from ``glot.hub.save_pretrained``) as a SentenceTransformer folder.
-
-    The folder holds Transformer (a full copy of the backbone) -> GLOTPooling -> Normalize (``normalize``) and
-    loads with ``SentenceTransformer(out_dir, trust_remote_code=True)``. ``dtype`` / ``backbone`` replace the
-    recorded backbone precision / id or path. Settings sentence-transformers cannot reproduce (a prompt with
-    text after ``{text}``, glot's appended EOS) raise ValueError unless ``allow_mismatch=True``.
-    """
-    from sentence_transformers import SentenceTransformer
-
-    try:
-        from sentence_transformers.sentence_transformer.modules import Normalize, Transformer
-    except ImportError:  # pragma: no cover - sentence-transformers < 6
-        from sentence_transformers.models import Normalize, Transformer  # type: ignore[no-redef]
-
-    from glot import zoo
-    from glot.dtypes import resolve_dtype
-    from glot.hub import read_reference
-    from glot.poolers import load_pooler
-
-    ref, pooler_dir = read_reference(run_dir)
-    if ref.get("append_eos") and not allow_mismatch:
-        raise InputError(
-            "this run appended EOS to every text (decoder backbone); a sentence-transformers Transformer does "
-            "not, so its states would differ -- pass allow_mismatch=True to export anyway"
-        )
-    prefix = _prompt_prefix(ref.get("prompt"), allow_mismatch)
-    layer = -1 if ref.get("layer") is None else int(ref["layer"])
-    source = str(zoo.resolve(str(backbone or ref["name_or_path"])))
-    transformer = Transformer(
-        source,
-        max_seq_length=int(ref.get("max_length") or 128),
-        model_kwargs={"dtype": resolve_dtype(dtype or ref.get("dtype") or "float32")},
-        processor_kwargs={"padding_side": "right"},  # positions 0..n-1 for real tokens, as glot feeds them
-        config_kwargs={"output_hidden_states": True} if layer != -1 else None,
-    )
-    modules: list[nn.Module] = [transformer, GLOTPooling.from_pooler(load_pooler(pooler_dir), layer=layer)]
-    if normalize:
-        modules.append(Normalize())
-    prompts = {"glot": prefix} if prefix else None
-    model = SentenceTransformer(
-        modules=modules, prompts=prompts, default_prompt_name="glot" if prefix else None,
-        similarity_fn_name="cosine", device="cpu",
-    )  # fmt: skip
-    out = Path(out_dir)
-    model.save(str(out))
-    atomic_write_json(out / "glot_export.json", {"glot_version": __version__, "backbone": ref})
-    return out
+# the export lives in its own module; imported last because it builds on GLOTPooling above
+from glot.integrations.st_export import _prompt_prefix, run_to_sentence_transformer  # noqa: E402, F401
