@@ -73,12 +73,19 @@ def carve_validation(
 
 
 def build_models(cached: CachedTask, config: TrainConfig) -> tuple[Pooler, TaskHead]:
-    """Pooler + head with weights initialised deterministically from ``config.seed``."""
+    """Pooler + head with weights initialised deterministically from ``config.seed``.
+
+    An STS head gets the task's ``info["score_scale"]`` (gold score meaning "identical": targets are
+    score / scale) unless ``config.head_options`` sets ``score_scale`` itself.
+    """
     task = cached.task
+    head_options = dict(config.head_options)
+    if task.kind == "sts":
+        head_options.setdefault("score_scale", task.info["score_scale"])
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         pooler = build_pooler(config.pooler, cached.dim, **config.pooler_options)
-        head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **config.head_options)
+        head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **head_options)
     return pooler, head
 
 

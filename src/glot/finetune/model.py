@@ -108,8 +108,9 @@ def prepare_finetune(
         backbone = model
         backbone.model.float()
     else:
-        max_length = config.max_length or task.max_length
-        backbone = FrozenBackbone.from_pretrained(str(model), dtype="float32", max_length=max_length)
+        max_length = config.max_length or task.max_length  # None: the backbone's own default
+        lengths: dict[str, Any] = {} if max_length is None else {"max_length": max_length}
+        backbone = FrozenBackbone.from_pretrained(str(model), dtype="float32", **lengths)
     pooling = pooling or ("eos" if backbone.is_decoder else "mean")
     if pooling not in POOLINGS:
         raise InputError(f"pooling must be one of {POOLINGS} for fine-tuning, got {pooling!r}")
