@@ -29,7 +29,7 @@ PAIR_TYPES += ((0, 2, 0.0),)
 _WEIGHTS = np.array([1 / 9, 1 / 9, 1 / 9, 1 / 6, 1 / 6, 1 / 3])  # a third each of scores 1.0, 0.5, 0.0
 
 
-def tweet_sts_rows(n_train: int, n_test: int, seed: int = 0, pool: int = 1) -> list[dict[str, str]]:
+def tweet_sts_rows(n_train: int, n_test: int, seed: int = 0, pool: int = 3) -> list[dict[str, str]]:
     """Rows ``{text, text_pair, score, split}``: ``n_train`` train and ``n_test`` test pairs of real tweets.
 
     Each split draws its pairs from its own pool of ``pool * n`` distinct tweets (shared by no other split).

@@ -225,3 +225,40 @@ def test_unknown_task_option_is_one_line(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "does not take option(s) 'train_limit'; valid options: n_train, n_eval, seed, max_length" in err
+
+
+# ---------------------------------------------------------------- user files through the CLI
+
+
+def _class_csv(path: Path, n: int, rng: np.random.Generator, split: str | None = None) -> Path:
+    rows = [(_sentence(rng, int(y)), ["neg", "pos"][int(y)]) for y in rng.integers(2, size=n)]
+    header = "text,label" + (",split" if split else "")
+    lines = [
+        f"{t},{y}" + (f",{split if i % 4 else 'test'}" if split else "") for i, (t, y) in enumerate(rows)
+    ]
+    path.write_text(header + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("layout", ["eval file", "split column with test rows"])
+def test_csv_task_through_the_cli(layout: str, tiny: Path, tmp_path: Path) -> None:
+    from glot.backbone import FrozenBackbone
+
+    rng = np.random.default_rng(3)
+    if layout == "eval file":
+        task = ["--task", str(_class_csv(tmp_path / "tr.csv", 60, rng))]
+        task += ["--task-option", f"eval={_class_csv(tmp_path / 'dev.csv', 24, rng)}"]
+    else:
+        task = [
+            "--task",
+            str(_class_csv(tmp_path / "all.csv", 96, rng, split="train")),
+        ]  # every 4th row: test
+    argv = ["train", *task, "--model", str(tiny), "--n-train", "30", "--n-eval", "12", "--out", str(tmp_path / "run"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--json", str(tmp_path / "r.json")]  # fmt: skip
+    assert main(argv) == 0
+    run = json.loads((tmp_path / "r.json").read_text())["per_seed"][0]
+    assert run["sizes"]["train"] + run["sizes"]["val"] == 30 and run["sizes"]["eval"] == 12
+    config = json.loads((tmp_path / "run" / "seed-0" / "run_config.json").read_text())
+    assert config["task"]["label_names"] == ["neg", "pos"] and config["task"]["max_length"] is None
+    # no forced 128: the backbone's own default truncation applies
+    assert config["backbone"]["max_length"] == FrozenBackbone.from_pretrained(str(tiny)).max_length

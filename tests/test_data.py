@@ -233,6 +233,8 @@ def test_msmarco_eval_carve_gzip_and_missing_negatives(tmp_path: Path) -> None:
     assert sorted(task.splits["train"].texts + task.splits["eval"].texts) == sorted(
         f"q{i}" for i in range(10)
     )
+    with pytest.raises(InputError, match="n_eval=3 needs an eval split: carve one with eval_size="):
+        get_task("msmarco", path=path, n_eval=3)
     first4 = get_task("msmarco", path=path, limit=4).splits["train"]  # all four have a negative: kept
     assert len(first4) == 4 and first4.negatives == ["n0", "n1", "n2", "n3"]
 

@@ -110,7 +110,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, default: str | None = "
 TASK_HELP = (
     "stress, tweets, a GLUE name (cola sst2 stsb mrpc qqp mnli qnli rte wnli), imdb, msmarco "
     "(--task-option path=FILE.jsonl), csv / jsonl (--task-option path=FILE), or a path to a .csv/.jsonl file "
-    "with columns text[, text_pair] and label (classes) or score (similarity). A file's eval split: a second "
+    "with columns text[, text_pair] and label (classes) or score (similarity; score_scale = the largest |score| "
+    "of the training rows unless --task-option score_scale=N). A file's eval split: a second "
     "file (--task-option eval=DEV.csv), else a 'split' column (train / eval|validation|dev / test: test rows "
     "evaluate when no eval rows exist), else eval_fraction=0.1 of the rows, carved with --data-seed"
 )
