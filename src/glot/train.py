@@ -79,9 +79,7 @@ def build_models(cached: CachedTask, config: TrainConfig) -> tuple[Pooler, TaskH
     score / scale) unless ``config.head_options`` sets ``score_scale`` itself.
     """
     task = cached.task
-    head_options = dict(config.head_options)
-    if task.kind == "sts":
-        head_options.setdefault("score_scale", task.info["score_scale"])
+    head_options = task.head_options() | config.head_options
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         pooler = build_pooler(config.pooler, cached.dim, **config.pooler_options)

@@ -197,6 +197,10 @@ class Task:
         if self.kind == "sts":
             self._set_score_scale()
 
+    def head_options(self) -> dict[str, Any]:
+        """Head options the task itself fixes: an STS head's ``score_scale`` (targets = score / scale)."""
+        return {"score_scale": self.info["score_scale"]} if self.kind == "sts" else {}
+
     def _set_score_scale(self) -> None:
         """Check ``info["score_scale"]`` (finite, > 0), inferring it from the training scores when absent."""
         if "score_scale" not in self.info:

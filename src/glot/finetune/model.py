@@ -124,5 +124,6 @@ def prepare_finetune(
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         pooler = build_pooler(pooling, backbone.hidden_size)
-        head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **config.head_options)
+        head_options = task.head_options() | config.head_options  # e.g. the STS task's score_scale
+        head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **head_options)
     return FinetunedModel(backbone, encoder, pooler, head)
