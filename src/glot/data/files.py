@@ -212,11 +212,23 @@ def _targets(
     )
 
 
-def _infer_kind(first: Row, label_column: str, score_column: str, pair_column: str) -> str:
-    """Kind from the columns of the first row: score -> sts, label with pair -> pair, else single."""
-    if label_column not in first and score_column in first:
-        return "sts"
-    return "pair" if pair_column in first else "single"
+def _kind_and_target(first: Row, kind: str | None, columns: dict[str, str], main: Path) -> tuple[str, str]:
+    """The task kind (given, or from the first row's columns: score -> sts, label with pair -> pair, else
+    single) and the column holding its targets; InputError when a needed column is missing."""
+    if kind is None:
+        kind = "sts" if columns["label"] not in first and columns["score"] in first else "single"
+        kind = "pair" if kind == "single" and columns["pair"] in first else kind
+    if kind not in ("single", "pair", "sts"):
+        raise InputError(f"kind for a file task must be 'single', 'pair' or 'sts', got {kind!r}")
+    if kind != "single" and columns["pair"] not in first:
+        raise InputError(
+            f"a {kind} task needs a second text column {columns['pair']!r}; set text_pair_column="
+        )
+    target = columns["score"] if kind == "sts" else columns["label"]
+    if target not in first:
+        option = "score_column" if kind == "sts" else "label_column"
+        raise InputError(f"no {target!r} column in {main}; columns: {sorted(first)} (set {option}=)")
+    return kind, target
 
 
 def _main_file(path: str | Path | None, train: str | Path | None) -> Path:
@@ -257,27 +269,14 @@ def load_file_task(
     main = _main_file(path, train)
     options = {"split_column": split_column, "eval_fraction": eval_fraction, "seed": seed}
     groups, eval_from = _gather(main, None if eval is None else Path(eval), options)
-    first = groups["train"][0][1]
-    kind = kind or _infer_kind(first, label_column, score_column, text_pair_column)
-    if kind not in ("single", "pair", "sts"):
-        raise InputError(f"kind for a file task must be 'single', 'pair' or 'sts', got {kind!r}")
-    if kind != "single" and text_pair_column not in first:
-        raise InputError(
-            f"a {kind} task needs a second text column {text_pair_column!r}; set text_pair_column="
-        )
-    target = score_column if kind == "sts" else label_column
-    if target not in first:
-        option = "score_column" if kind == "sts" else "label_column"
-        raise InputError(f"no {target!r} column in {main}; columns: {sorted(first)} (set {option}=)")
+    columns = {"text": text_column, "pair": text_pair_column, "label": label_column, "score": score_column}
+    kind, target = _kind_and_target(groups["train"][0][1], kind, columns, main)
     labels, label_names, num_labels = _targets(groups, kind, target)
     if kind != "sts" and num_labels < 2:
         raise InputError(f"{main}: a classification task needs >= 2 classes, found {num_labels}")
+    pair = kind != "single"
     splits = {
-        k: Split(
-            texts=_texts(rows, text_column),
-            texts_pair=_texts(rows, text_pair_column) if kind != "single" else None,
-            labels=labels[k],
-        )
+        k: Split(_texts(rows, text_column), labels[k], _texts(rows, text_pair_column) if pair else None)
         for k, rows in groups.items()
     }
     info: dict[str, Any] = {
