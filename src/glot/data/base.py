@@ -3,8 +3,11 @@
 Kinds (see PAPER.md, "Training objectives"):
 - ``single``: one text per example, integer class ids (CoLA, SST-2, IMDB, stress test, tweets).
 - ``pair``: two texts per example pooled separately (siamese), integer class ids (MRPC, QQP, MNLI, ...).
-- ``sts``: two texts per example, float similarity scores (STS-B, 0-5).
+- ``sts``: two texts per example, float similarity scores (STS-B, 0-5; any range: ``info["score_scale"]``).
 - ``contrastive``: (query, positive[, hard negative]) texts, no labels (MS MARCO).
+
+Every loader takes the same common options (:func:`check_common`): ``n_train`` / ``n_eval`` (seeded subsets,
+stratified by class, :func:`take_subsets`), ``seed`` and ``max_length`` (None = the backbone's own limit).
 """
 
 from __future__ import annotations
@@ -18,7 +21,15 @@ import numpy as np
 from glot.errors import InputError
 from glot.metrics import METRICS
 
-__all__ = ["KINDS", "Split", "Task", "stratified_indices"]
+__all__ = [
+    "KINDS",
+    "Split",
+    "Task",
+    "check_common",
+    "infer_score_scale",
+    "stratified_indices",
+    "take_subsets",
+]
 
 KINDS = ("single", "pair", "sts", "contrastive")
 
@@ -45,6 +56,12 @@ def _check_labels(values: Any) -> np.ndarray:
     if labels.dtype.kind in "biu":
         return labels.astype(np.int64)
     if labels.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(labels))
+        if len(bad):
+            raise InputError(
+                f"Split.labels[{bad[0]}] is {labels[bad[0]]}: scores must be finite numbers "
+                f"({len(bad)} non-finite); drop or fix those rows"
+            )
         return labels.astype(np.float32)
     raise InputError(
         f"Split.labels must be integer class ids or float scores, got dtype {labels.dtype}; "
@@ -116,7 +133,8 @@ def stratified_indices(total: int, n: int, seed: int, labels: np.ndarray | None 
     """Seeded choice of ``n`` of ``total`` indices, keeping class proportions of ``labels`` if given.
 
     Uses scikit-learn's stratified ``train_test_split``; falls back to a plain seeded permutation when
-    stratification is impossible (a class with a single example). Order is shuffled.
+    stratification is impossible (a class with a single example, or fewer picked or left-out examples than
+    classes). Order is shuffled.
     Shapes: labels (total,) -> (min(n, total),).
     """
     if n < 0:
@@ -128,7 +146,8 @@ def stratified_indices(total: int, n: int, seed: int, labels: np.ndarray | None 
         return np.zeros(0, dtype=np.int64)
     if labels is not None:
         counts = np.bincount(labels)
-        if counts[counts > 0].min() >= 2 and n >= int((counts > 0).sum()):
+        classes = int((counts > 0).sum())
+        if counts[counts > 0].min() >= 2 and n >= classes and total - n >= classes:
             from sklearn.model_selection import train_test_split
 
             picked, _ = train_test_split(np.arange(total), train_size=n, stratify=labels, random_state=seed)
@@ -140,7 +159,10 @@ def stratified_indices(total: int, n: int, seed: int, labels: np.ndarray | None 
 class Task:
     """A named task: kind, primary metric, label space and splits ("train" and "eval" at least).
 
-    Contrastive tasks may omit "eval". ``max_length`` is the backbone truncation length the paper uses.
+    Contrastive tasks may omit "eval". ``max_length`` is the backbone truncation length the paper uses
+    (GLUE 128, IMDB 512); None (the default, file tasks) means the backbone's own configured limit. An "sts"
+    task records ``info["score_scale"]``, the gold score that means "identical" (targets are score / scale);
+    when absent it is inferred from the training scores (:func:`infer_score_scale`).
     """
 
     name: str
@@ -149,7 +171,7 @@ class Task:
     num_labels: int
     splits: dict[str, Split]
     label_names: list[str] | None = None
-    max_length: int = 128
+    max_length: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -171,6 +193,24 @@ class Task:
             raise InputError(f"Task {self.name!r} lacks split(s) {missing}; it has {sorted(self.splits)}")
         for split_name, split in self.splits.items():
             self._check_split(split_name, split)
+        check_common(None, None, 0, self.max_length)
+        if self.kind == "sts":
+            self._set_score_scale()
+
+    def head_options(self) -> dict[str, Any]:
+        """Head options the task itself fixes: an STS head's ``score_scale`` (targets = score / scale)."""
+        return {"score_scale": self.info["score_scale"]} if self.kind == "sts" else {}
+
+    def _set_score_scale(self) -> None:
+        """Check ``info["score_scale"]`` (finite, > 0), inferring it from the training scores when absent."""
+        if "score_scale" not in self.info:
+            labels = self.splits["train"].labels
+            assert labels is not None  # checked by _check_split
+            self.info["score_scale"] = infer_score_scale(labels, f"task {self.name!r} train")
+        scale = self.info["score_scale"]
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < np.inf:
+            raise InputError(f"task {self.name!r}: score_scale must be a finite number > 0, got {scale!r}")
+        self.info["score_scale"] = float(scale)
 
     def _check_split(self, split_name: str, split: Split) -> None:
         """Check that ``split`` fits the task kind (pair texts present, label dtype and range)."""
@@ -193,3 +233,53 @@ class Task:
                 f"[{split.labels.min()}, {split.labels.max()}]; unlabeled (-1) rows, e.g. GLUE test, "
                 "cannot be used"
             )
+
+
+def infer_score_scale(scores: np.ndarray, where: str) -> float:
+    """The score scale of an STS task: the largest absolute TRAINING score, so targets score / scale lie in
+    [-1, 1] like the cosine the head predicts (STS-B 0-5 -> 5; a 0-1 similarity file -> 1).
+
+    Shapes: scores (N,) float.
+    """
+    if len(scores) == 0:
+        raise InputError(f"{where}: no training scores to infer score_scale from; pass score_scale=")
+    scale = float(np.max(np.abs(scores)))
+    if not np.isfinite(scale) or scale <= 0:
+        raise InputError(
+            f"{where}: cannot infer score_scale from training scores whose largest |score| is {scale}; "
+            "scores must be finite and not all 0 (or pass score_scale=)"
+        )
+    return scale
+
+
+def _size(value: Any, name: str, lo: int) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo
+    ):
+        raise InputError(f"{name} must be an integer >= {lo} or None, got {value!r}")
+
+
+def check_common(n_train: Any, n_eval: Any, seed: Any, max_length: Any) -> None:
+    """Validate the options every loader takes: ``n_train`` / ``n_eval`` (None or >= 1), ``seed`` (>= 0),
+    ``max_length`` (None = the backbone's own limit, or >= 2 tokens)."""
+    _size(n_train, "n_train", 1)
+    _size(n_eval, "n_eval", 1)
+    _size(max_length, "max_length", 2)
+    if seed is None:
+        raise InputError("seed must be an integer >= 0, got None")
+    _size(seed, "seed", 0)
+
+
+def take_subsets(
+    splits: dict[str, Split], n_train: int | None, n_eval: int | None, seed: int
+) -> dict[str, Split]:
+    """``n_train`` examples of "train" and ``n_eval`` of every evaluation split ("eval", "eval_*"): seeded,
+    class-stratified subsets (:meth:`Split.sample`); None keeps a split whole and in order; a size beyond a
+    split's length keeps all of it."""
+    check_common(n_train, n_eval, seed, None)
+    out = dict(splits)
+    for name, split in splits.items():
+        n = n_train if name == "train" else n_eval if name == "eval" or name.startswith("eval_") else None
+        if n is not None:
+            out[name] = split.sample(n, seed=seed)
+    return out

@@ -2,42 +2,80 @@
 
 Columns (names configurable): ``text``, optional ``text_pair``, and ``label`` (classes) or ``score`` (STS).
 Kind is inferred: label without pair -> "single", label with pair -> "pair", score -> "sts" (needs a pair).
-Splits come from separate files (``train=``, ``eval=``), from a ``split`` column in one file (train / eval,
-validation, dev, val / test), or the eval split is carved from train (seeded). Integer labels (also "0", "1"
-in CSV) are class ids as given; other labels are strings mapped to ids in sorted order (``label_names``).
+
+Where the eval split comes from, in this order:
+1. a second file: ``eval=`` (with ``path=`` or ``train=``), e.g. ``--task train.csv --task-option eval=dev.csv``;
+2. a ``split`` column in the one file: ``train`` rows train; ``eval`` (or ``validation``, ``valid``, ``val``,
+   ``dev``) rows evaluate; when there are no such rows, ``test`` rows are the eval split;
+3. otherwise ``eval_fraction`` of the training rows is carved off (seeded by ``seed``).
+
+``n_train`` / ``n_eval`` then take seeded, class-stratified subsets of those splits. Integer labels (also "0",
+"1" in CSV) are class ids as given; other labels are strings mapped to ids in sorted order (``label_names``). A
+blank label or a negative id (GLUE-style -1 "unlabeled") is an error naming the file and line. Scores must be
+finite numbers; ``score_scale`` (the score meaning "identical") defaults to the largest |score| of the training
+rows (:func:`glot.data.base.infer_score_scale`), e.g. 5 for STS-B-style 0-5 files and 1 for 0-1 files.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from glot.data.base import Split, Task
+from glot.data.base import Split, Task, check_common, infer_score_scale, take_subsets
 from glot.errors import InputError
 
 __all__ = ["load_file_task", "read_rows"]
 
 _SPLIT_ALIASES = {"train": "train", "eval": "eval", "validation": "eval", "valid": "eval", "val": "eval"}
 _SPLIT_ALIASES |= {"dev": "eval", "test": "test"}
+_NEGATIVE_INT = re.compile(r"-\d+")
 Row = dict[str, Any]
+Located = tuple[str, Row]  # ("file.csv:7", row): where the row starts, for error messages
 
 
 def read_rows(path: str | Path) -> list[Row]:
     """Rows of a .csv (header line, UTF-8) or .jsonl (one JSON object per line) file as dicts."""
-    path = Path(path)
+    return [row for _, row in _read_located(Path(path))]
+
+
+def _read_csv(path: Path) -> list[Located]:
+    rows: list[Located] = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return rows
+        while True:
+            start = reader.line_num + 1
+            fields = next(reader, None)
+            if fields is None:
+                return rows
+            if not fields:  # a blank line
+                continue
+            if len(fields) > len(header):
+                raise InputError(
+                    f"{path}:{start}: {len(fields)} fields but the header has {len(header)} "
+                    f"({', '.join(header)}); quote cells that contain commas"
+                )
+            rows.append((f"{path}:{start}", dict(zip(header, fields, strict=False))))
+
+
+def _read_located(path: Path) -> list[Located]:
+    """Rows of a .csv / .jsonl file with the line each starts on."""
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle))
+        return _read_csv(path)
     if suffix not in (".jsonl", ".json"):
         raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv or .jsonl")
-    rows: list[Row] = []
+    rows: list[Located] = []
     with open(path, encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
@@ -48,47 +86,68 @@ def read_rows(path: str | Path) -> list[Row]:
                 raise InputError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
             if not isinstance(row, dict):
                 raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+            rows.append((f"{path}:{lineno}", row))
     return rows
 
 
-def _column(rows: list[Row], column: str, where: str) -> list[Any]:
-    """Values of ``column`` in every row; ValueError naming the first row that lacks it."""
-    for i, row in enumerate(rows):
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _texts(rows: list[Located], column: str) -> list[str]:
+    """Values of text ``column`` in every row; InputError naming the first row that lacks one."""
+    for where, row in rows:
         if row.get(column) is None:
-            raise InputError(f"{where}: row {i} has no value in column {column!r}; columns: {sorted(row)}")
-    return [row[column] for row in rows]
+            raise InputError(f"{where}: no value in column {column!r}; columns: {sorted(row)}")
+    return [str(row[column]) for _, row in rows]
 
 
-def _is_int(value: Any) -> bool:
-    """True for ints and for strings holding a non-negative integer (CSV cells)."""
+def _score(where: str, column: str, value: Any) -> float:
+    """One STS score: a finite number (CSV text or JSON number)."""
+    if _blank(value) or isinstance(value, bool):
+        raise InputError(f"{where}: no score in column {column!r} (got {value!r}); every row needs a number")
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: score {value!r} in column {column!r} is not a number") from None
+    if not math.isfinite(score):
+        raise InputError(f"{where}: score {value!r} in column {column!r} is not finite; drop or fix the row")
+    return score
+
+
+def _class_label(where: str, column: str, value: Any) -> int | str:
+    """One class label: a non-negative int id (int, or a digit string in CSV) or a string name."""
+    if _blank(value):
+        raise InputError(f"{where}: blank label in column {column!r}; every row needs a label (drop the row)")
     if isinstance(value, bool):
-        return False
-    return isinstance(value, (int, np.integer)) or (isinstance(value, str) and value.strip().isdigit())
+        return str(value)
+    number = isinstance(value, (int, float, np.integer, np.floating))
+    if (number and value < 0) or (isinstance(value, str) and _NEGATIVE_INT.fullmatch(value.strip())):
+        raise InputError(
+            f"{where}: label {value!r} in column {column!r}: unlabeled rows (-1) cannot be used; drop them"
+        )
+    if isinstance(value, (int, np.integer)) or (isinstance(value, str) and value.strip().isdigit()):
+        return int(value)
+    return str(value)
 
 
-def _label_map(values: list[Any]) -> dict[Any, int] | None:
-    """None if all labels are integer ids; otherwise a sorted string -> id mapping."""
-    if all(_is_int(v) for v in values):
-        return None
-    return {name: i for i, name in enumerate(sorted({str(v) for v in values}))}
-
-
-def _split_rows(rows: list[Row], split_column: str, where: str) -> dict[str, list[Row]]:
+def _split_rows(rows: list[Located], split_column: str) -> dict[str, list[Located]]:
     """Group rows by their ``split_column`` value (train / eval / test, with common aliases)."""
-    groups: dict[str, list[Row]] = {}
-    for i, row in enumerate(rows):
+    groups: dict[str, list[Located]] = {}
+    for where, row in rows:
         value = str(row.get(split_column, "")).strip().lower()
         if value not in _SPLIT_ALIASES:
             raise InputError(
-                f"{where}: row {i} has {split_column}={row.get(split_column)!r}; use one of {sorted(_SPLIT_ALIASES)}"
+                f"{where}: {split_column}={row.get(split_column)!r}; use one of {sorted(_SPLIT_ALIASES)}"
             )
-        groups.setdefault(_SPLIT_ALIASES[value], []).append(row)
+        groups.setdefault(_SPLIT_ALIASES[value], []).append((where, row))
     return groups
 
 
-def _carve(rows: list[Row], eval_fraction: float, seed: int) -> dict[str, list[Row]]:
+def _carve(rows: list[Located], eval_fraction: float, seed: int) -> dict[str, list[Located]]:
     """A seeded random train/eval partition of ``rows``."""
+    if isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float)):
+        raise InputError(f"eval_fraction must be a number in (0, 1), got {eval_fraction!r}")
     if not 0.0 < eval_fraction < 1.0:
         raise InputError(f"eval_fraction must lie in (0, 1) to carve an eval split, got {eval_fraction}")
     order = np.random.default_rng(seed).permutation(len(rows))
@@ -98,56 +157,95 @@ def _carve(rows: list[Row], eval_fraction: float, seed: int) -> dict[str, list[R
     return {"train": [rows[i] for i in order[n_eval:]], "eval": [rows[i] for i in order[:n_eval]]}
 
 
-def _gather(
-    path: str | Path | None, train: str | Path | None, eval: str | Path | None, options: dict[str, Any]
-) -> dict[str, list[Row]]:
-    """Rows per split from the given files (see module docstring for the three layouts)."""
-    if path is not None and train is not None:
-        raise InputError("pass either path= (one file) or train= (and eval=), not both")
-    if path is None and train is None:
-        raise InputError("a file task needs path= (one file) or train= (and optionally eval=)")
-    rows = read_rows(path if path is not None else train)  # type: ignore[arg-type]
-    where = str(path if path is not None else train)
+def _gather(main: Path, eval: Path | None, options: dict[str, Any]) -> tuple[dict[str, list[Located]], str]:
+    """Rows per split and where the eval split came from (see the module docstring for the layouts)."""
+    rows = _read_located(main)
     if not rows:
-        raise InputError(f"{where} holds no rows")
+        raise InputError(f"{main} holds no rows")
+    column = options["split_column"]
+    groups = _split_rows(rows, column) if column in rows[0][1] else {"train": rows}
     if eval is not None:
-        if path is not None:
-            raise InputError("eval= goes with train=, not with path=")
-        return {"train": rows, "eval": read_rows(eval)}
-    if options["split_column"] in rows[0]:
-        groups = _split_rows(rows, options["split_column"], where)
-        if "train" in groups and "eval" in groups:
-            return groups
-        raise InputError(
-            f"{where}: the split column must mark both train and eval rows, found {sorted(groups)}"
-        )
-    return _carve(rows, options["eval_fraction"], options["seed"])
+        if set(groups) != {"train"}:
+            raise InputError(
+                f"{main} marks {sorted(set(groups) - {'train'})} rows in its {column!r} column and eval= "
+                "names a file too; give the eval rows one way only"
+            )
+        groups["eval"] = _read_located(eval)
+        if not groups["eval"]:
+            raise InputError(f"{eval} (eval=) holds no rows")
+        return groups, f"file {eval}"
+    if "eval" not in groups and "test" in groups:
+        groups["eval"] = groups.pop("test")
+        return _need_train(groups, main, column), f"{column}=test rows"
+    if "eval" in groups:
+        return _need_train(groups, main, column), f"{column}=eval rows"
+    carved = f"carved from train (eval_fraction={options['eval_fraction']}, seed={options['seed']})"
+    return _carve(groups["train"], options["eval_fraction"], options["seed"]), carved
 
 
-def _to_split(
-    rows: list[Row], kind: str, columns: dict[str, str], mapping: dict[Any, int] | None, where: str
-) -> Split:
-    """Rows of one split -> a ``Split`` (scores as float32, classes as int64 ids)."""
-    raw = _column(rows, columns["target"], where)
+def _need_train(groups: dict[str, list[Located]], main: Path, column: str) -> dict[str, list[Located]]:
+    if "train" not in groups:
+        raise InputError(f"{main}: the {column!r} column marks no train rows, found {sorted(groups)}")
+    return groups
+
+
+def _targets(
+    groups: dict[str, list[Located]], kind: str, column: str
+) -> tuple[dict[str, np.ndarray], list[str] | None, int]:
+    """Labels per split (float32 scores or int64 class ids), the class names (string labels) and the number
+    of classes (1 for scores)."""
     if kind == "sts":
-        labels = np.asarray([float(v) for v in raw], dtype=np.float32)
-    else:
-        labels = np.asarray([mapping[str(v)] if mapping else int(v) for v in raw], dtype=np.int64)
-    pair = [str(v) for v in _column(rows, columns["pair"], where)] if kind != "single" else None
-    texts = [str(v) for v in _column(rows, columns["text"], where)]
-    return Split(texts=texts, texts_pair=pair, labels=labels)
+        scores = {k: np.asarray([_score(w, column, r.get(column)) for w, r in rows], dtype=np.float32)
+                  for k, rows in groups.items()}  # fmt: skip
+        return scores, None, 1
+    raw = {k: [_class_label(w, column, r.get(column)) for w, r in rows] for k, rows in groups.items()}
+    values = [v for labels in raw.values() for v in labels]
+    if all(isinstance(v, int) for v in values):
+        ids = {k: np.asarray(v, dtype=np.int64) for k, v in raw.items()}
+        return ids, None, max(int(v) for v in values) + 1
+    names = sorted({str(v) for v in values})
+    index = {name: i for i, name in enumerate(names)}
+    return (
+        {k: np.asarray([index[str(v)] for v in vs], dtype=np.int64) for k, vs in raw.items()},
+        names,
+        len(names),
+    )
 
 
-def _infer_kind(first: Row, label_column: str, score_column: str, pair_column: str) -> str:
-    """Kind from the columns of the first row: score -> sts, label with pair -> pair, else single."""
-    if label_column not in first and score_column in first:
-        return "sts"
-    return "pair" if pair_column in first else "single"
+def _kind_and_target(first: Row, kind: str | None, columns: dict[str, str], main: Path) -> tuple[str, str]:
+    """The task kind (given, or from the first row's columns: score -> sts, label with pair -> pair, else
+    single) and the column holding its targets; InputError when a needed column is missing."""
+    if kind is None:
+        kind = "sts" if columns["label"] not in first and columns["score"] in first else "single"
+        kind = "pair" if kind == "single" and columns["pair"] in first else kind
+    if kind not in ("single", "pair", "sts"):
+        raise InputError(f"kind for a file task must be 'single', 'pair' or 'sts', got {kind!r}")
+    if kind != "single" and columns["pair"] not in first:
+        raise InputError(
+            f"a {kind} task needs a second text column {columns['pair']!r}; set text_pair_column="
+        )
+    target = columns["score"] if kind == "sts" else columns["label"]
+    if target not in first:
+        option = "score_column" if kind == "sts" else "label_column"
+        raise InputError(f"no {target!r} column in {main}; columns: {sorted(first)} (set {option}=)")
+    return kind, target
+
+
+def _main_file(path: str | Path | None, train: str | Path | None) -> Path:
+    if path is not None and train is not None:
+        raise InputError("pass either path= (one file) or train= (the same thing), not both")
+    if path is None and train is None:
+        raise InputError("a file task needs path= (or train=) naming a .csv/.jsonl file, optionally eval=")
+    return Path(path if path is not None else train)  # type: ignore[arg-type]
 
 
 def load_file_task(
     path: str | Path | None = None,
     *,
+    n_train: int | None = None,
+    n_eval: int | None = None,
+    seed: int = 0,
+    max_length: int | None = None,
     train: str | Path | None = None,
     eval: str | Path | None = None,
     text_column: str = "text",
@@ -156,50 +254,42 @@ def load_file_task(
     score_column: str = "score",
     split_column: str = "split",
     eval_fraction: float = 0.1,
-    seed: int = 0,
+    score_scale: float | None = None,
     kind: str | None = None,
     metric: str | None = None,
     name: str | None = None,
-    max_length: int = 128,
 ) -> Task:
     """Build a ``Task`` from CSV/JSONL file(s); see the module docstring for layouts and inference rules.
 
-    ``kind`` ("single", "pair", "sts") and ``metric`` override the inferred ones (default metric:
-    accuracy for classes, spearman for scores).
+    ``path`` (or ``train``) is the training file, ``eval`` an optional eval file. ``kind`` ("single", "pair",
+    "sts") and ``metric`` override the inferred ones (default metric: accuracy for classes, spearman for
+    scores). ``max_length`` None (default) truncates at the backbone's own limit.
     """
-    groups = _gather(
-        path, train, eval, {"split_column": split_column, "eval_fraction": eval_fraction, "seed": seed}
-    )
-    source = str(path if path is not None else train)
-    first = groups["train"][0]
-    kind = kind or _infer_kind(first, label_column, score_column, text_pair_column)
-    if kind not in ("single", "pair", "sts"):
-        raise InputError(f"kind for a file task must be 'single', 'pair' or 'sts', got {kind!r}")
-    if kind != "single" and text_pair_column not in first:
-        raise InputError(
-            f"a {kind} task needs a second text column {text_pair_column!r}; set text_pair_column="
+    check_common(n_train, n_eval, seed, max_length)
+    main = _main_file(path, train)
+    options = {"split_column": split_column, "eval_fraction": eval_fraction, "seed": seed}
+    groups, eval_from = _gather(main, None if eval is None else Path(eval), options)
+    columns = {"text": text_column, "pair": text_pair_column, "label": label_column, "score": score_column}
+    kind, target = _kind_and_target(groups["train"][0][1], kind, columns, main)
+    labels, label_names, num_labels = _targets(groups, kind, target)
+    if kind != "sts" and num_labels < 2:
+        raise InputError(f"{main}: a classification task needs >= 2 classes, found {num_labels}")
+    pair = kind != "single"
+    splits = {
+        k: Split(_texts(rows, text_column), labels[k], _texts(rows, text_pair_column) if pair else None)
+        for k, rows in groups.items()
+    }
+    info: dict[str, Any] = {
+        "path": str(main),
+        "eval": None if eval is None else str(eval),
+        "eval_from": eval_from,
+    }
+    if kind == "sts":
+        info["score_scale"] = (
+            infer_score_scale(labels["train"], str(main)) if score_scale is None else score_scale
         )
-    columns = {"text": text_column, "pair": text_pair_column}
-    columns["target"] = score_column if kind == "sts" else label_column
-    if columns["target"] not in first:
-        raise InputError(
-            f"no {columns['target']!r} column in {source}; columns: {sorted(first)} (set label_column=)"
-        )
-    all_targets = [v for rows in groups.values() for v in _column(rows, columns["target"], source)]
-    mapping = None if kind == "sts" else _label_map(all_targets)
-    num_labels = 1
-    if kind != "sts":
-        num_labels = len(mapping) if mapping else max(int(v) for v in all_targets) + 1
-        if num_labels < 2:
-            raise InputError(f"{source}: a classification task needs >= 2 classes, found {num_labels}")
-    splits = {k: _to_split(rows, kind, columns, mapping, f"{source} ({k})") for k, rows in groups.items()}
     return Task(
-        name=name or Path(source).stem,
-        kind=kind,
-        metric=metric or ("spearman" if kind == "sts" else "accuracy"),
-        num_labels=num_labels,
-        splits=splits,
-        label_names=list(mapping) if mapping else None,
-        max_length=max_length,
-        info={"path": source, "eval": None if eval is None else str(eval)},
-    )
+        name=name or main.stem, kind=kind, metric=metric or ("spearman" if kind == "sts" else "accuracy"),
+        num_labels=num_labels, splits=take_subsets(splits, n_train, n_eval, seed), label_names=label_names,
+        max_length=max_length, info=info,
+    )  # fmt: skip

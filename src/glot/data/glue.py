@@ -2,7 +2,8 @@
 
 Facts from PAPER.md: metrics are MCC for CoLA, Spearman for STS-B, F1 for MRPC and QQP, accuracy otherwise;
 results are reported on the GLUE validation split (MNLI: matched and mismatched); QQP, QNLI and MNLI train on
-the first 20,000 training examples (as the reference code); max_length 128.
+the first 20,000 training examples (as the reference code); max_length 128. STS-B scores lie in [0, 5]:
+``task.info["score_scale"] = 5``.
 
 ``loader`` (a function ``config -> DatasetDict``) replaces the Hub call, e.g. with in-memory datasets in tests.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from glot.data.base import Split, Task
+from glot.data.base import Split, Task, check_common, take_subsets
 from glot.errors import InputError
 
 __all__ = ["GLUE_TASKS", "PAPER_TRAIN_LIMIT", "GlueSpec", "hub_loader", "load_glue"]
@@ -68,18 +69,12 @@ def hub_loader(config: str) -> Any:
     return datasets.load_dataset("nyu-mll/glue", config)
 
 
-def _columns(dataset: Any, limit: int | None) -> dict[str, list[Any]]:
-    """The first ``limit`` rows (all if None) of a ``datasets.Dataset`` as a dict of column lists."""
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    return dict(dataset[:n])
-
-
-def _to_split(dataset: Any, spec: GlueSpec, limit: int | None, where: str) -> Split:
-    """Convert one GLUE split (a ``datasets.Dataset``) to a ``Split``."""
+def _to_split(dataset: Any, spec: GlueSpec, first: int | None, where: str) -> Split:
+    """The first ``first`` rows (all if None) of one GLUE split (a ``datasets.Dataset``) as a ``Split``."""
     missing = [c for c in (*spec.columns, "label") if c not in dataset.column_names]
     if missing:
         raise InputError(f"{where} lacks column(s) {missing}; it has {dataset.column_names}")
-    cols = _columns(dataset, limit)
+    cols = dict(dataset[: len(dataset) if first is None else min(first, len(dataset))])
     dtype = np.float32 if spec.kind == "sts" else np.int64
     return Split(
         texts=cols[spec.columns[0]],
@@ -100,38 +95,47 @@ def _label_names(dataset: Any, spec: GlueSpec) -> list[str] | None:
 def load_glue(
     name: str,
     *,
+    n_train: int | None = None,
+    n_eval: int | None = None,
+    seed: int = 0,
+    max_length: int | None = 128,
     paper_subsets: bool = True,
-    train_limit: int | None = None,
-    eval_limit: int | None = None,
     loader: Callable[[str], Mapping[str, Any]] | None = None,
 ) -> Task:
     """Load GLUE task ``name`` ("cola", "sst2", "stsb", "mrpc", "qqp", "mnli", "qnli", "rte", "wnli").
 
     Train split = GLUE train; "eval" = GLUE validation (MNLI: "eval" = validation_matched and
-    "eval_mismatched" = validation_mismatched). ``train_limit`` keeps the first N training examples; when it
-    is None and ``paper_subsets`` is True, QQP/QNLI/MNLI keep the paper's first 20,000. ``eval_limit`` keeps
-    the first N examples of each evaluation split (quick runs only; published numbers use all).
+    "eval_mismatched" = validation_mismatched). With ``paper_subsets`` (default) QQP/QNLI/MNLI first keep the
+    paper's first 20,000 training rows; ``n_train`` then draws a seeded, class-stratified subset of THAT pool
+    (of all of train for the other tasks or with ``paper_subsets=False``). ``n_eval`` draws such a subset of
+    each evaluation split (quick runs only; published numbers use all of them).
     """
     if name not in GLUE_TASKS:
         raise InputError(f"unknown GLUE task {name!r}; valid: {', '.join(GLUE_TASKS)}")
+    check_common(n_train, n_eval, seed, max_length)
+    if not isinstance(paper_subsets, bool):
+        raise InputError(f"paper_subsets must be true or false, got {paper_subsets!r}")
     spec = GLUE_TASKS[name]
-    if train_limit is None and paper_subsets and spec.paper_subset:
-        train_limit = PAPER_TRAIN_LIMIT
+    pool = PAPER_TRAIN_LIMIT if paper_subsets and spec.paper_subset else None
     data = (loader or hub_loader)(name)
     wanted = ["train", *(hf for _, hf in spec.eval_splits)]
     missing = [s for s in wanted if s not in data]
     if missing:
         raise InputError(f"GLUE {name!r} data lacks split(s) {missing}; it has {sorted(data)}")
-    splits = {"train": _to_split(data["train"], spec, train_limit, f"GLUE {name} train")}
+    splits = {"train": _to_split(data["train"], spec, pool, f"GLUE {name} train")}
     for ours, hf in spec.eval_splits:
-        splits[ours] = _to_split(data[hf], spec, eval_limit, f"GLUE {name} {hf}")
+        splits[ours] = _to_split(data[hf], spec, None, f"GLUE {name} {hf}")
+    info: dict[str, Any] = {"source": "nyu-mll/glue", "paper_train_pool": pool}
+    info |= {"n_train": n_train, "n_eval": n_eval, "seed": seed}
+    if spec.kind == "sts":
+        info["score_scale"] = 5.0
     return Task(
         name=name,
         kind=spec.kind,
         metric=spec.metric,
         num_labels=1 if spec.label_names is None else len(spec.label_names),
-        splits=splits,
+        splits=take_subsets(splits, n_train, n_eval, seed),
         label_names=_label_names(data["train"], spec),
-        max_length=128,
-        info={"source": "nyu-mll/glue", "train_limit": train_limit, "eval_limit": eval_limit},
+        max_length=max_length,
+        info=info,
     )

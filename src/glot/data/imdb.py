@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from glot.data.base import Split, Task
+from glot.data.base import Split, Task, check_common, take_subsets
 from glot.errors import InputError
 
 __all__ = ["hub_loader", "load_imdb"]
@@ -35,37 +35,30 @@ def _to_split(dataset: Any, where: str) -> Split:
 
 def load_imdb(
     *,
-    train_limit: int | None = None,
-    eval_limit: int | None = None,
+    n_train: int | None = None,
+    n_eval: int | None = None,
     seed: int = 0,
-    max_length: int = 512,
+    max_length: int | None = 512,
     loader: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Task:
     """Load IMDB as a binary single-sentence task (0 = negative, 1 = positive).
 
-    The Hub files are sorted by label, so ``train_limit``/``eval_limit`` take seeded, class-stratified
-    random subsets rather than the first N rows (which would hold one class only).
+    The Hub files are sorted by label, so ``n_train``/``n_eval`` take seeded, class-stratified random
+    subsets (of train / test) rather than the first N rows (which would hold one class only).
     """
+    check_common(n_train, n_eval, seed, max_length)
     data = (loader or hub_loader)()
     missing = [s for s in ("train", "test") if s not in data]
     if missing:
         raise InputError(f"IMDB data lacks split(s) {missing}; it has {sorted(data)}")
     splits = {"train": _to_split(data["train"], "IMDB train"), "eval": _to_split(data["test"], "IMDB test")}
-    for key, limit in (("train", train_limit), ("eval", eval_limit)):
-        if limit is not None:
-            splits[key] = splits[key].sample(limit, seed=seed)
     return Task(
         name="imdb",
         kind="single",
         metric="accuracy",
         num_labels=2,
-        splits=splits,
+        splits=take_subsets(splits, n_train, n_eval, seed),
         label_names=["neg", "pos"],
         max_length=max_length,
-        info={
-            "source": "stanfordnlp/imdb",
-            "train_limit": train_limit,
-            "eval_limit": eval_limit,
-            "seed": seed,
-        },
+        info={"source": "stanfordnlp/imdb", "n_train": n_train, "n_eval": n_eval, "seed": seed},
     )

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from glot.data.base import Split, Task
+from glot.data.base import Split, Task, check_common, take_subsets
 from glot.errors import InputError
 
 __all__ = ["load_msmarco", "parse_line"]
@@ -104,22 +104,34 @@ def _to_split(rows: list[tuple[str, str, str | None]], keep_negatives: bool) -> 
 def load_msmarco(
     path: str | Path,
     *,
-    eval_size: int | float = 0,
+    n_train: int | None = None,
+    n_eval: int | None = None,
     seed: int = 0,
+    max_length: int | None = 128,
+    eval_size: int | float = 0,
     limit: int | None = None,
-    max_length: int = 128,
 ) -> Task:
     """Load (query, positive[, negative]) triples as a contrastive task (metric: in-batch MRR).
 
-    ``limit`` reads only the first N examples. ``eval_size`` carves a seeded held-out "eval" split: a count
-    (int) or a fraction (float in (0, 1)); 0 (default, as the paper, which evaluates on MTEB) keeps no eval
-    split. Hard negatives are kept only when every example has one.
+    ``limit`` reads only the first N lines' examples (for huge files). ``eval_size`` carves a seeded held-out
+    "eval" split: a count (int) or a fraction (float in (0, 1)); 0 (default, as the paper, which evaluates on
+    MTEB) keeps no eval split. ``n_train`` / ``n_eval`` then draw seeded subsets of the train / eval splits
+    (``n_eval`` needs ``eval_size``). Hard negatives are kept only when every example has one.
     """
-    rows = _read(Path(path), limit)
-    n_eval = int(round(eval_size * len(rows))) if isinstance(eval_size, float) else int(eval_size)
-    if not 0 <= n_eval < len(rows):
+    check_common(n_train, n_eval, seed, max_length)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InputError(f"limit must be an integer >= 1 (examples read) or None, got {limit!r}")
+    if isinstance(eval_size, bool) or not isinstance(eval_size, (int, float)):
+        raise InputError(f"eval_size must be a count (int) or a fraction (float), got {eval_size!r}")
+    if n_eval is not None and not eval_size:
         raise InputError(
-            f"eval_size={eval_size} gives {n_eval} eval examples; need 0 <= n < {len(rows)} examples"
+            f"n_eval={n_eval} needs an eval split: carve one with eval_size= (a count or fraction)"
+        )
+    rows = _read(Path(path), limit)
+    n_carve = int(round(eval_size * len(rows))) if isinstance(eval_size, float) else int(eval_size)
+    if not 0 <= n_carve < len(rows):
+        raise InputError(
+            f"eval_size={eval_size} gives {n_carve} eval examples; need 0 <= n < {len(rows)} examples"
         )
     with_neg = sum(n is not None for _, _, n in rows)
     keep_negatives = with_neg == len(rows)
@@ -129,16 +141,16 @@ def load_msmarco(
             stacklevel=2,
         )
     order = np.random.default_rng(seed).permutation(len(rows))
-    eval_idx, train_idx = set(order[:n_eval].tolist()), order[n_eval:]
+    eval_idx, train_idx = set(order[:n_carve].tolist()), order[n_carve:]
     splits = {"train": _to_split([rows[i] for i in sorted(train_idx.tolist())], keep_negatives)}
-    if n_eval:
+    if n_carve:
         splits["eval"] = _to_split([rows[i] for i in sorted(eval_idx)], keep_negatives)
     return Task(
         name="msmarco",
         kind="contrastive",
         metric="mrr",
         num_labels=1,
-        splits=splits,
+        splits=take_subsets(splits, n_train, n_eval, seed),
         max_length=max_length,
         info={"path": str(path), "eval_size": eval_size, "seed": seed, "hard_negatives": keep_negatives},
     )

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from glot.data.base import Split, Task
+from glot.data.base import Split, Task, check_common
 from glot.errors import InputError
 
 __all__ = ["CONTEXTS", "MODIFIERS", "NEGATION_WORDS", "NOISE_WORDS", "NOUNS", "make_stress_task"]
@@ -45,6 +45,7 @@ NOISE_WORDS: tuple[str, ...] = (
 NEGATION_WORDS: frozenset[str] = frozenset({"not", "no", "never", "without", "excluding", "none", "nor"})
 
 POSITIONS = ("random", "start", "middle", "end")
+PAPER_N_TRAIN, PAPER_N_EVAL = 2000, 500
 
 
 def _insert_at(position: str | float, n_noise: int, rng: np.random.Generator) -> int:
@@ -117,16 +118,16 @@ def make_stress_task(
     seq_len: int = 128,
     relational_distance: int = 10,
     position: str | float = "random",
-    n_train: int = 2000,
-    n_eval: int = 500,
+    n_train: int | None = None,
+    n_eval: int | None = None,
     seed: int = 0,
+    max_length: int | None = 128,
     contexts: Sequence[str] = CONTEXTS,
     nouns: Sequence[str] = NOUNS,
     modifiers: Sequence[str] = MODIFIERS,
     noise_words: Sequence[str] = NOISE_WORDS,
     noise_without_negations: bool = False,
     match_lengths: bool = False,
-    max_length: int = 128,
 ) -> Task:
     """Generate the diagnostic stress test as a ``Task`` (kind "single", metric accuracy).
 
@@ -137,7 +138,11 @@ def make_stress_task(
 
     As in the paper, negated examples are ``relational_distance + 1`` words longer, a length cue a pooler
     could exploit; ``match_lengths=True`` gives label-1 examples as many extra noise words to remove it.
+    ``n_train`` / ``n_eval`` are the numbers of examples GENERATED (None: the paper's 2,000 / 500).
     """
+    check_common(n_train, n_eval, seed, max_length)
+    n_train = PAPER_N_TRAIN if n_train is None else n_train
+    n_eval = PAPER_N_EVAL if n_eval is None else n_eval
     _check_options(distractor_ratio, seq_len, relational_distance, position, (n_train, n_eval))
     if set(nouns) & set(modifiers):
         raise InputError(
@@ -162,6 +167,8 @@ def make_stress_task(
         "relational_distance": relational_distance,
         "position": position,
         "seed": seed,
+        "n_train": n_train,
+        "n_eval": n_eval,
         "noise_without_negations": noise_without_negations,
         "match_lengths": match_lengths,
         "n_noise_words": n_noise,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glot.data.base import Split, Task, stratified_indices
+from glot.data.base import Split, Task, check_common, stratified_indices, take_subsets
 from glot.errors import InputError
 
 __all__ = ["LABEL_NAMES", "default_path", "load_tweets", "read_tweets"]
@@ -71,10 +71,10 @@ def load_tweets(
     *,
     n_train: int | None = None,
     n_eval: int | None = None,
-    eval_fraction: float = 0.2,
     seed: int = 0,
+    max_length: int | None = 128,
+    eval_fraction: float = 0.2,
     path: str | Path | None = None,
-    max_length: int = 128,
 ) -> Task:
     """Load the tweets as a 3-class single-sentence task (accuracy).
 
@@ -82,6 +82,9 @@ def load_tweets(
     ``n_eval`` then take smaller stratified subsets of those splits for quick runs, so a small run's eval set
     never overlaps any run's training set.
     """
+    check_common(n_train, n_eval, seed, max_length)
+    if isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float)):
+        raise InputError(f"eval_fraction must be a number in (0, 1), got {eval_fraction!r}")
     if not 0.0 < eval_fraction < 1.0:
         raise InputError(f"eval_fraction must lie in (0, 1), got {eval_fraction}")
     texts, labels = read_tweets(Path(path) if path is not None else default_path())
@@ -91,10 +94,9 @@ def load_tweets(
     is_eval = np.zeros(len(full), dtype=bool)
     is_eval[eval_idx] = True
     train_idx = np.random.default_rng(seed).permutation(np.flatnonzero(~is_eval))
-    splits = {"train": full.subset(train_idx), "eval": full.subset(eval_idx)}
-    for key, n in (("train", n_train), ("eval", n_eval)):
-        if n is not None:
-            splits[key] = splits[key].sample(n, seed=seed)
+    splits = take_subsets(
+        {"train": full.subset(train_idx), "eval": full.subset(eval_idx)}, n_train, n_eval, seed
+    )
     return Task(
         name="tweets",
         kind="single",

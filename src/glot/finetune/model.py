@@ -111,8 +111,9 @@ def prepare_finetune(
         backbone = model
         backbone.model.float()
     else:
-        max_length = config.max_length or task.max_length
-        backbone = FrozenBackbone.from_pretrained(str(model), dtype="float32", max_length=max_length)
+        max_length = config.max_length or task.max_length  # None: the backbone's own default
+        lengths: dict[str, Any] = {} if max_length is None else {"max_length": max_length}
+        backbone = FrozenBackbone.from_pretrained(str(model), dtype="float32", **lengths)
     pooling = pooling or ("eos" if backbone.is_decoder else "mean")
     if pooling not in POOLINGS:
         raise InputError(f"pooling must be one of {POOLINGS} for fine-tuning, got {pooling!r}")
@@ -126,5 +127,6 @@ def prepare_finetune(
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         pooler = build_pooler(pooling, backbone.hidden_size)
-        head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **config.head_options)
+        head_options = task.head_options() | config.head_options  # e.g. the STS task's score_scale
+        head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **head_options)
     return FinetunedModel(backbone, encoder, pooler, head)
