@@ -153,28 +153,79 @@ def test_degenerate_inputs_are_finite(name: str, case: str) -> None:
     assert all(torch.isfinite(p.grad).all() for p in pooler.parameters() if p.grad is not None)
 
 
+#: (pooler, parameter) pairs whose gradient is zero by the math on the inputs below, each with its reason.
+#: Empty: the readout's score bias (it cancels in the softmax) was dropped from the model instead.
+ZERO_BY_MATH: dict[tuple[str, str], str] = {}
+
+
 @pytest.mark.parametrize(
     "name, opts",
     [
         ("glot", {}),
         ("glot", {"conv": "gine", "weighted": True}),
         ("glot", {"conv": "gatv2", "heads": 2}),
-        ("glot", {"conv": "gcn", "weighted": True, "jk": "mean"}),
+        ("glot", {"conv": "gcn", "weighted": True, "jk": "mean", "tau": 0.0}),  # GCN needs weights >= 0
         ("mlp", {"jk": "max"}),
         ("adapool", {}),
     ],
 )
 def test_gradients_reach_every_parameter(name: str, opts: dict) -> None:
     torch.manual_seed(0)
+    # tau = -1: complete token graphs, so attention runs over several neighbours (over a lone self-loop its
+    # softmax is 1 whatever the parameters, and att_src / att_dst get exactly zero gradient: see next test)
     pooler = (
-        glot.build_pooler(name, 12, hidden_dim=16, tau=0.0, **opts)
+        glot.build_pooler(name, 12, hidden_dim=16, **{"tau": -1.0, **opts})
         if name == "glot"
         else (glot.build_pooler(name, 12, **opts))
     )
     hidden, mask = random_batch(seed=6)
+    assert int(mask.sum(1).max()) > 1  # at least one sentence with several tokens
     (pooler(hidden, mask) ** 2).sum().backward()
     for pname, p in pooler.named_parameters():
+        if (name, pname) in ZERO_BY_MATH:
+            continue
         assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+def test_gat_attention_over_only_self_loops_has_zero_gradient_by_the_math() -> None:
+    """Why the test above uses complete graphs: a softmax over one neighbour is exactly 1."""
+    torch.manual_seed(0)
+    pooler = glot.build_pooler("glot", 12, hidden_dim=16, tau=1.0)  # tau = 1: self-loops only
+    hidden, mask = random_batch(seed=6)
+    (pooler(hidden, mask) ** 2).sum().backward()
+    att = {n: p.grad for n, p in pooler.named_parameters() if n.endswith(("att_src", "att_dst"))}
+    assert len(att) == 4 and all(g is None or not g.any() for g in att.values())
+
+
+def test_readout_has_no_score_bias_because_a_constant_cancels_in_the_softmax() -> None:
+    torch.manual_seed(0)
+    readout = glot.build_pooler("adapool", 12).readout
+    assert readout.score.bias is None
+    x, ptr = pack(*random_batch(seed=6))
+    m = readout.score(readout.proj(x).tanh()).squeeze(-1)
+    from torch_geometric.utils import softmax
+
+    torch.testing.assert_close(softmax(m + 3.7, ptr=ptr), softmax(m, ptr=ptr))
+
+
+@pytest.mark.parametrize("name", ["adapool", "mlp", "glot"])
+def test_old_checkpoint_with_score_bias_loads_and_gives_same_outputs(tmp_path, name: str) -> None:
+    """Checkpoints written before the dead bias was dropped hold ``readout.score.bias``: they still load."""
+    from glot.io import atomic_save_tensors, load_tensors
+
+    torch.manual_seed(0)
+    pooler = glot.build_pooler(name, 12, **SMALL.get(name, {})).eval()
+    pooler.save_pretrained(tmp_path)
+    old_state = {**load_tensors(tmp_path / "model.safetensors"), "readout.score.bias": torch.tensor([0.37])}
+    atomic_save_tensors(tmp_path / "model.safetensors", old_state)  # what an older glot wrote
+    hidden, mask = random_batch(seed=7)
+    with torch.no_grad():
+        want = pooler(hidden, mask)
+        torch.testing.assert_close(glot.load_pooler(tmp_path).eval()(hidden, mask), want)
+        fresh = glot.build_pooler(name, 12, **SMALL.get(name, {})).eval()
+        fresh.load_state_dict(old_state, strict=True)  # every other load path (runs, hub, ST) too
+        torch.testing.assert_close(fresh(hidden, mask), want)
+    assert "readout.score.bias" in old_state  # the caller's dict is not modified
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -262,3 +313,17 @@ def test_low_precision_cache_input_is_accepted() -> None:
     x, ptr = pack(hidden, mask)
     out = pooler.forward_packed(x.to(torch.bfloat16), ptr)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_additive_or_non_binary_masks_are_refused_binary_float_masks_work() -> None:
+    """An HF additive mask (0 keep, -1e4 pad) read as bool would swap real tokens and padding."""
+    hidden, mask = random_batch(seed=10)
+    pooler = glot.build_pooler("mean", 12)
+    additive = (~mask).float() * -1e4
+    with pytest.raises(glot.errors.InputError, match=r"not only 0/1; pass a boolean mask.*mask == 0"):
+        pooler(hidden, additive)
+    with pytest.raises(glot.errors.InputError, match="not only 0/1"):
+        pooler(hidden, mask.long() * 2)
+    assert torch.equal(pooler(hidden, additive == 0), pooler(hidden, mask))
+    assert torch.equal(pooler(hidden, mask.float()), pooler(hidden, mask))
+    assert torch.equal(pooler(hidden, mask.long()), pooler(hidden, mask))
