@@ -70,8 +70,9 @@ def test_load_pooler_refuses_an_edited_config(
     tmp_path: Path, section: str | None, key: str, value: object
 ) -> None:
     folder = save_with(tmp_path, section, key, value)
-    with pytest.raises(InputError, match=rf"^{key}=.* is invalid: expected"):
+    with pytest.raises(InputError, match=rf"pooler_config.json: {key}=.* is invalid: expected") as info:
         glot.load_pooler(folder)
+    assert str(folder) in str(info.value)
 
 
 def test_load_pooler_refuses_a_section_that_is_not_an_object(tmp_path: Path) -> None:

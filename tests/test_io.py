@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from glot.errors import InputError
 from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 
 
@@ -35,5 +36,18 @@ def test_read_json_errors_name_the_file(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.json"):
         read_json(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{nope")
-    with pytest.raises(ValueError, match="bad.json is not valid JSON"):
+    with pytest.raises(InputError, match="bad.json is not valid JSON"):
         read_json(tmp_path / "bad.json")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(InputError, match="binary.json is not valid JSON"):
+        read_json(tmp_path / "binary.json")
+
+
+def test_load_tensors_names_a_damaged_or_foreign_file(tmp_path) -> None:
+    path = atomic_save_tensors(tmp_path / "w.safetensors", {"t": torch.arange(300.0)})
+    path.write_bytes(path.read_bytes()[:200])  # truncated (a kill mid-copy, a full disk)
+    with pytest.raises(InputError, match=r"w.safetensors is not a valid safetensors file \(truncated"):
+        load_tensors(path)
+    torch.save({"t": torch.arange(3.0)}, path)  # a pickle under the safetensors name: refused, not unpickled
+    with pytest.raises(InputError, match="w.safetensors is not a valid safetensors file"):
+        load_tensors(path)

@@ -241,11 +241,37 @@ def test_save_load_round_trip(tmp_path, name: str) -> None:
 
 
 def test_load_rejects_mismatched_weights(tmp_path) -> None:
+    from glot.io import atomic_save_tensors
+
     glot.build_pooler("glot", 12, hidden_dim=16).save_pretrained(tmp_path / "a")
     glot.build_pooler("glot", 12, hidden_dim=8).save_pretrained(tmp_path / "b")
     (tmp_path / "b" / "model.safetensors").replace(tmp_path / "a" / "model.safetensors")
-    with pytest.raises(Exception, match="size mismatch|does not match"):
+    with pytest.raises(
+        glot.errors.InputError, match=r"a/model.safetensors does not fit its config \(tensor sh"
+    ):
         glot.load_pooler(tmp_path / "a")
+    state = glot.build_pooler("glot", 12, hidden_dim=16).state_dict()
+    del state["gnn.convs.1.bias"]
+    atomic_save_tensors(tmp_path / "a" / "model.safetensors", state)  # right shapes, one tensor missing
+    with pytest.raises(glot.errors.InputError, match=r"config \(missing \['gnn.convs.1.bias'\], unexp"):
+        glot.load_pooler(tmp_path / "a")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickled", "empty"])
+def test_load_names_a_damaged_weight_file(tmp_path, damage: str) -> None:
+    glot.build_pooler("glot", 12, hidden_dim=8).save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:-100])
+    elif damage == "pickled":
+        torch.save({"w": torch.ones(3)}, weights)
+    else:
+        weights.write_bytes(b"")
+    with pytest.raises(
+        glot.errors.InputError, match="model.safetensors is not a valid safetensors file"
+    ) as info:
+        glot.load_pooler(tmp_path)
+    assert str(weights) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_registry_names_and_errors() -> None:
