@@ -16,12 +16,16 @@ def test_json_and_tensors_round_trip_with_normal_permissions(tmp_path) -> None:
     try:
         atomic_write_json(tmp_path / "a.json", {"x": 1})
         atomic_save_tensors(tmp_path / "w.safetensors", {"t": torch.arange(3.0)})
+        with open(tmp_path / "plain.txt", "w") as fh:  # what the same folder gives a plain open()
+            fh.write("x")
     finally:
         os.umask(mask)
     assert read_json(tmp_path / "a.json") == {"x": 1}
     assert torch.equal(load_tensors(tmp_path / "w.safetensors")["t"], torch.arange(3.0))
+    # compared with a plain file, not with 0o644: file systems and ACLs may set modes of their own
+    plain = (tmp_path / "plain.txt").stat().st_mode & 0o777
     for name in ("a.json", "w.safetensors"):
-        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / name).stat().st_mode & 0o777 == plain
 
 
 def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path) -> None:

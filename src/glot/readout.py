@@ -34,7 +34,8 @@ class AttentionReadout(nn.Module):
         self.score = nn.Linear(self.hidden, 1, bias=False)  # a bias would cancel in the softmax
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        state_dict.pop(prefix + "score.bias", None)  # older checkpoints: the dead bias (see module doc)
+        if self.score.bias is None:  # older checkpoints carry the dead bias (see module doc): drop it
+            state_dict.pop(prefix + "score.bias", None)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def weights(self, u: Tensor, ptr: Tensor) -> Tensor:
