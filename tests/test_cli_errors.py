@@ -7,7 +7,9 @@ console script) on a tiny random BERT and a tiny trained run.
 
 from __future__ import annotations
 
+import builtins
 import errno
+import io
 import json
 import os
 import shutil
@@ -110,7 +112,8 @@ def _in_scratch_folder(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture()
 def read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A folder nothing can be written into: chmod 0o555, and where that does not bind (root ignores file
-    modes) creating files or folders under it fails exactly as the kernel would fail it (EACCES)."""
+    modes) every way Python creates, opens for writing or renames into a path under it fails with EACCES,
+    as the kernel would fail it."""
     folder = tmp_path / "read-only"
     folder.mkdir()
     folder.chmod(0o555)
@@ -135,8 +138,23 @@ def read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
             refuse(path)
             real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
 
+        real_builtin_open, real_replace = builtins.open, os.replace
+
+        def guarded_file_open(file: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+            if any(c in mode for c in "wax+"):
+                refuse(file)
+            return real_builtin_open(file, mode, *args, **kwargs)  # type: ignore[call-overload]
+
+        def guarded_replace(src: object, dst: object, *args: object, **kwargs: object) -> None:
+            refuse(dst)
+            real_replace(src, dst, *args, **kwargs)  # type: ignore[arg-type]
+
         monkeypatch.setattr(os, "open", guarded_open)
         monkeypatch.setattr(os, "mkdir", guarded_mkdir)
+        monkeypatch.setattr(os, "replace", guarded_replace)
+        monkeypatch.setattr(os, "rename", guarded_replace)
+        monkeypatch.setattr(builtins, "open", guarded_file_open)
+        monkeypatch.setattr(io, "open", guarded_file_open)
     yield folder
     folder.chmod(0o755)
 
@@ -347,6 +365,14 @@ def test_json_into_read_only_folder_names_the_target_not_a_temp_file(
     assert f"{read_only / 'm.json'}: Permission denied" in line, line
 
 
+def test_encode_into_read_only_folder_names_the_output(
+    run_dir: Path, texts: Path, read_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["encode", str(texts), "--run", str(run_dir), "-o", str(read_only / "e.npy"), "--no-progress"]
+    line = one_line(argv, capsys)
+    assert f"{read_only / 'e.npy'}: Permission denied" in line, line
+
+
 def test_full_disk_is_one_line_naming_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -380,6 +406,24 @@ def test_a_library_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> N
         main(["models"])
     monkeypatch.setattr(zoo, "list_models", lambda: (_ for _ in ()).throw(TypeError("bad call")))
     with pytest.raises(TypeError, match="bad call"):
+        main(["models"])
+
+
+def test_a_missing_optional_package_is_one_line_a_missing_glot_module_is_a_bug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from glot import zoo
+
+    def needs(name: str) -> Callable[[], list[object]]:
+        def load() -> list[object]:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+        return load
+
+    monkeypatch.setattr(zoo, "list_models", needs("peft"))
+    assert "No module named 'peft'; install the missing package" in one_line(["models"], capsys)
+    monkeypatch.setattr(zoo, "list_models", needs("glot.gone"))
+    with pytest.raises(ModuleNotFoundError):
         main(["models"])
 
 

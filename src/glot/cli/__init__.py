@@ -93,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return error("interrupted; finished work was kept (rerun the same command to resume)", code=130)
-    except ModuleNotFoundError as err:  # an optional dependency that is not installed
+    except ModuleNotFoundError as err:
+        if (err.name or "glot").split(".")[0] == "glot":  # a module of ours missing: a broken install or bug
+            raise
         return error(f"{err}; install the missing package (e.g. pip install 'glot-pooling[all]')")
     except OSError as err:
         message = os_error_message(err)

@@ -41,8 +41,8 @@ _OS_FIXES: dict[int, str] = {
     errno.EDQUOT: "the disk quota is exhausted; free space or choose a folder on another disk",
 }
 
-# the atomic writers' temp file ".<name>.<random>.tmp" stands for its target <name>
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[^./]+\.tmp$")
+# a temp file beside its target stands for the target: ".<name>.<random>.tmp" (glot.io), ".<name>.tmp.<ext>"
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+?)\.(?:[^./]+\.tmp|tmp\.[^./]+)$")
 
 
 #: OSErrors that are about a path the user gave (also when raised by glot with a message naming it)
