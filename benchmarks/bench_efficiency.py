@@ -40,7 +40,7 @@ from typing import Any
 
 from common import add_common_arguments, apply_threads, current_rss, machine_info, machine_line, median_time
 from efficiency_report import GLOT_CONFIGS, PAPER, markdown, ratios
-from report import RESULTS_DIR, command_line, header, write_results
+from report import RESULTS_DIR, check_out, command_line, header, write_results
 
 
 # ---------------------------------------------------------------------------------------------- workers
@@ -275,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = WORKERS[args.worker](args) | {"rss_after_imports_mb": rss_imports}
         Path(args.result).write_text(json.dumps(out, default=str))
         return 0
+    check_out(args)  # a --quick run into benchmarks/results is refused before anything runs
     info = machine_info()
     with tempfile.TemporaryDirectory(prefix="glot-bench-efficiency-") as tmp:
         args.work = Path(args.work or tmp)
@@ -299,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[backbone]["run"] = here
         payload = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "results": results,
                    "ratios": rat, "paper_table5": PAPER, "total_seconds": total, "run": here}  # fmt: skip
-        write_results("efficiency", payload, text)
+        write_results("efficiency", payload, text, args)
     return 0
 
 

@@ -22,7 +22,7 @@ import torch
 from common import add_common_arguments, apply_quick, apply_threads, compare_times, load_tweets, machine_info
 from glot import build_pooler
 from glot.dtypes import resolve_dtype
-from report import command_line, fmt_ms, header, md_table, write_results
+from report import args_json, check_out, command_line, fmt_ms, header, md_table, write_results
 
 TARGET_PCT = 15.0
 
@@ -119,6 +119,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table; write benchmarks/results/encode.{json,md}."""
     args = parse_args(argv)
+    check_out(args)  # a --quick run into benchmarks/results is refused before anything runs
     apply_threads(args)
     info = machine_info()
     texts = load_tweets(args.n)
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = markdown(results, info, command_line("bench_encode.py", argv), args)
     print(text)
     if not args.no_write:
-        write_results("encode", {"machine": info, "args": vars(args), "results": results}, text)
+        write_results("encode", {"machine": info, "args": args_json(args), "results": results}, text, args)
     return 0
 
 

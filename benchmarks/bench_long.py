@@ -47,7 +47,7 @@ from common import (
     machine_info,
     summarize,
 )
-from report import command_line, fmt_ms, header, md_table, write_results
+from report import check_out, command_line, fmt_ms, header, md_table, write_results
 
 CHUNK = 254  # content tokens per MiniLM forward (+ [CLS] and [SEP] = 256)
 TARGET_GB = 2.0
@@ -241,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
         return child_main(args)
+    check_out(args)  # a --quick run into benchmarks/results is refused before anything runs
     apply_threads(args)
     info = machine_info()
     results = []
@@ -256,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         write_results("long", {"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
-                               "results": results}, text)  # fmt: skip
+                               "results": results}, text, args)  # fmt: skip
     return 0
 
 

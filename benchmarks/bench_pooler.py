@@ -51,7 +51,7 @@ from pooler_contenders import (
     train_parts,
     train_step,
 )
-from report import command_line, fmt_ms, header, md_table, write_results
+from report import args_json, check_out, command_line, fmt_ms, header, md_table, write_results
 
 PAD_TO = 128
 TARGETS = {"graph": 10.0, "inference": 3.0, "train": 2.0}
@@ -240,6 +240,7 @@ def profile_glot(hidden: Tensor, mask: Tensor, tau: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table; write benchmarks/results/pooler.{json,md}."""
     args = parse_args(argv)
+    check_out(args)  # a --quick run into benchmarks/results is refused before anything runs
     apply_threads(args)
     info = machine_info()
     hidden, mask = minilm_states(PAD_TO * args.batches)
@@ -252,8 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         text += f"\nProfile of one glot train step (B={max(args.batch_sizes)}):\n\n```\n{table}\n```\n"
     print(text)
     if not args.no_write:
-        payload = {"machine": info, "args": vars(args), "graph_stats": stats, "results": results}
-        write_results("pooler", payload, text)
+        payload = {"machine": info, "args": args_json(args), "graph_stats": stats, "results": results}
+        write_results("pooler", payload, text, args)
     return 0
 
 

@@ -166,7 +166,7 @@ class PeakRSS:
 
 # ---------------------------------------------------------------------------------------------- arguments
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--quick``, ``--threads`` and ``--no-write``, shared by every benchmark script."""
+    """``--quick``, ``--threads``, ``--clock``, ``--no-write`` and ``--out``, shared by every benchmark script."""
     parser.add_argument("--quick", action="store_true", help="few repeats and sizes: checks that it runs")
     parser.add_argument(
         "--threads",
@@ -182,6 +182,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="wall time (default) or process CPU time (steadier on a crowded machine with --threads 1)",
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results alone")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the result files (default: benchmarks/results for a full run; a --quick run writes to "
+        "$TMPDIR/glot-bench-quick and never over the committed full-run results)",
+    )
 
 
 def apply_quick(args: argparse.Namespace, argv: Sequence[str] | None, **quick: Any) -> None:

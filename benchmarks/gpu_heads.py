@@ -27,7 +27,7 @@ import torch
 import bench_pooler
 from bench_long import BYTES_PER_EDGE, document_states
 from common import add_common_arguments, apply_quick, machine_info, median_time
-from report import fmt_ms, md_table, write_results
+from report import check_out, fmt_ms, md_table, write_results
 
 D, PAD_TO = 384, 128
 
@@ -129,6 +129,7 @@ def pick_states(kind: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CUDA benchmarks; write benchmarks/results/gpu_heads.{json,md}."""
     args = parse_args(argv)
+    check_out(args)  # a --quick run into benchmarks/results is refused before anything runs
     if not args.device.startswith("cuda") or not torch.cuda.is_available():
         print(f"gpu_heads: CUDA is not available (device {args.device!r}, torch {torch.__version__}, "
               f"torch.cuda.is_available() = {torch.cuda.is_available()}); run it on a GPU machine with a "
@@ -158,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         payload = {"machine": info, "states": kind, "graph_stats": stats, "results": results, "long": rows}
-        write_results("gpu_heads", payload, text)
+        write_results("gpu_heads", payload, text, args)
     return 0
 
 

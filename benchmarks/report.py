@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 from common import machine_line
 from glot.io import atomic_write_json, atomic_write_text
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"  # committed full-run results
+QUICK_DIR_NAME = "glot-bench-quick"  # under the temp folder: where --quick runs write by default
 PRELIMINARY = "preliminary, machine shared"
 
 
@@ -55,10 +57,35 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     print(md_table(columns, rows))
 
 
-def write_results(name: str, json_data: Any, markdown: str) -> tuple[Path, Path]:
-    """Write ``benchmarks/results/<name>.json`` and ``<name>.md``, each atomically; return both paths."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    jpath = atomic_write_json(RESULTS_DIR / f"{name}.json", json_data)
-    mpath = atomic_write_text(RESULTS_DIR / f"{name}.md", markdown.rstrip() + "\n")
+def results_dir(quick: bool, out: Path | None = None) -> Path:
+    """Where a run writes its result files: ``out`` if given, else benchmarks/results for a full run and a
+    scratch folder for a ``--quick`` run. A quick run never writes over the committed full-run results.
+    """
+    if out is None:
+        return Path(tempfile.gettempdir()) / QUICK_DIR_NAME if quick else RESULTS_DIR
+    if quick and Path(out).resolve() == RESULTS_DIR.resolve():
+        raise SystemExit(
+            f"--quick results are preliminary: they never go to {RESULTS_DIR} (the committed full-run "
+            "results); drop --out to use the scratch folder, or pass another folder"
+        )
+    return Path(out)
+
+
+def check_out(args: argparse.Namespace) -> Path:
+    """``results_dir`` of parsed script arguments; call it right after parsing so a refusal comes first."""
+    return results_dir(bool(args.quick), getattr(args, "out", None))
+
+
+def args_json(args: argparse.Namespace) -> dict[str, Any]:
+    """Parsed arguments as JSON-ready values (paths as strings)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
+def write_results(name: str, json_data: Any, markdown: str, args: argparse.Namespace) -> tuple[Path, Path]:
+    """Write ``<name>.json`` and ``<name>.md`` into :func:`results_dir` of ``args``, each atomically."""
+    folder = check_out(args)
+    folder.mkdir(parents=True, exist_ok=True)
+    jpath = atomic_write_json(folder / f"{name}.json", json_data)
+    mpath = atomic_write_text(folder / f"{name}.md", markdown.rstrip() + "\n")
     print(f"wrote {jpath} and {mpath}")
     return jpath, mpath

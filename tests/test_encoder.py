@@ -126,8 +126,9 @@ def test_encode_options_and_cached_input(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_real_minilm_encode_matches_padded(minilm_path: str) -> None:
-    backbone_mod = pytest.importorskip("glot.backbone", reason="glot.backbone not written yet")
-    build_pooler = pytest.importorskip("glot").build_pooler
+    import glot.backbone as backbone_mod
+    from glot import build_pooler
+
     bb = backbone_mod.FrozenBackbone.from_pretrained(minilm_path, dtype="float32")
     pooler = build_pooler("mean", bb.hidden_size)
     texts = ["ok", "the delivery contains not keys", "Graphs over tokens relate words to each other.", "hi"]

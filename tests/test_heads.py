@@ -23,15 +23,6 @@ from glot.heads import (
 D = 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (badly so on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _fit(
     head: TaskHead, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor | None, steps: int = 20
 ) -> list[float]:

@@ -23,9 +23,9 @@ def random_batch(seed: int = 0, b: int = 5, lmax: int = 11, d: int = 12):
 
 
 def left_pad(hidden: torch.Tensor, mask: torch.Tensor, extra: int = 0):
-    """Same sentences, padded on the left with ``extra`` more columns; padding slots hold garbage."""
+    """Same sentences, padded on the left with ``extra`` more columns; padding slots hold (seeded) garbage."""
     b, lmax, d = hidden.shape
-    new_h = torch.randn(b, lmax + extra, d) * 100
+    new_h = torch.randn(b, lmax + extra, d, generator=torch.Generator().manual_seed(99)) * 100
     new_m = torch.zeros(b, lmax + extra, dtype=torch.bool)
     for i in range(b):
         n = int(mask[i].sum())
@@ -74,11 +74,25 @@ def naive_glot(pooler: glot.Pooler, hidden: torch.Tensor, mask: torch.Tensor) ->
     return torch.stack(outs)
 
 
+def threshold_margin(hidden: torch.Tensor, mask: torch.Tensor, tau: float) -> float:
+    """Smallest |cos - tau| over token pairs (float64): above ~1e-4 every implementation (kernel, CPU, thread
+    count) puts every pair on the same side of tau, so comparing two graphs' outputs is exact, not lucky."""
+    gaps = []
+    for b in range(hidden.shape[0]):
+        xn = F.normalize(hidden[b][mask[b]].double(), dim=-1)
+        sim = xn @ xn.T
+        off = ~torch.eye(sim.shape[0], dtype=torch.bool)
+        if off.any():
+            gaps.append(float((sim[off] - tau).abs().min()))
+    return min(gaps, default=1.0)
+
+
 @pytest.mark.parametrize("conv", ["gat", "gatv2", "gcn", "gin"])
 def test_glot_equals_naive_reference_random(conv: str) -> None:
     torch.manual_seed(0)
     pooler = glot.build_pooler("glot", 12, conv=conv, num_layers=2, hidden_dim=16, tau=0.1).eval()
     hidden, mask = random_batch(seed=2)
+    assert threshold_margin(hidden, mask, 0.1) > 1e-4  # no pair at the threshold: see threshold_margin
     with torch.no_grad():
         assert torch.allclose(pooler(hidden, mask), naive_glot(pooler, hidden, mask), atol=1e-5)
 
@@ -88,6 +102,7 @@ def test_glot_equals_naive_reference_real_minilm(minilm_states, tau: float) -> N
     torch.manual_seed(0)
     hidden, mask = minilm_states
     pooler = glot.build_pooler("glot", hidden.shape[-1], tau=tau).eval()  # paper defaults: GAT, K=2, P=256
+    assert threshold_margin(hidden, mask, tau) > 1e-4  # no pair at the threshold: see threshold_margin
     with torch.no_grad():
         assert torch.allclose(pooler(hidden, mask), naive_glot(pooler, hidden, mask), atol=1e-5)
 
@@ -153,28 +168,79 @@ def test_degenerate_inputs_are_finite(name: str, case: str) -> None:
     assert all(torch.isfinite(p.grad).all() for p in pooler.parameters() if p.grad is not None)
 
 
+#: (pooler, parameter) pairs whose gradient is zero by the math on the inputs below, each with its reason.
+#: Empty: the readout's score bias (it cancels in the softmax) was dropped from the model instead.
+ZERO_BY_MATH: dict[tuple[str, str], str] = {}
+
+
 @pytest.mark.parametrize(
     "name, opts",
     [
         ("glot", {}),
         ("glot", {"conv": "gine", "weighted": True}),
         ("glot", {"conv": "gatv2", "heads": 2}),
-        ("glot", {"conv": "gcn", "weighted": True, "jk": "mean"}),
+        ("glot", {"conv": "gcn", "weighted": True, "jk": "mean", "tau": 0.0}),  # GCN needs weights >= 0
         ("mlp", {"jk": "max"}),
         ("adapool", {}),
     ],
 )
 def test_gradients_reach_every_parameter(name: str, opts: dict) -> None:
     torch.manual_seed(0)
+    # tau = -1: complete token graphs, so attention runs over several neighbours (over a lone self-loop its
+    # softmax is 1 whatever the parameters, and att_src / att_dst get exactly zero gradient: see next test)
     pooler = (
-        glot.build_pooler(name, 12, hidden_dim=16, tau=0.0, **opts)
+        glot.build_pooler(name, 12, hidden_dim=16, **{"tau": -1.0, **opts})
         if name == "glot"
         else (glot.build_pooler(name, 12, **opts))
     )
     hidden, mask = random_batch(seed=6)
+    assert int(mask.sum(1).max()) > 1  # at least one sentence with several tokens
     (pooler(hidden, mask) ** 2).sum().backward()
     for pname, p in pooler.named_parameters():
+        if (name, pname) in ZERO_BY_MATH:
+            continue
         assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+def test_gat_attention_over_only_self_loops_has_zero_gradient_by_the_math() -> None:
+    """Why the test above uses complete graphs: a softmax over one neighbour is exactly 1."""
+    torch.manual_seed(0)
+    pooler = glot.build_pooler("glot", 12, hidden_dim=16, tau=1.0)  # tau = 1: self-loops only
+    hidden, mask = random_batch(seed=6)
+    (pooler(hidden, mask) ** 2).sum().backward()
+    att = {n: p.grad for n, p in pooler.named_parameters() if n.endswith(("att_src", "att_dst"))}
+    assert len(att) == 4 and all(g is None or not g.any() for g in att.values())
+
+
+def test_readout_has_no_score_bias_because_a_constant_cancels_in_the_softmax() -> None:
+    torch.manual_seed(0)
+    readout = glot.build_pooler("adapool", 12).readout
+    assert readout.score.bias is None
+    x, ptr = pack(*random_batch(seed=6))
+    m = readout.score(readout.proj(x).tanh()).squeeze(-1)
+    from torch_geometric.utils import softmax
+
+    torch.testing.assert_close(softmax(m + 3.7, ptr=ptr), softmax(m, ptr=ptr))
+
+
+@pytest.mark.parametrize("name", ["adapool", "mlp", "glot"])
+def test_old_checkpoint_with_score_bias_loads_and_gives_same_outputs(tmp_path, name: str) -> None:
+    """Checkpoints written before the dead bias was dropped hold ``readout.score.bias``: they still load."""
+    from glot.io import atomic_save_tensors, load_tensors
+
+    torch.manual_seed(0)
+    pooler = glot.build_pooler(name, 12, **SMALL.get(name, {})).eval()
+    pooler.save_pretrained(tmp_path)
+    old_state = {**load_tensors(tmp_path / "model.safetensors"), "readout.score.bias": torch.tensor([0.37])}
+    atomic_save_tensors(tmp_path / "model.safetensors", old_state)  # what an older glot wrote
+    hidden, mask = random_batch(seed=7)
+    with torch.no_grad():
+        want = pooler(hidden, mask)
+        torch.testing.assert_close(glot.load_pooler(tmp_path).eval()(hidden, mask), want)
+        fresh = glot.build_pooler(name, 12, **SMALL.get(name, {})).eval()
+        fresh.load_state_dict(old_state, strict=True)  # every other load path (runs, hub, ST) too
+        torch.testing.assert_close(fresh(hidden, mask), want)
+    assert "readout.score.bias" in old_state  # the caller's dict is not modified
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -190,11 +256,37 @@ def test_save_load_round_trip(tmp_path, name: str) -> None:
 
 
 def test_load_rejects_mismatched_weights(tmp_path) -> None:
+    from glot.io import atomic_save_tensors
+
     glot.build_pooler("glot", 12, hidden_dim=16).save_pretrained(tmp_path / "a")
     glot.build_pooler("glot", 12, hidden_dim=8).save_pretrained(tmp_path / "b")
     (tmp_path / "b" / "model.safetensors").replace(tmp_path / "a" / "model.safetensors")
-    with pytest.raises(Exception, match="size mismatch|does not match"):
+    with pytest.raises(
+        glot.errors.InputError, match=r"a/model.safetensors does not fit its config \(tensor sh"
+    ):
         glot.load_pooler(tmp_path / "a")
+    state = glot.build_pooler("glot", 12, hidden_dim=16).state_dict()
+    del state["gnn.convs.1.bias"]
+    atomic_save_tensors(tmp_path / "a" / "model.safetensors", state)  # right shapes, one tensor missing
+    with pytest.raises(glot.errors.InputError, match=r"config \(missing \['gnn.convs.1.bias'\], unexp"):
+        glot.load_pooler(tmp_path / "a")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickled", "empty"])
+def test_load_names_a_damaged_weight_file(tmp_path, damage: str) -> None:
+    glot.build_pooler("glot", 12, hidden_dim=8).save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:-100])
+    elif damage == "pickled":
+        torch.save({"w": torch.ones(3)}, weights)
+    else:
+        weights.write_bytes(b"")
+    with pytest.raises(
+        glot.errors.InputError, match="model.safetensors is not a valid safetensors file"
+    ) as info:
+        glot.load_pooler(tmp_path)
+    assert str(weights) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_registry_names_and_errors() -> None:
@@ -262,3 +354,17 @@ def test_low_precision_cache_input_is_accepted() -> None:
     x, ptr = pack(hidden, mask)
     out = pooler.forward_packed(x.to(torch.bfloat16), ptr)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_additive_or_non_binary_masks_are_refused_binary_float_masks_work() -> None:
+    """An HF additive mask (0 keep, -1e4 pad) read as bool would swap real tokens and padding."""
+    hidden, mask = random_batch(seed=10)
+    pooler = glot.build_pooler("mean", 12)
+    additive = (~mask).float() * -1e4
+    with pytest.raises(glot.errors.InputError, match=r"not only 0/1; pass a boolean mask.*mask == 0"):
+        pooler(hidden, additive)
+    with pytest.raises(glot.errors.InputError, match="not only 0/1"):
+        pooler(hidden, mask.long() * 2)
+    assert torch.equal(pooler(hidden, additive == 0), pooler(hidden, mask))
+    assert torch.equal(pooler(hidden, mask.float()), pooler(hidden, mask))
+    assert torch.equal(pooler(hidden, mask.long()), pooler(hidden, mask))

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("sentence_transformers")
+from optional import require  # noqa: E402
+
+require("sentence_transformers", "pip install 'glot-pooling[st]'")
 
 from sentence_transformers import (  # noqa: E402
     SentenceTransformer,

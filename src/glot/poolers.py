@@ -21,7 +21,7 @@ from . import __version__
 from .config import OPTION_SECTION, GNNConfig, PoolerConfig, ReadoutConfig
 from .gnn import TokenGNN
 from .graph import TokenGraph, build_token_graph
-from .io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+from .io import atomic_save_tensors, atomic_write_json, load_weights, read_json
 from .packing import check_packed, pack
 from .readout import AttentionReadout, first_token, last_token, max_readout, mean_readout
 
@@ -245,6 +245,7 @@ def build_pooler(name: str, input_dim: int, **options: Any) -> Pooler:
 
 def from_config(config: PoolerConfig) -> Pooler:
     """Rebuild a pooler (fresh weights) from its config."""
+    config.validate()
     if config.name not in POOLERS:
         raise InputError(f"unknown pooler {config.name!r}; valid names: {', '.join(sorted(POOLERS))}")
     return POOLERS[config.name](config)
@@ -256,11 +257,9 @@ def load_pooler(directory: str | os.PathLike[str], map_location: str | torch.dev
     meta = read_json(path / CONFIG_NAME)
     if not isinstance(meta, dict) or "pooler" not in meta:
         raise InputError(f"{path / CONFIG_NAME} has no 'pooler' section; it was not written by glot")
-    pooler = from_config(PoolerConfig.from_dict(meta["pooler"]))
-    state = load_tensors(path / WEIGHTS_NAME)
-    missing, unexpected = pooler.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise InputError(
-            f"{path / WEIGHTS_NAME} does not match the config: missing {missing}, unexpected {unexpected}"
-        )
+    try:
+        pooler = from_config(PoolerConfig.from_dict(meta["pooler"]))
+    except InputError as err:  # name the file: the config is the user's (or an attacker's) edit
+        raise InputError(f"{path / CONFIG_NAME}: {err}") from err
+    load_weights(pooler, path / WEIGHTS_NAME)  # damaged file, wrong shapes or keys: one InputError naming it
     return pooler.to(map_location)

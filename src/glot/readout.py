@@ -2,9 +2,16 @@
 
 Attention readout (Mantri et al., ICLR 2026, Sec. 3.3): m_i = v^T tanh(W u_i + b), pi = softmax of m over the
 tokens of each sentence, z = sum_i pi_i u_i. The segment softmax and sums are PyG's scatter utilities.
+
+The score layer ``v`` has no bias: a scalar c added to every score cancels in the softmax
+(softmax(m + c) = softmax(m)), so it never changes an output and its gradient is exactly zero. Checkpoints
+written before it was dropped carry a ``score.bias`` key: the module drops it on load (every load path,
+``load_state_dict`` included), so they load and compute the same outputs (up to float rounding).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
@@ -24,7 +31,12 @@ class AttentionReadout(nn.Module):
         super().__init__()
         self.hidden = hidden if hidden is not None else default_readout_hidden(in_dim)
         self.proj = nn.Linear(in_dim, self.hidden)
-        self.score = nn.Linear(self.hidden, 1)
+        self.score = nn.Linear(self.hidden, 1, bias=False)  # a bias would cancel in the softmax
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        if self.score.bias is None:  # older checkpoints carry the dead bias (see module doc): drop it
+            state_dict.pop(prefix + "score.bias", None)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def weights(self, u: Tensor, ptr: Tensor) -> Tensor:
         """Per-token readout weights pi, summing to 1 within each sentence. Shapes: (N, F) -> (N,)."""

@@ -1,17 +1,25 @@
 """The ``glot`` command line. Each subcommand lives in its own module ``glot.cli.<name>`` exposing
 ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported lazily so
 ``glot --help`` stays fast.
+
+Error boundary: a problem the user caused prints ONE line ``glot: error: ...`` (exit 2): bad arguments,
+``CLIError``, ``glot.errors.GlotError`` (InputError / InputTypeError, raised by every validator of the library)
+and file-system errors on a path (missing file, a file where a folder is needed, no permission, read-only or
+full disk), named with the path and the fix. Anything else is a bug of ours and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from .common import CLIError, error
+from glot.errors import GlotError
+
+from .common import CLIError, error, os_error_message
 
 # name -> module under glot.cli (module names avoid clashing with stdlib/builtins)
 COMMANDS: dict[str, str] = {
@@ -55,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
+    from .options import one_line_errors
+
     module = importlib.import_module(f"glot.cli.{COMMANDS[name]}")
     parser = argparse.ArgumentParser(prog=f"glot {name}", description=HELPS[name])
+    one_line_errors(parser)  # every command, not only those with model arguments
     module.add_arguments(parser)
     return parser, module
 
@@ -69,21 +80,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        top.print_usage(sys.stderr)
-        return error(f"unknown command {name!r}; choose one of: {', '.join(COMMANDS)}")
+        return error(f"unknown command {name!r}; choose one of: {', '.join(COMMANDS)} (see `glot --help`)")
     parser, module = _command_parser(name)
     args = parser.parse_args(rest)
     try:
-        return int(module.run(args) or 0)  # type: ignore[attr-defined]
-    except CLIError as err:
-        return error(str(err))
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
-        return error(f"{type(err).__name__}: {err}")
+        with _quiet_libraries(bool(getattr(args, "no_progress", False))):
+            return int(module.run(args) or 0)  # type: ignore[attr-defined]
+    except (CLIError, GlotError) as err:  # user errors: one line; every other exception is a bug (traceback)
+        return error(_one_line(err))
     except BrokenPipeError:  # output piped into `head` & co. that closed early: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
         return error("interrupted; finished work was kept (rerun the same command to resume)", code=130)
+    except ModuleNotFoundError as err:
+        if (err.name or "glot").split(".")[0] == "glot":  # a module of ours missing: a broken install or bug
+            raise
+        return error(f"{err}; install the missing package (e.g. pip install 'glot-pooling[all]')")
+    except OSError as err:
+        message = os_error_message(err)
+        if message is None:  # not about a user's path: a bug or the machine; keep the traceback
+            raise
+        return error(message)
+
+
+@contextlib.contextmanager
+def _quiet_libraries(quiet: bool) -> Iterator[None]:
+    """``--no-progress`` also silences the progress bars of transformers (e.g. "Loading weights")."""
+    if not quiet:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of a user error as one line (a multi-line message is joined, never truncated)."""
+    return " ".join(str(err).split("\n")).strip() or type(err).__name__
 
 
 if __name__ == "__main__":

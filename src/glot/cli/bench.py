@@ -4,6 +4,10 @@ The benchmark scripts live in ``benchmarks/`` next to ``src/`` (they need the pa
 tweets, and they write ``benchmarks/results/``), so they are not part of the installed package. This command
 finds that folder (``$GLOT_BENCHMARKS_DIR``, the checkout this package was installed from in editable mode, or
 ``./benchmarks``), loads the script by path and calls its ``main(argv)``.
+
+Where results go: a full run writes the committed ``benchmarks/results/``; a ``--quick`` run (preliminary numbers)
+writes to a scratch folder (``$TMPDIR/glot-bench-quick``) and never over the committed results; ``--out DIR``
+picks the folder (the scripts' ``report.results_dir`` is the one rule).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 from glot.io import atomic_write_text
 
@@ -35,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("which", choices=sorted(SCRIPTS), help="which benchmark to run")
     parser.add_argument("--quick", action="store_true", help="few repeats and sizes (checks that it runs)")
     parser.add_argument("--json", metavar="PATH", type=Path, help="also copy the results JSON to PATH")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        help="folder for the result files (default: benchmarks/results for a full run, $TMPDIR/glot-bench-quick "
+        "for --quick, which never overwrites the committed results)",
+    )
     parser.add_argument(
         "script_args",
         nargs=argparse.REMAINDER,
@@ -74,31 +86,55 @@ def load_script(folder: Path, filename: str) -> ModuleType:
     return module
 
 
-def split_options(args: argparse.Namespace) -> tuple[bool, Path | None, list[str]]:
-    """argparse hands everything after the benchmark name to ``script_args``: take ``--quick``/``--json``
-    back out of the part before ``--``; the rest goes to the script. Returns (quick, json path, script argv).
+class BenchOptions(NamedTuple):
+    quick: bool
+    json: Path | None
+    out: Path | None
+    script_args: list[str]
+
+
+def split_options(args: argparse.Namespace) -> BenchOptions:
+    """argparse hands everything after the benchmark name to ``script_args``: take ``--quick``/``--json``/
+    ``--out`` back out of the part before ``--``; the rest goes to the script.
     """
     extra = list(args.script_args)
     cut = extra.index("--") if "--" in extra else len(extra)
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--quick", action="store_true")
     own.add_argument("--json", type=Path)
+    own.add_argument("--out", type=Path)
     known, rest = own.parse_known_args(extra[:cut])
-    return bool(args.quick or known.quick), args.json or known.json, rest + extra[cut + 1 :]
+    script_args = rest + extra[cut + 1 :]
+    if any(a == "--out" or a.startswith("--out=") for a in script_args):
+        raise CLIError("--out is an option of `glot bench` itself: give it before `--`")
+    return BenchOptions(
+        bool(args.quick or known.quick), args.json or known.json, args.out or known.out, script_args
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     filename, result_name = SCRIPTS[args.which]
-    quick, json_path, extra = split_options(args)
+    opts = split_options(args)
     folder = benchmarks_dir()
+    report = load_script(folder, "report.py")  # the scripts' own rule for where results go
+    try:
+        out = Path(report.results_dir(opts.quick, opts.out))
+    except SystemExit as refusal:  # a --quick run aimed at the committed results
+        raise CLIError(str(refusal)) from None
     module = load_script(folder, filename)
-    code = int(module.main((["--quick"] if quick else []) + extra) or 0)
-    if code == 0 and json_path is not None:
-        produced = folder / "results" / f"{result_name}.json"
+    # the script applies the same rule itself; --out is passed on only when given (keeps its Command: line short)
+    argv = (
+        (["--quick"] if opts.quick else [])
+        + (["--out", str(opts.out)] if opts.out else [])
+        + opts.script_args
+    )
+    code = int(module.main(argv) or 0)
+    if code == 0 and opts.json is not None:
+        produced = out / f"{result_name}.json"
         if not produced.is_file():
             raise CLIError(
                 f"the benchmark wrote no {produced} (was --no-write given?); nothing to copy to --json"
             )
-        atomic_write_text(json_path, produced.read_text(encoding="utf-8"))
-        console.print(f"wrote {json_path}")
+        atomic_write_text(opts.json, produced.read_text(encoding="utf-8"))
+        console.print(f"wrote {opts.json}")
     return code

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,42 @@ class CLIError(Exception):
 def error(message: str, code: int = 2) -> int:
     print(f"glot: error: {message}", file=sys.stderr)
     return code
+
+
+#: the fix for each file-system error a user's path can cause
+_OS_FIXES: dict[int, str] = {
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.EISDIR: "it is a folder where a file was expected; give a file path",
+    errno.EEXIST: "a file is in the way where a folder is needed; choose another path",
+    errno.EACCES: "fix its permissions or choose a path you can read and write",
+    errno.EPERM: "fix its permissions or choose a path you can read and write",
+    errno.EROFS: "it is on a read-only file system; choose a writable folder",
+    errno.ENOSPC: "the disk is full; free space or choose a folder on another disk",
+    errno.EDQUOT: "the disk quota is exhausted; free space or choose a folder on another disk",
+}
+
+# a temp file beside its target stands for the target: ".<name>.<random>.tmp" (glot.io), ".<name>.tmp.<ext>"
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+?)\.(?:[^./]+\.tmp|tmp\.[^./]+)$")
+
+
+#: OSErrors that are about a path the user gave (also when raised by glot with a message naming it)
+USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def os_error_message(err: OSError) -> str | None:
+    """One line for a file-system error on a user's path (the path, the problem, the fix), else None."""
+    if err.errno is None:  # raised by glot with its own message, which names the file
+        return str(err) if isinstance(err, USER_OS_ERRORS) else None
+    fix = _OS_FIXES.get(err.errno)
+    if fix is None:
+        return None
+    if err.filename is None and err.filename2 is None:  # e.g. a write that found the disk full
+        return f"{err.strerror or err}; {fix}"
+    path = Path(str(err.filename2 if err.filename2 is not None else err.filename))
+    match = _TEMP_NAME.match(path.name)
+    shown = path.with_name(match["name"]) if match else path
+    return f"{shown}: {err.strerror or err}; {fix}"
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -54,6 +92,13 @@ def add_json_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def maybe_write_json(path: Path | None, data: Any) -> None:
+    """Write ``--json`` (atomically; a missing folder is created). A path that cannot be written -> CLIError."""
     if path is not None:
-        atomic_write_json(path, data)
+        try:
+            atomic_write_json(path, data)
+        except OSError as err:  # a full disk reports no file name; a refused temp file is not the user's name
+            fix = _OS_FIXES.get(err.errno) if err.errno is not None else None
+            if fix is None:
+                raise
+            raise CLIError(f"--json {path}: {err.strerror or err}; {fix}") from err
         console.print(f"wrote {path}")
