@@ -173,7 +173,6 @@ def one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the table
-XFAIL_RUNS = pytest.mark.xfail(strict=True, reason="fixed on branch runs (non-finite settings rejected)")
 
 # (id, argv builder (tiny, work, run_dir, texts) -> argv, substring expected in the one line)
 Argv = Callable[[Path, Path, Path, Path], list[str]]
@@ -313,7 +312,6 @@ CASES: list = [
         "lr-inf",  # slice `runs`
         lambda t, w, r, x: ["train", *stress_args(t, w), "--lr", "inf", "--out", str(w / "lrinf")],
         "lr",
-        marks=XFAIL_RUNS,
     ),
     case(
         "cache-dir-is-a-file",  # slice `cache`
@@ -485,11 +483,6 @@ def test_every_case_id_is_unique() -> None:
     assert len(ids) == len(set(ids)) and len(ids) >= 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train writes run_config.json before it builds the pooler (train.py / runs.py, slice runs): the "
-    "stray folder then refuses the corrected command as 'a run with a different configuration'",
-)
 def test_a_refused_pooler_option_leaves_no_run_folder(
     tiny: Path, work: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

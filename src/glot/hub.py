@@ -176,6 +176,9 @@ def from_pretrained(
 
     folder, bound = local_folder(dir_or_repo_id, revision, token)
     parts = read_parts(folder, bound=bound)
+    pooler = load_pooler(
+        parts.pooler_dir
+    )  # small and strictly validated: a damaged folder fails before the backbone
     bb: FrozenBackbone
     if parts.trained is not None:  # LoRA merged into its base, full fine-tuning, bundled: the trained weights
         from glot.finetune.export import trained_backbone
@@ -183,7 +186,7 @@ def from_pretrained(
         bb = trained_backbone(parts, name_or_path=backbone, dtype=dtype, device=device)
     else:
         bb = load_backbone(parts.reference, name_or_path=backbone, dtype=dtype, device=device)
-    pooler = load_pooler(parts.pooler_dir, map_location=bb.device)
+    pooler = pooler.to(bb.device)
     if pooler.input_dim != bb.hidden_size:
         raise InputError(
             f"pooler expects token states of width {pooler.input_dim}, backbone {bb.name!r} gives "

@@ -193,12 +193,18 @@ def local_folder(
     return snapshot, snapshot.parent.parent  # models--org--name/: snapshots/<commit>/ links into blobs/
 
 
-def _check_seeds(root: Path) -> None:
+def _single_run(root: Path) -> Path:
+    """``root`` itself, or its only ``seed-*`` run; several seeds are ambiguous and refused."""
+    if (root / RUN_CONFIG_NAME).is_file() or (root / CONFIG_NAME).is_file():
+        return root
     seeds = sorted(p.parent.name for p in root.glob("seed-*/run_config.json"))
-    if seeds and not (root / RUN_CONFIG_NAME).is_file() and not (root / CONFIG_NAME).is_file():
+    if len(seeds) == 1:
+        return root / seeds[0]
+    if seeds:
         raise InputError(
             f"{root} holds several seeds ({', '.join(seeds)}); pass one of them, e.g. {root / seeds[0]}"
         )
+    return root
 
 
 def _run_reference(root: Path, run_config: dict[str, Any]) -> dict[str, Any]:
@@ -264,7 +270,7 @@ def read_parts(
     """
     root = Path(folder)
     limit = Path(bound) if bound is not None else None
-    _check_seeds(root)
+    root = _single_run(root)
     if (root / CONFIG_NAME).is_file() or not (root / RUN_CONFIG_NAME).is_file():
         return _saved_parts(root, limit)
     return _run_parts(root, limit)

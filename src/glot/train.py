@@ -199,10 +199,10 @@ def fit(
     eval_rows = np.arange(len(cached.ids["eval"]["texts"])) if has_eval else np.zeros(0, dtype=np.int64)
     sizes = {"train": len(train_rows), "val": len(val_rows), "eval": len(eval_rows)}
     config_json = make_run_config(cached, config, sizes)
+    pooler, head = build_models(cached, config)  # bad pooler/head options fail before any folder is written
     done = prepare_run_dir(run_dir, config_json, overwrite)
     if done is not None:
         return done
-    pooler, head = build_models(cached, config)
     optimizer = _make_optimizer(config, [p for m in (pooler, head) for p in m.parameters()])
     modules = {"pooler": pooler, "head": head}
     key = config_json["key"]

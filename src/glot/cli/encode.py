@@ -83,12 +83,14 @@ def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from glot.cli.options import load_backbone as load_named
 
     args.dtype, args.layer = "auto", -1
-    backbone = load_named(args, 128)
+    backbone = load_named(args, None)  # the model's own limit, as sentence-transformers
     return Encoder(backbone, build_pooler(args.pooler, backbone.hidden_size)), args.pooler
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+
+    from glot.io import atomic_save_npy
 
     if args.output.suffix != ".npy":
         raise CLIError(f"--output must end in .npy, got {args.output}")
@@ -97,10 +99,7 @@ def run(args: argparse.Namespace) -> int:
     emb = encoder.encode(
         texts, batch_size=args.batch_size, progress=not args.no_progress, normalize=args.normalize
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_name(f".{args.output.name}.tmp.npy")
-    np.save(tmp, np.asarray(emb, dtype=np.float32), allow_pickle=False)
-    tmp.replace(args.output)
+    atomic_save_npy(args.output, np.asarray(emb, dtype=np.float32))
     info = {"output": str(args.output), "texts": len(texts), "dim": int(emb.shape[1]), "pooler": pooler_name}
     print_table("glot encode", ["", "value"], [[k, v] for k, v in info.items()])
     maybe_write_json(args.json, info)
