@@ -226,3 +226,23 @@ def test_finetune_runs_share_the_run_key(tiny: Path, tmp_path: Path) -> None:
         run_finetune(
             task(), str(tiny), "full", None, config.replace(lr=1e-3), run, options=opts, progress=False
         )
+
+
+def test_train_reports_how_many_texts_were_cut(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, out = tmp_path / "reviews.csv", tmp_path / "run"
+    _write_csv(data)  # sentences of 4-8 words (+ [CLS]/[SEP]): a limit of 6 tokens cuts some, not all
+    argv = [
+        "train", "--model", str(tiny), "--task", str(data), "--pooler", "mean", "--epochs", "1",
+        "--max-length", "6", "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    metrics = json.loads((out / "seed-0" / "metrics.json").read_text())
+    tokenizer = glot.FrozenBackbone.from_pretrained(str(tiny)).tokenizer
+    with open(data, encoding="utf-8") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)]
+    expected = sum(len(tokenizer(t)["input_ids"]) > 6 for t in dict.fromkeys(texts))
+    assert 0 < expected < len(set(texts))
+    assert metrics["truncation"] == {"truncated": expected, "max_length": 6, "texts": len(set(texts))}
+    assert f"{expected} of {len(set(texts))} texts were cut to 6 tokens" in capsys.readouterr().err

@@ -37,7 +37,13 @@ from glot import __version__
 from glot.backbone_ref import backbone_reference, load_backbone
 from glot.card import CITATION, model_card
 from glot.errors import InputError, InputTypeError
-from glot.io import atomic_save_tensors, atomic_write_json, atomic_write_text, load_tensors, read_json
+from glot.io import (
+    atomic_save_tensors,
+    atomic_write_json,
+    atomic_write_text,
+    load_weights,
+    read_json,
+)
 from glot.saved import (
     CONFIG_NAME,
     FORMAT,
@@ -206,7 +212,7 @@ def load_head(directory: str | os.PathLike[str]) -> TaskHead | None:
     if not config_path.is_file():
         return None
     head = build_head(**read_json(config_path))
-    head.load_state_dict(load_tensors(inside(path, HEAD_WEIGHTS, "head weights")), strict=True)
+    load_weights(head, inside(path, HEAD_WEIGHTS, "head weights"))
     return head
 
 

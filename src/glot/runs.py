@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from glot.errors import InputError
-from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, load_weights, read_json
 from glot.runconfig import RUN_FORMAT, build_run_config, config_differences, data_fingerprint, make_run_config
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ def load_epoch(
         if stored != run_key:
             raise _refuse(run_dir, f"a checkpoint {folder.name} of another run (run key {str(stored)[:12]})")
     for name, module in modules.items():
-        module.load_state_dict(load_tensors(folder / f"{name}.safetensors"))
+        load_weights(module, folder / f"{name}.safetensors")
     if optimizer is not None:
         restore_optimizer(
             optimizer, load_tensors(folder / "optimizer.safetensors"), read_json(folder / "optimizer.json")
@@ -277,5 +277,5 @@ def load_run(
             "frozen backbone; load it with glot.finetune.load_finetuned(run_dir) (.evaluate / .embed)"
         )
     head = build_head(**read_json(run / HEAD_CONFIG))
-    head.load_state_dict(load_tensors(run / HEAD_WEIGHTS))
+    load_weights(head, run / HEAD_WEIGHTS)
     return load_pooler(run / POOLER_DIR).eval(), head.eval(), run_config

@@ -25,7 +25,7 @@ from typing import Any
 from torch import nn
 
 from glot.errors import InputError
-from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+from glot.io import atomic_save_tensors, atomic_write_json, load_weights, read_json
 
 __all__ = [
     "EncoderParts",
@@ -126,11 +126,7 @@ def load_transform(folder: Path) -> nn.Module:
 
 
 def _load_weights(module: nn.Module, path: Path) -> None:
-    try:
-        module.load_state_dict(load_tensors(path), strict=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise InputError(f"{path} does not fit its config ({first}); re-save the folder") from None
+    load_weights(module, path)  # one InputError naming the file for damaged, foreign or wrong-shape weights
 
 
 def _head_transform(root: Path, bound: Path | None) -> nn.Module | None:

@@ -286,6 +286,8 @@ def _finish(
         "train_seconds": sum(h["seconds"] for h in state["history"]),
         "params": {"pooler": pooler.num_parameters(), "head": sum(p.numel() for p in head.parameters())},
         "history": [dict(h) for h in state["history"]], "run_key": key,
+        "truncation": {"truncated": cached.states.num_truncated, "max_length": cached.states.truncated_at,
+                       "texts": len(cached.states)},
     }  # fmt: skip
     if "eval" in cached.ids:
         eval_labels = task.splits["eval"].labels  # the first and only read of the eval labels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 cached, config, out, seeds, progress=not args.no_progress, overwrite=args.overwrite
             )
     _print_result(result, task, args.finetune or pooler, out)
+    _warn_truncation(result)
     maybe_write_json(args.json, result)
     return 0
 
@@ -113,6 +115,17 @@ def _mean_std_cell(values: list[Any]) -> str:
     from glot.metrics import format_mean_std
 
     return "-" if any(v is None for v in values) else format_mean_std(values)
+
+
+def _warn_truncation(result: dict[str, Any]) -> None:
+    """Say how many of the task's texts the backbone cut (recorded in the cache and in each seed's metrics)."""
+    trunc = (result["per_seed"][0].get("truncation") or {}) if result["per_seed"] else {}
+    if trunc.get("truncated"):
+        print(
+            f"warning: {trunc['truncated']} of {trunc['texts']} texts were cut to {trunc['max_length']} tokens "
+            "by the backbone; pass --max-length N to keep more of each text",
+            file=sys.stderr,
+        )
 
 
 def _print_result(result: dict[str, Any], task: Any, method: str, out: Path) -> None:

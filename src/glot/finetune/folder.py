@@ -16,7 +16,7 @@ from glot.finetune.lora import lora_targets
 from glot.finetune.model import FinetunedModel
 from glot.finetune.options import METHODS, FinetuneOptions
 from glot.heads import build_head
-from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+from glot.io import atomic_save_tensors, atomic_write_json, load_weights, read_json
 from glot.poolers import load_pooler
 from glot.runs import (
     HEAD_CONFIG,
@@ -98,5 +98,5 @@ def load_finetuned(run_dir: str | os.PathLike[str]) -> FinetunedModel:
         backbone = FrozenBackbone.from_pretrained(str(path / BACKBONE_DIR), dtype="float32", **kwargs)
         encoder = backbone.model
     head = build_head(**read_json(path / HEAD_CONFIG))
-    head.load_state_dict(load_tensors(path / HEAD_WEIGHTS))
+    load_weights(head, path / HEAD_WEIGHTS)
     return FinetunedModel(backbone, encoder, load_pooler(path / POOLER_DIR), head).eval()

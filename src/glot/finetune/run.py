@@ -142,7 +142,8 @@ def run_finetune(
     if result["best"]["state"] is not None:  # an earlier epoch beat the last one
         _restore(ft, result["best"]["state"])
     metrics = _metrics(task, ft, method, config, opts, result, sizes) | {
-        "memory": {"peak_rss_mb": peak_rss_mb(), "peak_rss_before_training_mb": rss_before}
+        "memory": {"peak_rss_mb": peak_rss_mb(), "peak_rss_before_training_mb": rss_before},
+        "run_key": run_config["key"],  # ties the finished result to its configuration (glot.runconfig)
     }
     outputs = None
     if has_eval and opts.evaluate:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from glot import __version__
 from glot.errors import InputError, InputTypeError
-from glot.io import atomic_write_json, load_tensors, read_json
+from glot.io import atomic_write_json, load_weights, read_json
 from glot.poolers import CONFIG_NAME as POOLER_CONFIG_NAME
 from glot.poolers import WEIGHTS_NAME, Pooler, build_pooler, from_config
 
@@ -192,10 +192,7 @@ class GLOTPooling(Module):
 
         meta = read_json(meta_path)
         pooler = from_config(PoolerConfig.from_dict(meta["pooler"]))
-        try:
-            pooler.load_state_dict(load_tensors(weights_path), strict=True)
-        except RuntimeError as err:
-            raise InputError(f"{weights_path} does not match {meta_path}: {err}") from err
+        load_weights(pooler, weights_path)
         return cls(pooler=pooler, layer=int(settings.get("layer", -1)))
 
 
