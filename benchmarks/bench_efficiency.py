@@ -10,9 +10,9 @@ kernel's high-water mark, VmHWM) is its alone:
 
 - GLOT: one process builds the hidden-state cache (backbone dtype "auto", float16 storage; timed); another opens
   only the cache (no backbone in memory), times ``--steps`` training steps after ``--warmup`` (batch read from
-  the cache, graph, GNN, readout, head, backward, Adam) and then trains with ``glot.train.fit``. Configs:
+  the cache, graph, GNN, readout, head, backward, Adam) and then trains with ``glot.training.loop.fit``. Configs:
   ``glot`` = the paper's GLUE defaults (GAT, K=2, P=256, JK cat); ``glot-p64`` = P=64 (in the paper's grid).
-- LoRA r=64 / full fine-tuning: ``glot.finetune.run_finetune`` (float32, backbone forward + backward every
+- LoRA r=64 / full fine-tuning: ``glot.training.finetune.run_finetune`` (float32, backbone forward + backward every
   step); per-step time = median over its training steps after ``--warmup``. On decoders an epoch is too slow for
   a few-minute benchmark on 2 CPU cores: LoRA trains ``--decoder-steps`` steps (its metric is after those steps,
   NOT converged) and full fine-tuning is timed over ``--decoder-steps`` steps without evaluation.
@@ -51,7 +51,7 @@ def _task(args: argparse.Namespace) -> Any:
 
 
 def _config(args: argparse.Namespace, **changes: Any) -> Any:
-    from glot.trainconfig import TrainConfig
+    from glot.training.config import TrainConfig
 
     return TrainConfig(epochs=args.epochs, batch_size=32, seed=0, max_length=args.max_length).replace(
         **changes
@@ -68,9 +68,9 @@ def _safe(name: str) -> str:
 
 def work_cache(args: argparse.Namespace) -> dict[str, Any]:
     """Build the GLOT hidden-state cache of every unique text (train + eval) once."""
-    from glot.backbone import FrozenBackbone
-    from glot.finetune import peak_rss_mb
-    from glot.taskcache import cache_task
+    from glot.backbones.frozen import FrozenBackbone
+    from glot.cache.task import cache_task
+    from glot.training.finetune import peak_rss_mb
 
     cache_dir = Path(args.work) / f"cache-{_safe(args.backbone)}"
     shutil.rmtree(cache_dir, ignore_errors=True)  # always time a fresh build
@@ -95,7 +95,7 @@ def _glot_step_timing(cached: Any, config: Any, args: argparse.Namespace) -> dic
     import numpy as np
     import torch
 
-    from glot.train import build_models
+    from glot.training.loop import build_models
 
     pooler, head = build_models(cached, config)
     opt = torch.optim.Adam([*pooler.parameters(), *head.parameters()], lr=config.lr)
@@ -122,11 +122,11 @@ def _glot_step_timing(cached: Any, config: Any, args: argparse.Namespace) -> dic
 
 
 def work_glot(args: argparse.Namespace) -> dict[str, Any]:
-    """Open the cache only (no backbone loaded), time GLOT steps, then train with glot.train.fit."""
+    """Open the cache only (no backbone loaded), time GLOT steps, then train with glot.training.loop.fit."""
     from glot.cache import CachedStates
-    from glot.finetune import peak_rss_mb
-    from glot.taskcache import CachedTask, task_texts
-    from glot.train import fit
+    from glot.cache.task import CachedTask, task_texts
+    from glot.training.finetune import peak_rss_mb
+    from glot.training.loop import fit
 
     info = json.loads(Path(args.cache_info).read_text())
     task = _task(args)
@@ -150,7 +150,7 @@ def work_glot(args: argparse.Namespace) -> dict[str, Any]:
 
 def work_finetune(args: argparse.Namespace) -> dict[str, Any]:
     """LoRA or full fine-tuning through the backbone (bounded steps on decoders; full FT there is timing-only)."""
-    from glot.finetune import FinetuneOptions, peak_rss_mb, run_finetune
+    from glot.training.finetune import FinetuneOptions, peak_rss_mb, run_finetune
 
     bounded = args.decoder_steps if args.decoder else None
     timing_only = bounded is not None and args.method == "full"

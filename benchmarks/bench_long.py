@@ -9,9 +9,9 @@ rows. MiniLM's own window is 256/512 tokens, so no single forward sees the whole
 
 Head: GLOT defaults (GAT, K = 2, P = 256, JK cat, attention readout), tau = 0.8, inference under no_grad, one
 sentence of L tokens. Two graphs: tau only (the paper), and tau + knn = 32 (each token keeps at most its 32
-most similar neighbours above tau, so E <= 33 L). ``glot.graph.build_token_graph`` works in row blocks, so the
+most similar neighbours above tau, so E <= 33 L). ``glot.pooling.graph.build_token_graph`` works in row blocks, so the
 dense L x L similarity never exists, and without autograd GAT's per-edge messages are aggregated in chunks
-(``glot.gnn.gat_edge_chunked``); the edge list itself is what grows with L.
+(``glot.pooling.gnn.gat_edge_chunked``); the edge list itself is what grows with L.
 
 Each (L, graph) case runs in FRESH subprocesses: one for the graph alone, one for graph + GNN + readout (an
 allocator keeps freed memory and would let a second call reuse it unseen). Peak extra memory = max RSS during
@@ -58,7 +58,7 @@ BYTES_PER_EDGE = (
 
 def document_states(length: int, dtype: str = "float32") -> torch.Tensor:
     """MiniLM states of the first ``length`` tokens of the joined tweets. Shapes: -> (length, 384)."""
-    from glot.backbone import FrozenBackbone
+    from glot.backbones.frozen import FrozenBackbone
 
     backbone = FrozenBackbone.from_pretrained("minilm", dtype=dtype, max_length=256)
     tok = backbone.tokenizer

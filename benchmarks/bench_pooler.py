@@ -39,7 +39,7 @@ from common import (
     ratio,
 )
 from glot import GraphConfig, build_pooler, build_token_graph
-from glot.packing import pack, ptr_to_batch
+from glot.pooling.packing import pack, ptr_to_batch
 from pooler_contenders import (
     NAMES,
     check_same,
@@ -62,7 +62,7 @@ Batches = list[tuple[Tensor, Tensor, Tensor]]
 # ---------------------------------------------------------------------------------------------- states
 def minilm_states(n: int) -> tuple[Tensor, Tensor]:
     """MiniLM fp32 states of the first ``n`` tweets, zero-padded to 128. Shapes: -> (n, 128, 384), (n, 128)."""
-    from glot.backbone import FrozenBackbone
+    from glot.backbones.frozen import FrozenBackbone
 
     backbone = FrozenBackbone.from_pretrained("minilm", dtype="float32", max_length=PAD_TO)
     texts = load_tweets(n)

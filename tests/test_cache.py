@@ -268,7 +268,7 @@ def test_float16_overflow_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_real_minilm_round_trip(tmp_path: Path, minilm_path: str) -> None:
-    import glot.backbone as backbone_mod
+    import glot.backbones.frozen as backbone_mod
 
     bb = backbone_mod.FrozenBackbone.from_pretrained(minilm_path, dtype="float32")
     texts = ["ok", "the delivery contains not keys", "Graphs over tokens relate words to each other.", "hi"]

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from glot.backbones.tokenize import TruncationWarning
 from glot.cache import CachedStates, build_or_load
 from glot.cli import main
 from glot.errors import InputError
-from glot.tokens import TruncationWarning
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cache import FakeBackbone  # noqa: E402
@@ -169,7 +169,7 @@ def test_cache_dir_that_is_a_file_or_unwritable_is_one_line(
 
 
 def test_manifest_records_truncation(tmp_path: Path) -> None:
-    from glot.backbone import FrozenBackbone
+    from glot.backbones.frozen import FrozenBackbone
 
     bb = FrozenBackbone.from_pretrained(str(make_tiny_bert(tmp_path / "bert")), dtype="float32", max_length=8)
     texts = ["ok", "the quick brown fox jumps over the lazy dog near the river bank", "a cat sat", "yes " * 9]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 torch.set_num_threads(1)
-from glot.backbone import FrozenBackbone
+from glot.backbones.frozen import FrozenBackbone
 from glot.cache import build_or_load
 
 model, texts_file, cache_dir, log, out, mode, arg = sys.argv[1:]

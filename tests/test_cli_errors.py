@@ -394,7 +394,7 @@ def test_json_into_a_missing_folder_creates_it(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- bugs
 def test_a_library_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     """A plain ValueError / TypeError from inside glot is a bug, not a user error: it must not be dressed up."""
-    from glot import zoo
+    from glot.backbones import zoo
 
     def broken() -> list[object]:
         raise ValueError("internal invariant broken")
@@ -410,7 +410,7 @@ def test_a_library_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> N
 def test_a_missing_optional_package_is_one_line_a_missing_glot_module_is_a_bug(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from glot import zoo
+    from glot.backbones import zoo
 
     def needs(name: str) -> Callable[[], list[object]]:
         def load() -> list[object]:
@@ -426,7 +426,7 @@ def test_a_missing_optional_package_is_one_line_a_missing_glot_module_is_a_bug(
 
 
 def test_an_unrelated_os_error_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    from glot import zoo
+    from glot.backbones import zoo
 
     def broken() -> list[object]:
         raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
@@ -468,9 +468,9 @@ def test_console_script_bug_prints_a_traceback(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
-        "import glot.zoo\n"
+        "import glot.backbones.zoo\n"
         "def _broken():\n    raise ValueError('injected bug')\n"
-        "glot.zoo.list_models = _broken\n"
+        "glot.backbones.zoo.list_models = _broken\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([str(GLOT), "models"], capture_output=True, text=True, env=env, timeout=300)

@@ -136,10 +136,10 @@ def _recompute(out: Path, name: str) -> tuple[str, float, int]:
     from scipy.stats import spearmanr
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
+    from glot.cache.task import cache_task
     from glot.data import task_from_spec
-    from glot.hub import load_backbone
-    from glot.taskcache import cache_task
-    from glot.train import load_run, predict
+    from glot.export.hub import load_backbone
+    from glot.training.loop import load_run, predict
 
     pooler, head, config = load_run(out / "seed-0")
     task = task_from_spec(config["task"]["info"]["spec"])
@@ -242,7 +242,7 @@ def _class_csv(path: Path, n: int, rng: np.random.Generator, split: str | None =
 
 @pytest.mark.parametrize("layout", ["eval file", "split column with test rows"])
 def test_csv_task_through_the_cli(layout: str, tiny: Path, tmp_path: Path) -> None:
-    from glot.backbone import FrozenBackbone
+    from glot.backbones.frozen import FrozenBackbone
 
     rng = np.random.default_rng(3)
     if layout == "eval file":

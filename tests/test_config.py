@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import glot
-from glot.config import MAX_DIM, MAX_HEADS, MAX_KNN, MAX_LAYERS, GNNConfig, PoolerConfig
 from glot.errors import InputError
+from glot.pooling.config import MAX_DIM, MAX_HEADS, MAX_KNN, MAX_LAYERS, GNNConfig, PoolerConfig
 
 BAD_OPTIONS = [  # (build_pooler option, value): each must be refused before anything is allocated
     ("weighted", "false"),

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from glot.cache import build_or_load
-from glot.encoder import Encoder
+from glot.export.encoder import Encoder
 
 TEXTS = [
     "a much longer sentence with quite a few more words than the others have in it",
@@ -126,7 +126,7 @@ def test_encode_options_and_cached_input(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_real_minilm_encode_matches_padded(minilm_path: str) -> None:
-    import glot.backbone as backbone_mod
+    import glot.backbones.frozen as backbone_mod
     from glot import build_pooler
 
     bb = backbone_mod.FrozenBackbone.from_pretrained(minilm_path, dtype="float32")
@@ -142,7 +142,7 @@ def test_real_minilm_encode_matches_padded(minilm_path: str) -> None:
 def test_embedding_transform_is_applied_after_the_pooler() -> None:
     from glot import build_pooler
     from glot.errors import InputError, InputTypeError
-    from glot.heads import ClassificationHead, ContrastiveHead, STSHead
+    from glot.training.heads import ClassificationHead, ContrastiveHead, STSHead
 
     torch.manual_seed(0)
     pooler = build_pooler("mean", D)

@@ -22,7 +22,7 @@ import torch
 from scipy.stats import spearmanr
 
 from glot.cli import main
-from glot.encoder import Encoder
+from glot.export.encoder import Encoder
 
 TOLERANCE = 0.01
 

@@ -16,7 +16,10 @@ from optional import require  # noqa: E402
 require("peft", "pip install 'glot-pooling[peft]'")
 
 from glot.data import Split, Task  # noqa: E402
-from glot.finetune import (  # noqa: E402
+from glot.io import load_tensors  # noqa: E402
+from glot.training.checkpoint import load_run  # noqa: E402
+from glot.training.config import TrainConfig  # noqa: E402
+from glot.training.finetune import (  # noqa: E402
     EVAL_OUTPUTS,
     FinetuneOptions,
     load_finetuned,
@@ -25,9 +28,6 @@ from glot.finetune import (  # noqa: E402
     run_finetune,
     trainable_parameters,
 )
-from glot.io import load_tensors  # noqa: E402
-from glot.runs import load_run  # noqa: E402
-from glot.trainconfig import TrainConfig  # noqa: E402
 
 try:
     from tests.tiny_models import make_tiny_bert, make_tiny_llama
@@ -163,7 +163,7 @@ def _lora_params(model: nn.Module, targets: set[str], r: int) -> tuple[int, int]
 def test_lora_targets_and_trainable_count(build, family: str, names: list[str], pattern: str) -> None:  # type: ignore[no-untyped-def]
     from peft import get_peft_model
 
-    from glot.finetune import _lora_config
+    from glot.training.finetune import _lora_config
 
     model = build()
     targets = lora_targets(model)
@@ -211,9 +211,9 @@ def test_max_steps_bounds_training(toy_task: Task, tiny_bert: Path, tmp_path: Pa
 def test_every_export_uses_the_trained_backbone(
     model: str, method: str, toy_task: Task, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    from glot.backbone_ref import load_backbone
+    from glot.backbones.reference import load_backbone
     from glot.cli import main
-    from glot.encoder import Encoder
+    from glot.export.encoder import Encoder
 
     opts = FinetuneOptions(backbone_lr=1e-2, max_steps=6, evaluate=False, score_untrained=False)
     path, run = request.getfixturevalue(model), tmp_path / "run"
@@ -268,8 +268,9 @@ def test_lora_without_peft_names_the_extra_before_loading_anything(
 ) -> None:
     import sys
 
-    from glot.cli import main, train_cmd
-    from glot.finetune import model as finetune_model
+    from glot.cli import main
+    from glot.cli import train as train_cmd
+    from glot.training.finetune import model as finetune_model
 
     monkeypatch.setitem(
         sys.modules, "peft", None

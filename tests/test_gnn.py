@@ -7,7 +7,7 @@ import torch
 from torch_geometric.nn import GATConv
 
 import glot
-import glot.gnn as gnn
+import glot.pooling.gnn as gnn
 
 
 def random_graph(n: int = 40, e: int = 300, d: int = 12, seed: int = 0):

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from glot.config import GraphConfig
-from glot.graph import build_token_graph, cosine_similarity
-from glot.packing import lengths_to_ptr, pack
+from glot.pooling.config import GraphConfig
+from glot.pooling.graph import build_token_graph, cosine_similarity
+from glot.pooling.packing import lengths_to_ptr, pack
 
 
 def edge_set(edge_index: torch.Tensor) -> set[tuple[int, int]]:

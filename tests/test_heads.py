@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from glot.heads import (
+from glot.training.heads import (
     HEADS,
     ClassificationHead,
     ContrastiveHead,

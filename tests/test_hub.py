@@ -1,4 +1,4 @@
-"""glot.hub: save_pretrained / from_pretrained round trip, run folders, model card, push_to_hub file list."""
+"""glot.export.hub: save_pretrained / from_pretrained round trip, run folders, model card, push_to_hub file list."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import glot
-from glot import hub
-from glot.backbone import FrozenBackbone
-from glot.backbone_ref import resolve_local
-from glot.encoder import Encoder
-from glot.heads import ContrastiveHead
+from glot.backbones.frozen import FrozenBackbone
+from glot.backbones.reference import resolve_local
+from glot.export import hub
+from glot.export.encoder import Encoder
+from glot.training.heads import ContrastiveHead
 
 TEXTS = [
     "the delivery contains not keys",
@@ -77,7 +77,7 @@ def test_saved_folder_layout_config_and_head(encoder: Encoder, saved: Path) -> N
 
 def test_model_card_has_usage_metrics_and_citation(saved: Path) -> None:
     card = (saved / "README.md").read_text()
-    for needle in ("library_name: glot-pooling", "from glot.hub import from_pretrained", "val_mrr@10", "0.3125",
+    for needle in ("library_name: glot-pooling", "from glot.export.hub import from_pretrained", "val_mrr@10", "0.3125",
                    "MS MARCO", "arXiv", "2603.03389", "@inproceedings"):  # fmt: skip
         assert needle in card, needle
 
@@ -116,7 +116,9 @@ def test_push_to_hub_calls_hf_api(saved: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_save_without_head_removes_stale_head(encoder: Encoder, tmp_path: Path) -> None:
-    encoder.save_pretrained(tmp_path, head=ContrastiveHead(encoder.out_dim))  # Encoder delegates to glot.hub
+    encoder.save_pretrained(
+        tmp_path, head=ContrastiveHead(encoder.out_dim)
+    )  # Encoder delegates to glot.export.hub
     hub.save_pretrained(encoder, tmp_path)
     assert hub.upload_files(tmp_path) == [f for f in SAVED_FILES if not f.startswith("head")]
     assert hub.load_head(tmp_path) is None
@@ -125,7 +127,7 @@ def test_save_without_head_removes_stale_head(encoder: Encoder, tmp_path: Path) 
 def test_training_run_folder_loads(encoder: Encoder, minilm_path: str, tmp_path: Path) -> None:
     run = tmp_path / "seed-0"
     encoder.pooler.save_pretrained(run / "pooler")  # type: ignore[attr-defined]
-    run_config = {  # the shape glot.train writes: backbone = glot.hub.backbone_reference(backbone)
+    run_config = {  # the shape glot.training.loop writes: backbone = glot.export.hub.backbone_reference(backbone)
         "backbone": hub.backbone_reference(encoder.backbone),
         "task": {"name": "msmarco", "metric": "mrr@10", "info": "MS MARCO pairs"},
         "train": {"lr": 2e-4, "epochs": 2, "pooler": "glot"},
@@ -269,7 +271,7 @@ def test_upload_refuses_symlinks_out_of_the_folder(saved: Path, tmp_path: Path) 
 
 
 def test_transform_round_trip_and_untrusted_transform_config(encoder: Encoder, tmp_path: Path) -> None:
-    from glot.heads import STSHead
+    from glot.training.heads import STSHead
 
     torch.manual_seed(1)
     head = STSHead(encoder.out_dim, proj_dim=4)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import glot
 
@@ -36,3 +40,104 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         assert "not_a_name" in str(err)
     else:
         raise AssertionError("glot.not_a_name did not raise AttributeError")
+
+
+def test_pooling_imports_and_runs_without_transformers_datasets_matplotlib() -> None:
+    # PyG's own __init__ imports transformers when it is installed (torch_geometric.llm, inside try/except),
+    # so "without" is checked the honest way: block the three libraries and use the paper's code anyway.
+    code = (
+        "import sys\n"
+        "for name in ('transformers', 'datasets', 'matplotlib'): sys.modules[name] = None\n"
+        "import torch\n"
+        "from glot.pooling.poolers import build_pooler\n"
+        "pooler = build_pooler('glot', 8, tau=0.0, num_layers=1, hidden_dim=4)\n"
+        "z = pooler(torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool))\n"
+        "assert z.shape == (2, pooler.out_dim) and bool(torch.isfinite(z).all())\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_old_import_paths_warn_and_give_the_moved_module() -> None:
+    import importlib
+    import sys
+
+    import glot.export.hub
+    import glot.training.loop
+
+    sys.modules.pop("glot.hub", None)
+    with pytest.warns(DeprecationWarning, match=r"glot\.hub moved to glot\.export\.hub"):
+        old = importlib.import_module("glot.hub")
+    assert old is glot.export.hub
+    sys.modules.pop("glot.train", None)
+    with pytest.warns(DeprecationWarning, match=r"glot\.train moved to glot\.training\.loop"):
+        from glot.train import TrainConfig, train
+    assert train is glot.training.loop.train and TrainConfig is glot.TrainConfig
+    assert callable(sys.modules["glot.train"])  # `glot.train` stays the training function after the import
+
+
+def _top_level_imports(path: Path, module: str) -> set[str]:
+    """glot modules imported at module level by ``path`` (function bodies and TYPE_CHECKING blocks excluded)."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, (ast.If, ast.Try)):
+                visit(
+                    node.body
+                    + getattr(node, "orelse", [])
+                    + sum((h.body for h in getattr(node, "handlers", [])), [])
+                )
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith("glot"))
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1]
+                        + ([base] if base else [])
+                    )
+                if base.startswith("glot"):
+                    found.add(base)
+                    found.update(f"{base}.{a.name}" for a in node.names)
+
+    visit(ast.parse(path.read_text()).body)
+    return found
+
+
+def test_no_module_level_import_cycle() -> None:
+    root = Path(glot.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    graph = {
+        name: {m for m in _top_level_imports(p, name) if m in modules and m != name}
+        for name, p in modules.items()
+    }
+    # importing a submodule first imports its parent packages
+    for name in graph:
+        graph[name] |= {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)} - {name}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def walk(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1 and not node.startswith(nxt + "."):
+                cycle = stack[stack.index(nxt) :] + [nxt]
+                raise AssertionError("module-level import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                walk(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            walk(name)

@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 from sklearn import metrics as skm
 
-from glot import metrics
+from glot.training import metrics
 
 RNG = np.random.default_rng(0)
 CLS_PRED = RNG.integers(0, 3, size=50)

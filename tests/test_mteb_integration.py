@@ -21,8 +21,8 @@ from mteb.abstasks.sts import AbsTaskSTS  # noqa: E402
 from mteb.abstasks.task_metadata import TaskMetadata  # noqa: E402
 
 import glot  # noqa: E402
-from glot.backbone import FrozenBackbone  # noqa: E402
-from glot.encoder import Encoder  # noqa: E402
+from glot.backbones.frozen import FrozenBackbone  # noqa: E402
+from glot.export.encoder import Encoder  # noqa: E402
 from glot.integrations.mteb import GLOTMTEBEncoder  # noqa: E402
 
 COMMON: dict[str, Any] = {
@@ -130,8 +130,8 @@ def test_mteb_evaluate_local_sts_and_classification(encoder: Encoder) -> None:
 
 
 def test_cli_mteb_offline(encoder: Encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from glot import hub
     from glot.cli import main
+    from glot.export import hub
 
     hub.save_pretrained(encoder, tmp_path / "enc")
     monkeypatch.setattr(mteb, "get_tasks", lambda tasks: [LocalSTS()] if tasks == ["GlotLocalSTS"] else [])
@@ -150,8 +150,8 @@ def test_cli_mteb_offline(encoder: Encoder, tmp_path: Path, monkeypatch: pytest.
 def test_cli_mteb_hub_task_offline_is_one_line(
     encoder: Encoder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from glot import hub
     from glot.cli import main
+    from glot.export import hub
 
     hub.save_pretrained(encoder, tmp_path / "enc")
     code = main(["mteb", "--run", str(tmp_path / "enc"), "--tasks", "STS12"])  # HF_HUB_OFFLINE=1 (conftest)

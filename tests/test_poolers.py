@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import glot
-from glot.packing import pack
+from glot.pooling.packing import pack
 
 ALL = sorted(glot.POOLERS)
 SMALL = {"glot": {"hidden_dim": 16, "tau": 0.2}, "mlp": {"hidden_dim": 16}}

@@ -203,8 +203,8 @@ def test_sigkill_mid_training_resumes_to_identical_metrics(tiny: Path, tmp_path:
 
 def test_finetune_runs_share_the_run_key(tiny: Path, tmp_path: Path) -> None:
     from glot.data import Split, Task
-    from glot.finetune import FinetuneOptions, run_finetune
-    from glot.trainconfig import TrainConfig
+    from glot.training.config import TrainConfig
+    from glot.training.finetune import FinetuneOptions, run_finetune
 
     def task(flip: bool = False) -> Task:
         rng = np.random.default_rng(1)

@@ -24,10 +24,10 @@ from sentence_transformers.sentence_transformer.modules import Normalize, Transf
 import glot  # noqa: E402
 from glot.integrations.sentence_transformers import (  # noqa: E402
     GLOTPooling,
-    _prompt_prefix,
     freeze_backbone,
     run_to_sentence_transformer,
 )
+from glot.integrations.st_export import _prompt_prefix  # noqa: E402
 
 TEXTS = [
     "the delivery contains not keys",
@@ -121,9 +121,9 @@ def test_trainer_updates_only_glot_weights(minilm_path: str, tmp_path: Path) -> 
 
 
 def test_run_export_matches_glot_encoder(minilm_path: str, tmp_path: Path) -> None:
-    from glot import hub
-    from glot.backbone import FrozenBackbone
-    from glot.encoder import Encoder
+    from glot.backbones.frozen import FrozenBackbone
+    from glot.export import hub
+    from glot.export.encoder import Encoder
 
     torch.manual_seed(0)
     backbone = FrozenBackbone.from_pretrained(minilm_path, dtype="float32", device="cpu", max_length=64)

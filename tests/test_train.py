@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from glot.data import Split, Task, get_task
-from glot.runs import flatten_optimizer, load_run, restore_optimizer
-from glot.train import TrainConfig, cache_task, carve_validation, fit, train
+from glot.training.checkpoint import flatten_optimizer, load_run, restore_optimizer
+from glot.training.loop import TrainConfig, cache_task, carve_validation, fit, train
 
 
 class WordBackbone:
@@ -90,7 +90,7 @@ def test_same_seed_same_numbers_and_resume_after_kill(cached, tmp_path: Path, mo
     again = fit(cached, config, tmp_path / "again", progress=False)
     assert _strip_times(again) == _strip_times(full)
 
-    import glot.train as train_module
+    import glot.training.loop as train_module
 
     real_epoch = train_module._train_epoch
 
@@ -219,7 +219,7 @@ def _with_eval_labels(task: Task, labels: np.ndarray) -> Task:
 
 
 def test_run_key_covers_eval_labels_and_lives_with_the_checkpoint(cached, tmp_path: Path) -> None:
-    from glot.taskcache import CachedTask
+    from glot.cache.task import CachedTask
 
     config = FAST.replace(epochs=2)
     run = tmp_path / "run"
@@ -282,7 +282,7 @@ def test_non_finite_settings_are_refused(field: str, value: float) -> None:
 
 
 def test_a_diverging_run_stops_with_a_clear_error(cached, tmp_path: Path) -> None:
-    from glot.train import NonFiniteError
+    from glot.training.loop import NonFiniteError
 
     diverging = FAST.replace(optimizer="adamw", lr=1.0, weight_decay=1e6)
     with pytest.raises(NonFiniteError, match=r"non-finite|loss is (nan|inf)") as info:
@@ -295,7 +295,7 @@ def test_a_diverging_run_stops_with_a_clear_error(cached, tmp_path: Path) -> Non
 
 
 def test_one_seed_summary_has_no_spread() -> None:
-    from glot.train import summarize
+    from glot.training.loop import summarize
 
     seed = {"seed": 0, "val": 0.6, "eval": 0.55, "train_seconds": 1.0}
     summary = summarize([seed])

@@ -12,9 +12,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer, RobertaConfig, RobertaModel
 
-from glot import _hf
-from glot.backbone import FrozenBackbone
-from glot.tokens import Truncation, TruncationWarning
+from glot.backbones import introspect as _hf
+from glot.backbones.frozen import FrozenBackbone
+from glot.backbones.tokenize import Truncation, TruncationWarning
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import MAX_POSITIONS, make_tiny_bert  # noqa: E402
@@ -78,7 +78,7 @@ def test_truncation_is_counted_and_warned_once_per_call(tiny_bert: str) -> None:
 def test_encoder_over_minilm_matches_sentence_transformers(minilm_path: str) -> None:
     st = pytest.importorskip("sentence_transformers")
     from glot import Encoder
-    from glot.poolers import build_pooler
+    from glot.pooling.poolers import build_pooler
 
     bb = FrozenBackbone.from_pretrained("minilm", dtype="float32")
     assert (bb.max_length, bb.max_length_origin) == (256, "sentence_bert_config.json max_seq_length")

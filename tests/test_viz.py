@@ -118,7 +118,7 @@ def test_bad_inputs(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------ real backbone
 @pytest.fixture(scope="module")
 def minilm(minilm_path: str):
-    from glot.backbone import FrozenBackbone
+    from glot.backbones.frozen import FrozenBackbone
 
     return FrozenBackbone.from_pretrained(minilm_path, dtype="float32", device="cpu")
 
@@ -153,7 +153,7 @@ def test_compute_explanation_baselines(minilm) -> None:
 
 
 def test_cli_untrained(minilm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    from glot.backbone import FrozenBackbone
+    from glot.backbones.frozen import FrozenBackbone
     from glot.cli import main
 
     asked: list[str] = []
@@ -175,15 +175,15 @@ def test_cli_untrained(minilm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_cli_run(minilm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import glot.hub
-    import glot.train
+    import glot.export.hub
+    import glot.training.loop
     from glot import build_pooler
     from glot.cli import main
 
     pooler = build_pooler("adapool", minilm.hidden_size)
     run_config = {"backbone": {"name_or_path": "minilm"}}
-    monkeypatch.setattr(glot.train, "load_run", lambda path, seed=None: (pooler, None, run_config))
-    monkeypatch.setattr(glot.hub, "load_backbone", lambda ref, **kw: minilm)
+    monkeypatch.setattr(glot.training.loop, "load_run", lambda path, seed=None: (pooler, None, run_config))
+    monkeypatch.setattr(glot.export.hub, "load_backbone", lambda ref, **kw: minilm)
     drawn: list[str] = []
 
     def fake_draw(expl, out_dir, formats):  # the pictures themselves are tested above

@@ -1,4 +1,4 @@
-"""glot.zoo: offline packaged models -> local folders, clear install errors, atomic materialisation."""
+"""glot.backbones.zoo: offline packaged models -> local folders, clear install errors, atomic materialisation."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from glot import zoo
-from glot.backbone import FrozenBackbone
+from glot.backbones import zoo
+from glot.backbones.frozen import FrozenBackbone
 from tiny_models import make_tiny_bert
 
 

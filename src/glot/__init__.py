@@ -14,30 +14,31 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-#: public name -> module that defines it (relative to this package)
+#: public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "PROMPT_EOL": ".backbone",
-    "FrozenBackbone": ".backbone",
-    "CachedStates": ".cache",
-    "PackedBatch": ".cache",
-    "build_or_load": ".cache",
-    "cache_key": ".cache",
-    "GNNConfig": ".config",
-    "GraphConfig": ".config",
-    "PoolerConfig": ".config",
-    "ReadoutConfig": ".config",
-    "Encoder": ".encoder",
-    "GlotError": ".errors",
-    "InputError": ".errors",
-    "TokenGraph": ".graph",
-    "build_token_graph": ".graph",
-    "pack": ".packing",
-    "unpack": ".packing",
-    "POOLERS": ".poolers",
-    "Pooler": ".poolers",
-    "build_pooler": ".poolers",
-    "load_pooler": ".poolers",
-    "TrainConfig": ".trainconfig",
+    "PROMPT_EOL": "glot.backbones.frozen",
+    "FrozenBackbone": "glot.backbones.frozen",
+    "CachedStates": "glot.cache",
+    "PackedBatch": "glot.cache",
+    "build_or_load": "glot.cache",
+    "cache_key": "glot.cache",
+    "GNNConfig": "glot.pooling.config",
+    "GraphConfig": "glot.pooling.config",
+    "PoolerConfig": "glot.pooling.config",
+    "ReadoutConfig": "glot.pooling.config",
+    "Encoder": "glot.export.encoder",
+    "GlotError": "glot.errors",
+    "InputError": "glot.errors",
+    "TokenGraph": "glot.pooling.graph",
+    "build_token_graph": "glot.pooling.graph",
+    "pack": "glot.pooling.packing",
+    "unpack": "glot.pooling.packing",
+    "POOLERS": "glot.pooling.poolers",
+    "Pooler": "glot.pooling.poolers",
+    "build_pooler": "glot.pooling.poolers",
+    "load_pooler": "glot.pooling.poolers",
+    "TrainConfig": "glot.training.config",
+    "train": "glot.training.loop",
 }
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "build_pooler",
     "load_pooler",
     "TrainConfig",
+    "train",
     "__version__",
 ]
 
@@ -72,7 +74,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'glot' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
@@ -82,12 +84,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static type checkers see the eager imports
-    from .backbone import PROMPT_EOL, FrozenBackbone
-    from .cache import CachedStates, PackedBatch, build_or_load, cache_key
-    from .config import GNNConfig, GraphConfig, PoolerConfig, ReadoutConfig
-    from .encoder import Encoder
-    from .errors import GlotError, InputError
-    from .graph import TokenGraph, build_token_graph
-    from .packing import pack, unpack
-    from .poolers import POOLERS, Pooler, build_pooler, load_pooler
-    from .trainconfig import TrainConfig
+    from glot.backbones.frozen import PROMPT_EOL, FrozenBackbone
+    from glot.cache import CachedStates, PackedBatch, build_or_load, cache_key
+    from glot.errors import GlotError, InputError
+    from glot.export.encoder import Encoder
+    from glot.pooling.config import GNNConfig, GraphConfig, PoolerConfig, ReadoutConfig
+    from glot.pooling.graph import TokenGraph, build_token_graph
+    from glot.pooling.packing import pack, unpack
+    from glot.pooling.poolers import POOLERS, Pooler, build_pooler, load_pooler
+    from glot.training.config import TrainConfig
+    from glot.training.loop import train

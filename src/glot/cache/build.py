@@ -17,21 +17,21 @@ import numpy as np
 from filelock import FileLock, Timeout
 from torch import Tensor
 
+from glot.backbones.tokenize import TruncationWarning
 from glot.cache.key import CacheKey, cache_key, check_dtype, check_texts, resolve_cache_root
 from glot.cache.manifest import CacheCorruptError
 from glot.cache.shards import build_entry, salvage
 from glot.cache.store import VERIFY_MODES, CachedStates, read_manifest
 from glot.errors import InputError
-from glot.tokens import TruncationWarning
 
 log = logging.getLogger("glot.cache")
 
 
 @runtime_checkable
 class BackboneLike(Protocol):
-    """What the cache needs from a backbone (``glot.backbone.FrozenBackbone`` satisfies it).
+    """What the cache needs from a backbone (``glot.backbones.frozen.FrozenBackbone`` satisfies it).
 
-    Optional: a ``max_length`` int and a ``last_truncation`` (:class:`glot.tokens.Truncation`) set by
+    Optional: a ``max_length`` int and a ``last_truncation`` (:class:`glot.backbones.tokenize.Truncation`) set by
     ``iter_packed``; with them the manifest records how many texts were cut, else it records None.
     """
 
@@ -117,7 +117,7 @@ def build_or_load(
 
     Safe to call from several processes at once: the build runs under a per-key file lock, and a process
     that finds the entry being built waits and then opens it (computing nothing). A build that cut texts
-    to the backbone's ``max_length`` says so once (:class:`~glot.tokens.TruncationWarning`); the count is
+    to the backbone's ``max_length`` says so once (:class:`~glot.backbones.tokenize.TruncationWarning`); the count is
     kept as ``CachedStates.num_truncated``.
 
     Shapes: texts (B,) -> CachedStates of B items, D = backbone.hidden_size, storage ``dtype``.

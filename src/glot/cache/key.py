@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from glot import tokens
+from glot.backbones import tokenize as tokens
 from glot.errors import InputError, InputTypeError
 
 FORMAT_VERSION = 1
@@ -38,7 +38,7 @@ class CacheKey:
 
 
 def check_texts(texts: object) -> list[str]:
-    """Return ``texts`` as a list of str for the cache: :func:`glot.tokens.check_texts` plus two rules of its
+    """Return ``texts`` as a list of str for the cache: :func:`glot.backbones.tokenize.check_texts` plus two rules of its
     own: an ordered sequence (a set or generator would give no stable item order) and at least one text.
 
     Raises TypeError for a bare string, an unordered iterable or a non-str item; ValueError when empty.

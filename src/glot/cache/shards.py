@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from glot.backbones.tokenize import Truncation, TruncationWarning
 from glot.cache.key import FORMAT_VERSION, STORAGE_DTYPES, CacheKey
 from glot.cache.manifest import CacheCorruptError, num_shards, plain_name, shard_items
 from glot.cache.store import mark_verified
 from glot.errors import InputError
 from glot.io import atomic_save_npy, atomic_write_json, remove_stale_temps, sha256_file
-from glot.tokens import Truncation, TruncationWarning
 
 
 def save_npy(path: Path, arr: np.ndarray) -> dict[str, Any]:

@@ -17,21 +17,20 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 
+from glot.cli.common import CLIError, error, os_error_message
 from glot.errors import GlotError
-
-from .common import CLIError, error, os_error_message
 
 # name -> module under glot.cli (module names avoid clashing with stdlib/builtins)
 COMMANDS: dict[str, str] = {
     "models": "models",
-    "cache": "cache_cmd",
-    "train": "train_cmd",
+    "cache": "cache",
+    "train": "train",
     "compare": "compare",
     "encode": "encode",
-    "eval": "eval_cmd",
+    "eval": "eval",
     "explain": "explain",
     "bench": "bench",
-    "mteb": "mteb_cmd",
+    "mteb": "mteb",
 }
 
 HELPS: dict[str, str] = {
@@ -63,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
-    from .options import one_line_errors
+    from glot.cli.options import one_line_errors
 
     module = importlib.import_module(f"glot.cli.{COMMANDS[name]}")
     parser = argparse.ArgumentParser(prog=f"glot {name}", description=HELPS[name])

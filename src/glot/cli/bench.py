@@ -20,9 +20,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
 
+from glot.cli.common import CLIError, console
 from glot.io import atomic_write_text
-
-from .common import CLIError, console
 
 HELP = "speed / memory benchmarks (head vs naive loop, GLOT vs LoRA/full, encode overhead, long inputs, GPU)"
 

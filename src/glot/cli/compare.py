@@ -102,9 +102,9 @@ def _check_names(spec: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from glot.cache.task import cache_task
     from glot.data import get_task
-    from glot.taskcache import cache_task
-    from glot.train import train
+    from glot.training.loop import train
 
     ratios = parse_float_list(args.ratios, "--ratios")
     seeds = parse_int_list(args.seeds, "--seeds")
@@ -174,7 +174,7 @@ def _summarize(
 
 
 def _cell(values: list[float]) -> str:
-    from glot.metrics import format_mean_std
+    from glot.training.metrics import format_mean_std
 
     return format_mean_std(values, digits=1, scale=100)  # one seed: no ±
 
@@ -192,10 +192,10 @@ def _table(summary: dict[str, Any], key: str = "accuracy") -> tuple[list[str], l
 
 def _verdict(summary: dict[str, Any]) -> str:
     """One line: does GLOT beat the best baseline at the highest ratio? A difference is claimed only with
-    ``MIN_SEEDS_FOR_CLAIM`` seeds or more and a Welch t-test p < 0.05 (:func:`glot.metrics.compare_means`)."""
+    ``MIN_SEEDS_FOR_CLAIM`` seeds or more and a Welch t-test p < 0.05 (:func:`glot.training.metrics.compare_means`)."""
     import numpy as np
 
-    from glot.metrics import MIN_SEEDS_FOR_CLAIM, compare_means
+    from glot.training.metrics import MIN_SEEDS_FOR_CLAIM, compare_means
 
     res = summary["results"]
     if "glot" not in res or len(res) < 2:

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--run",
         type=Path,
         default=None,
-        help="a finished `glot train` run folder (or a folder from glot.hub.save_pretrained)",
+        help="a finished `glot train` run folder (or a folder from glot.export.hub.save_pretrained)",
     )
     src.add_argument("--seed", type=int, default=None, help="which seed of a multi-seed run")
     src.add_argument("--model", default=None, help="backbone (with --pooler, no --run)")
@@ -62,13 +62,13 @@ def _run_folder(run: Path, seed: int | None) -> Path:
 
 
 def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from glot.encoder import Encoder
-    from glot.poolers import build_pooler
+    from glot.export.encoder import Encoder
+    from glot.pooling.poolers import build_pooler
 
     if args.run is not None:
         if args.model is not None or args.pooler is not None:
             raise CLIError("--run already names the backbone and pooler; drop --model/--pooler")
-        from glot.hub import from_pretrained
+        from glot.export.hub import from_pretrained
 
         # the one export path: pooler, the trained head's embedding transform and (LoRA / full) the trained backbone
         encoder = from_pretrained(_run_folder(args.run, args.seed))

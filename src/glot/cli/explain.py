@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import CLIError, add_json_argument, console, maybe_write_json, print_table
+from glot.cli.common import CLIError, add_json_argument, console, maybe_write_json, print_table
 
 HELP = "pictures for one sentence: similarity heatmap, token graph, readout weights"
 UNTRAINED_NOTE = (
@@ -61,8 +61,8 @@ def _formats(spec: str) -> list[str]:
 
 def _from_run(args: argparse.Namespace) -> tuple[Any, Any]:
     """Backbone + trained pooler of a run folder (the backbone is the one recorded in run_config.json)."""
-    from glot.hub import load_backbone
-    from glot.train import load_run
+    from glot.export.hub import load_backbone
+    from glot.training.loop import load_run
 
     if args.model is not None or args.pooler is not None:
         raise CLIError("--run already names the backbone and pooler; drop --model/--pooler")
@@ -80,8 +80,8 @@ def _untrained(args: argparse.Namespace) -> tuple[Any, Any]:
     """Backbone + freshly initialised pooler (seed 0); --tau goes into a glot pooler's graph."""
     import torch
 
-    from glot.backbone import FrozenBackbone
-    from glot.poolers import build_pooler
+    from glot.backbones.frozen import FrozenBackbone
+    from glot.pooling.poolers import build_pooler
 
     if args.seed is not None:
         raise CLIError("--seed selects a seed of a --run folder; it has no meaning without --run")

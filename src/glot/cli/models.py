@@ -1,4 +1,4 @@
-"""``glot models``: the offline packaged backbones (glot.zoo) as a table."""
+"""``glot models``: the offline packaged backbones (glot.backbones.zoo) as a table."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glot import zoo
+    from glot.backbones import zoo
 
     infos = zoo.list_models()
     rows = [

@@ -169,14 +169,14 @@ def add_optim_arguments(parser: argparse.ArgumentParser, epochs: int = 3, lr: fl
 
 def pooler_options(args: argparse.Namespace, pooler: str) -> dict[str, Any]:
     """The pooler flags that were given and that ``pooler`` accepts."""
-    from glot.poolers import POOLERS
+    from glot.pooling.poolers import POOLERS
 
     given = {key: getattr(args, flag.replace("-", "_")) for flag, (key, _, _) in POOLER_FLAGS.items()}
     return {k: v for k, v in given.items() if v is not None and k in POOLERS[pooler].options}
 
 
 def check_pooler(name: str) -> str:
-    from glot.poolers import POOLERS
+    from glot.pooling.poolers import POOLERS
 
     if name not in POOLERS:
         raise CLIError(f"unknown pooler {name!r}; choose one of: {', '.join(POOLERS)}")
@@ -212,8 +212,8 @@ def load_backbone(args: argparse.Namespace, max_length: int | None) -> Any:
 
     ``max_length`` None leaves the truncation to the backbone's default (the model's own configured limit).
     """
-    from glot import zoo
-    from glot.backbone import FrozenBackbone
+    from glot.backbones import zoo
+    from glot.backbones.frozen import FrozenBackbone
 
     name = args.model
     if name not in zoo.aliases() and not Path(name).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -251,7 +251,7 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 def train_config(args: argparse.Namespace, pooler: str, **overrides: Any) -> Any:
     """TrainConfig from the parsed flags; bad values become one-line CLI errors."""
-    from glot.train import TrainConfig
+    from glot.training.loop import TrainConfig
 
     config = TrainConfig(
         pooler=pooler, pooler_options=pooler_options(args, pooler), optimizer=args.optimizer, lr=args.lr,

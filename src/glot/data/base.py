@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from glot.errors import InputError
-from glot.metrics import METRICS
+from glot.training.metrics import METRICS
 
 __all__ = [
     "KINDS",

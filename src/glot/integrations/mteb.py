@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
     from torch.utils.data import DataLoader
 
-    from glot.encoder import Encoder
+    from glot.export.encoder import Encoder
 
 __all__ = ["GLOTMTEBEncoder", "glot_model_meta"]
 
@@ -117,7 +117,7 @@ def glot_model_meta(
 
 
 def _citation() -> str:
-    from glot.hub import CITATION
+    from glot.export.hub import CITATION
 
     return CITATION
 
@@ -135,7 +135,7 @@ def _texts(inputs: DataLoader[Any]) -> list[str]:
 
 
 class GLOTMTEBEncoder(AbsEncoder):
-    """An MTEB model wrapping :class:`glot.encoder.Encoder`; embeddings are L2-normalised (cosine).
+    """An MTEB model wrapping :class:`glot.export.encoder.Encoder`; embeddings are L2-normalised (cosine).
 
     Shapes: ``encode(DataLoader of T texts)`` -> (T, out_dim) float32 numpy array.
     """
@@ -143,7 +143,9 @@ class GLOTMTEBEncoder(AbsEncoder):
     def __init__(self, encoder: Encoder, *, batch_size: int = 32, **meta: Any) -> None:
         """``meta``: keyword arguments of :func:`glot_model_meta` (name, revision, languages, license, ...)."""
         if not hasattr(encoder, "encode") or not hasattr(encoder, "pooler"):
-            raise InputTypeError(f"encoder must be a glot.encoder.Encoder, got {type(encoder).__name__}")
+            raise InputTypeError(
+                f"encoder must be a glot.export.encoder.Encoder, got {type(encoder).__name__}"
+            )
         self.model = encoder
         self.batch_size = batch_size
         self.mteb_model_meta = glot_model_meta(encoder, **meta)
@@ -158,8 +160,8 @@ class GLOTMTEBEncoder(AbsEncoder):
         device: str | None = None,
         **meta: Any,
     ) -> GLOTMTEBEncoder:
-        """Load a training run folder, a folder saved by ``glot.hub.save_pretrained``, or a Hub repo id."""
-        from glot.hub import from_pretrained
+        """Load a training run folder, a folder saved by ``glot.export.hub.save_pretrained``, or a Hub repo id."""
+        from glot.export.hub import from_pretrained
 
         return cls(from_pretrained(dir_or_repo_id, dtype=dtype, device=device), batch_size=batch_size, **meta)
 

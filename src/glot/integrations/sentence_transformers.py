@@ -24,7 +24,7 @@ Requires ``pip install glot-pooling[st]``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from glot import __version__
 from glot.errors import InputError, InputTypeError
 from glot.io import atomic_write_json, load_weights, read_json
-from glot.poolers import CONFIG_NAME as POOLER_CONFIG_NAME
-from glot.poolers import WEIGHTS_NAME, Pooler, build_pooler, from_config
+from glot.pooling.poolers import CONFIG_NAME as POOLER_CONFIG_NAME
+from glot.pooling.poolers import WEIGHTS_NAME, Pooler, build_pooler, from_config
 
 try:
     from sentence_transformers.base.modules.module import Module  # sentence-transformers >= 6
@@ -45,6 +45,9 @@ except ImportError:  # pragma: no cover - 5.x layout
             "glot.integrations.sentence_transformers needs sentence-transformers; "
             "install it with: pip install 'glot-pooling[st]'"
         ) from err
+
+if TYPE_CHECKING:
+    from glot.integrations.st_export import run_to_sentence_transformer
 
 __all__ = ["GLOTPooling", "freeze_backbone", "run_to_sentence_transformer"]
 
@@ -188,7 +191,7 @@ class GLOTPooling(Module):
                 f"{model_name_or_path}/{subfolder} lacks {POOLER_CONFIG_NAME} or {WEIGHTS_NAME}; "
                 "it was not saved by GLOTPooling.save"
             )
-        from glot.config import PoolerConfig
+        from glot.pooling.config import PoolerConfig
 
         meta = read_json(meta_path)
         pooler = from_config(PoolerConfig.from_dict(meta["pooler"]))
@@ -223,4 +226,11 @@ def freeze_backbone(model: nn.Sequential) -> int:
 
 
 # the export lives in its own module; imported last because it builds on GLOTPooling above
-from glot.integrations.st_export import _prompt_prefix, run_to_sentence_transformer  # noqa: E402, F401
+def __getattr__(name: str) -> Any:
+    """``run_to_sentence_transformer`` lives in :mod:`glot.integrations.st_export` (which imports this module);
+    it is offered here too, resolved on first use so the two modules do not import each other at load time."""
+    if name == "run_to_sentence_transformer":
+        from glot.integrations.st_export import run_to_sentence_transformer
+
+        return run_to_sentence_transformer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

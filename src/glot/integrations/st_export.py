@@ -38,8 +38,8 @@ def _prompt_prefix(prompt: str | None, allow_mismatch: bool) -> str | None:
 
 def _source(parts: Any, backbone: str | None, dtype: str | None) -> tuple[str, Any]:
     """(folder or id the Transformer loads, the trained backbone whose weights replace it, or None)."""
-    from glot import zoo
-    from glot.backbone_ref import resolve_local
+    from glot.backbones import zoo
+    from glot.backbones.reference import resolve_local
 
     ref = parts.reference
     trained = None
@@ -51,7 +51,7 @@ def _source(parts: Any, backbone: str | None, dtype: str | None) -> tuple[str, A
             )
         return str(parts.weights_dir), None
     if parts.trained == "lora":  # the base model's folder, its weights replaced by the merged ones
-        from glot.finetune.export import trained_backbone
+        from glot.training.finetune.export import trained_backbone
 
         trained = trained_backbone(parts, name_or_path=backbone, dtype=dtype, device="cpu")
     name = str(backbone or ref["name_or_path"])
@@ -66,7 +66,7 @@ def _modules(parts: Any, transformer: nn.Module, layer: int, normalize: bool) ->
     except ImportError:  # pragma: no cover - sentence-transformers < 6
         from sentence_transformers.models import Dense, Normalize  # type: ignore[no-redef]
 
-    from glot.poolers import load_pooler
+    from glot.pooling.poolers import load_pooler
 
     modules: list[nn.Module] = [
         transformer,
@@ -95,7 +95,7 @@ def run_to_sentence_transformer(
     backbone: str | None = None,
     allow_mismatch: bool = False,
 ) -> Path:
-    """Export a trained glot run (or a folder from ``glot.hub.save_pretrained``) as a SentenceTransformer folder.
+    """Export a trained glot run (or a folder from ``glot.export.hub.save_pretrained``) as a SentenceTransformer folder.
 
     The folder holds Transformer (a full copy of the backbone; for LoRA / full fine-tuning runs the trained
     weights) -> GLOTPooling -> Dense (the trained head's embedding transform, e.g. the STS projection) ->
@@ -111,8 +111,8 @@ def run_to_sentence_transformer(
     except ImportError:  # pragma: no cover - sentence-transformers < 6
         from sentence_transformers.models import Transformer  # type: ignore[no-redef]
 
-    from glot.dtypes import resolve_dtype
-    from glot.saved import read_parts
+    from glot.backbones.dtypes import resolve_dtype
+    from glot.export.saved import read_parts
 
     parts = read_parts(run_dir)
     ref = parts.reference

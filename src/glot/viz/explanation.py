@@ -51,8 +51,8 @@ def _token_strings(backbone: Any, text: str) -> list[str]:
 
 def _graph_for(pooler: Any, x: Any, ptr: Any, tau: float | None) -> tuple[Any, float, list[str]]:
     """The pooler's own token graph, or (no graph in the pooler) one at ``tau`` / 0.6 drawn for reference."""
-    from glot.config import GraphConfig
-    from glot.graph import build_token_graph
+    from glot.pooling.config import GraphConfig
+    from glot.pooling.graph import build_token_graph
 
     cfg, name = getattr(pooler, "config", None), getattr(pooler, "name", type(pooler).__name__)
     if getattr(pooler, "uses_graph", False) and cfg is not None and cfg.gnn.num_layers > 0:
@@ -84,7 +84,7 @@ def compute_explanation(backbone: Any, pooler: Any, text: str, tau: float | None
     """
     import torch
 
-    from glot.graph import cosine_similarity
+    from glot.pooling.graph import cosine_similarity
 
     if not isinstance(text, str) or not text.strip():
         raise InputError(f"text must be a non-empty sentence, got {text!r}")

@@ -19,7 +19,7 @@ from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
 
 from glot.errors import InputError
-from glot.metrics import mean_std
+from glot.training.metrics import mean_std
 from glot.viz.figure import (
     DEFAULT_FORMATS,
     DISPLAY_NAMES,

@@ -8,18 +8,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from glot import _hf
-from glot.backbone import FrozenBackbone
+from glot.backbones import introspect as _hf
+from glot.backbones.frozen import FrozenBackbone
 from glot.data import Split, Task
 from glot.errors import InputError
-from glot.finetune.lora import _lora_config
-from glot.finetune.options import METHODS, POOLINGS, FinetuneOptions
-from glot.heads import TaskHead, build_head
 from glot.integrations import require_extra
-from glot.metrics import compute
-from glot.packing import pack
-from glot.poolers import Pooler, build_pooler
-from glot.trainconfig import TrainConfig
+from glot.pooling.packing import pack
+from glot.pooling.poolers import Pooler, build_pooler
+from glot.training.config import TrainConfig
+from glot.training.finetune.lora import _lora_config
+from glot.training.finetune.options import METHODS, POOLINGS, FinetuneOptions
+from glot.training.heads import TaskHead, build_head
+from glot.training.metrics import compute
 
 COLUMNS = ("texts", "texts_pair", "negatives")
 

@@ -1,4 +1,4 @@
-"""The fine-tuning run folder (layout in :mod:`glot.finetune`): run config, reuse check, saving and loading."""
+"""The fine-tuning run folder (layout in :mod:`glot.training.finetune`): run config, reuse check, saving and loading."""
 
 from __future__ import annotations
 
@@ -9,16 +9,12 @@ from typing import Any
 
 from torch import nn
 
-from glot.backbone import FrozenBackbone
+from glot.backbones.frozen import FrozenBackbone
 from glot.data import Task
 from glot.errors import InputError
-from glot.finetune.lora import lora_targets
-from glot.finetune.model import FinetunedModel
-from glot.finetune.options import METHODS, FinetuneOptions
-from glot.heads import build_head
 from glot.io import atomic_save_tensors, atomic_write_json, load_weights, read_json
-from glot.poolers import load_pooler
-from glot.runs import (
+from glot.pooling.poolers import load_pooler
+from glot.training.checkpoint import (
     HEAD_CONFIG,
     HEAD_WEIGHTS,
     METRICS_NAME,
@@ -27,7 +23,11 @@ from glot.runs import (
     build_run_config,
     prepare_run_dir,
 )
-from glot.trainconfig import TrainConfig
+from glot.training.config import TrainConfig
+from glot.training.finetune.lora import lora_targets
+from glot.training.finetune.model import FinetunedModel
+from glot.training.finetune.options import METHODS, FinetuneOptions
+from glot.training.heads import build_head
 
 ADAPTER_DIR = "adapter"
 BACKBONE_DIR = "backbone"
@@ -42,9 +42,9 @@ def _run_config(
     opts: FinetuneOptions,
     sizes: dict[str, int],
 ) -> dict[str, Any]:
-    """The run config and key, from :func:`glot.runs.build_run_config` (the one run key of GLOT and
+    """The run config and key, from :func:`glot.training.checkpoint.build_run_config` (the one run key of GLOT and
     fine-tuning runs) with the method and fine-tuning options added."""
-    from glot.hub import backbone_reference
+    from glot.export.hub import backbone_reference
 
     finetune: dict[str, Any] = {"method": method, "pooling": model.pooler.name, **asdict(opts)}
     if method == "lora":
@@ -56,7 +56,7 @@ def _run_config(
 
 def _check_folder(run_dir: Path, run_config: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
     """Return the metrics of an identical finished run; refuse to mix a different run into ``run_dir``
-    (:func:`glot.runs.prepare_run_dir`). An unfinished run of the same config is redone (no mid-run resume)."""
+    (:func:`glot.training.checkpoint.prepare_run_dir`). An unfinished run of the same config is redone (no mid-run resume)."""
     return prepare_run_dir(run_dir, run_config, overwrite)
 
 
@@ -75,14 +75,14 @@ def _save(model: FinetunedModel, run_dir: Path, method: str) -> None:
 
 def load_finetuned(run_dir: str | os.PathLike[str]) -> FinetunedModel:
     """Rebuild a fine-tuned model from its run folder (safetensors + JSON, no pickle), in eval mode."""
-    from glot.hub import load_backbone
+    from glot.export.hub import load_backbone
 
     path = Path(run_dir)
     config = read_json(path / RUN_CONFIG_NAME)
     method = config.get("method")
     if method not in METHODS:
         raise InputError(
-            f"{path} is not a LoRA/full fine-tuning run (method={method!r}); use glot.runs.load_run"
+            f"{path} is not a LoRA/full fine-tuning run (method={method!r}); use glot.training.checkpoint.load_run"
         )
     if not (path / METRICS_NAME).is_file():
         raise FileNotFoundError(f"{path} is unfinished (no {METRICS_NAME}); rerun the training to finish it")

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.finetune is not None:
         result = _finetune(args, task, config, seeds, out)
     else:
-        from glot.train import cache_task, train
+        from glot.training.loop import cache_task, train
 
         backbone = load_backbone(args, args.max_length or task.max_length)
         cached = cache_task(
@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
 def _finetune(
     args: argparse.Namespace, task: Any, config: Any, seeds: list[int], out: Path
 ) -> dict[str, Any]:
-    """Dispatch to glot.finetune.run_finetune, one run folder per seed."""
-    from glot.finetune import run_finetune
-    from glot.train import summarize
+    """Dispatch to glot.training.finetune.run_finetune, one run folder per seed."""
+    from glot.training.finetune import run_finetune
+    from glot.training.loop import summarize
 
     per_seed = []
     for seed in seeds:
@@ -112,7 +112,7 @@ def _finetune(
 
 
 def _mean_std_cell(values: list[Any]) -> str:
-    from glot.metrics import format_mean_std
+    from glot.training.metrics import format_mean_std
 
     return "-" if any(v is None for v in values) else format_mean_std(values)
 

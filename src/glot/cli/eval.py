@@ -86,7 +86,7 @@ def _run_task(run: Path, config: dict[str, Any], args: argparse.Namespace, tasks
 
 def _check_data(run: Path, config: dict[str, Any], task: Any) -> None:
     """Refuse when the texts or labels of the run's splits changed since training."""
-    from glot.runs import data_fingerprint
+    from glot.training.checkpoint import data_fingerprint
 
     data = config["task"].get("data")
     if data is None:
@@ -104,7 +104,7 @@ def _check_data(run: Path, config: dict[str, Any], task: Any) -> None:
 def _run_cache(task: Any, config: dict[str, Any], cache_dir: Path | None) -> Any:
     """The run's own cache entry mapped onto ``task`` (same states as in training), or None if it is gone."""
     from glot.cache import CacheCorruptError, CachedStates, default_cache_root
-    from glot.taskcache import CachedTask, task_texts
+    from glot.cache.task import CachedTask, task_texts
 
     recorded, key = config.get("cache") or {}, config.get("cache_key")
     if not key or "splits" not in recorded:
@@ -124,8 +124,8 @@ def _run_cache(task: Any, config: dict[str, Any], cache_dir: Path | None) -> Any
 
 def _states(task: Any, config: dict[str, Any], args: argparse.Namespace, backbones: dict[str, Any]) -> Any:
     """Cached states for scoring: the run's own entry if present, else ONLY the scored split's texts."""
-    from glot.hub import load_backbone
-    from glot.taskcache import cache_task
+    from glot.cache.task import cache_task
+    from glot.export.hub import load_backbone
 
     run_dtype = (config.get("cache") or {}).get("dtype", "float16")
     if args.cache_dtype in (None, run_dtype):
@@ -146,8 +146,8 @@ def _score_run(run: Path, args: argparse.Namespace, memo: dict[str, dict[str, An
     """Metric of one seed folder on ``args.split`` of the task it was trained on."""
     import numpy as np
 
-    from glot.metrics import compute
-    from glot.train import load_run, predict
+    from glot.training.loop import load_run, predict
+    from glot.training.metrics import compute
 
     pooler, head, config = load_run(run)
     task = _run_task(run, config, args, memo.setdefault("tasks", {}))
@@ -169,8 +169,8 @@ def _score_run(run: Path, args: argparse.Namespace, memo: dict[str, dict[str, An
 
 
 def run(args: argparse.Namespace) -> int:
-    from glot.metrics import format_mean_std, mean_std
-    from glot.runs import run_dirs
+    from glot.training.checkpoint import run_dirs
+    from glot.training.metrics import format_mean_std, mean_std
 
     if not args.run_dir.is_dir():
         raise CLIError(f"run folder {args.run_dir} does not exist; pass the --out folder of `glot train`")

@@ -2,10 +2,10 @@
 backbones for every export path (``glot.Encoder.from_pretrained``, ``glot encode``, MTEB, sentence-transformers).
 
 A LoRA run's adapter is merged into its base model (``merge_and_unload``: W + (alpha / r) B A), so the encoder
-computes exactly what :func:`glot.finetune.load_finetuned` computes, without PEFT at inference time. A full
+computes exactly what :func:`glot.training.finetune.load_finetuned` computes, without PEFT at inference time. A full
 fine-tuning run (or a saved folder that bundles its backbone) is loaded from its own ``backbone/`` folder.
 The result is a :class:`TrainedBackbone`: saving an encoder over it bundles the weights
-(:func:`glot.hub.save_pretrained`), because its reference alone names the untrained base model.
+(:func:`glot.export.hub.save_pretrained`), because its reference alone names the untrained base model.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glot.backbone import FrozenBackbone
+from glot.backbones.frozen import FrozenBackbone
 from glot.errors import InputError
 from glot.integrations import require_extra
 
 if TYPE_CHECKING:
-    from glot.saved import EncoderParts
+    from glot.export.saved import EncoderParts
 
 __all__ = ["TrainedBackbone", "save_trained", "trained_backbone"]
 
@@ -50,7 +50,7 @@ def _wrap(backbone: FrozenBackbone, name: str, trained_from: dict[str, Any]) -> 
 
 
 def _merged_lora(parts: EncoderParts, overrides: dict[str, Any]) -> FrozenBackbone:
-    from glot.backbone_ref import load_backbone
+    from glot.backbones.reference import load_backbone
 
     require_extra("peft", "loading a LoRA run")
     from peft import PeftModel
@@ -67,7 +67,7 @@ def trained_backbone(parts: EncoderParts, **overrides: Any) -> TrainedBackbone:
 
     ``overrides``: ``dtype``, ``device`` (and ``name_or_path``, the base model of a LoRA run only).
     """
-    from glot.backbone_ref import check_backbone
+    from glot.backbones.reference import check_backbone
 
     reference = parts.reference
     name = str(reference.get("name_or_path"))

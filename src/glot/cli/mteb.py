@@ -18,7 +18,7 @@ HELP = "evaluate a trained run on MTEB tasks"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="DIR",
-                        help="training run folder, folder from glot.hub.save_pretrained, or Hub repo id")  # fmt: skip
+                        help="training run folder, folder from glot.export.hub.save_pretrained, or Hub repo id")  # fmt: skip
     parser.add_argument("--tasks", required=True, metavar="T1,T2",
                         help="comma-separated MTEB task names, e.g. STS12,SciFact,EmotionClassification")  # fmt: skip
     parser.add_argument("--out", type=Path, metavar="DIR",

@@ -12,15 +12,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from glot.backbone import FrozenBackbone
+from glot.backbones.frozen import FrozenBackbone
 from glot.data import Task
-from glot.finetune.costs import _timing, peak_rss_mb, trainable_parameters
-from glot.finetune.folder import EVAL_OUTPUTS, _check_folder, _run_config, _save
-from glot.finetune.model import FinetunedModel, _columns, _score, prepare_finetune
-from glot.finetune.options import FinetuneOptions
 from glot.io import atomic_save_tensors, atomic_write_json
-from glot.runs import METRICS_NAME
-from glot.trainconfig import TrainConfig
+from glot.training.checkpoint import METRICS_NAME
+from glot.training.config import TrainConfig
+from glot.training.finetune.costs import _timing, peak_rss_mb, trainable_parameters
+from glot.training.finetune.folder import EVAL_OUTPUTS, _check_folder, _run_config, _save
+from glot.training.finetune.model import FinetunedModel, _columns, _score, prepare_finetune
+from glot.training.finetune.options import FinetuneOptions
 
 
 def _optimizer(model: FinetunedModel, config: TrainConfig, opts: FinetuneOptions, method: str) -> Any:
@@ -122,7 +122,7 @@ def run_finetune(
     docstring is written (an identical finished run there is returned as is). A FrozenBackbone passed in is
     changed in place (cast to float32, LoRA layers injected or all weights unfrozen).
     """
-    from glot.train import carve_validation
+    from glot.training.loop import carve_validation
 
     config, opts = train_config or TrainConfig(), options or FinetuneOptions()
     config.validate()
@@ -143,7 +143,7 @@ def run_finetune(
         _restore(ft, result["best"]["state"])
     metrics = _metrics(task, ft, method, config, opts, result, sizes) | {
         "memory": {"peak_rss_mb": peak_rss_mb(), "peak_rss_before_training_mb": rss_before},
-        "run_key": run_config["key"],  # ties the finished result to its configuration (glot.runconfig)
+        "run_key": run_config["key"],  # ties the finished result to its configuration (glot.training.runkey)
     }
     outputs = None
     if has_eval and opts.evaluate:

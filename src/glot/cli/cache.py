@@ -37,9 +37,9 @@ def truncation_note(states: CachedStates, backbone: Any) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from glot.backbones.tokenize import TruncationWarning
     from glot.cache import resolve_cache_root
-    from glot.taskcache import cache_task
-    from glot.tokens import TruncationWarning
+    from glot.cache.task import cache_task
 
     resolve_cache_root(args.cache_dir)  # a bad --cache-dir fails here, before any model is loaded
     task = load_task(args)

@@ -2,7 +2,7 @@
 folder (its ``run_config.json``, checkpoint and results) belongs to this run and may be resumed or reused.
 
 One definition for GLOT runs on cached states (:func:`make_run_config`) and LoRA / full fine-tuning runs
-(:func:`build_run_config` with ``extra=``); :func:`glot.runs.prepare_run_dir` enforces it.
+(:func:`build_run_config` with ``extra=``); :func:`glot.training.checkpoint.prepare_run_dir` enforces it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from glot.cache.task import CachedTask
     from glot.data import Task
-    from glot.taskcache import CachedTask
-    from glot.trainconfig import TrainConfig
+    from glot.training.config import TrainConfig
 
 __all__ = ["RUN_FORMAT", "build_run_config", "config_differences", "data_fingerprint", "make_run_config"]
 
@@ -40,7 +40,7 @@ def data_fingerprint(task: Task, splits: Sequence[str] | None = None) -> str:
     Any change of a text, a label (eval labels too) or of which rows form a split changes it. Shapes: none.
     """
     from glot.cache.key import texts_fingerprint
-    from glot.taskcache import COLUMNS
+    from glot.cache.task import COLUMNS
 
     h = hashlib.sha256()
     for name in sorted(task.splits) if splits is None else splits:

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from glot.errors import InputError
-from glot.finetune.options import FinetuneOptions
+from glot.training.finetune.options import FinetuneOptions
 
 _BLOCK_LEAF_TYPES: tuple[type[nn.Module], ...] = (nn.Linear,)
 

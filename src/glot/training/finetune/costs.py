@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from glot.finetune.model import FinetunedModel
+from glot.training.finetune.model import FinetunedModel
 
 
 def peak_rss_mb() -> float:

@@ -3,7 +3,7 @@
 The GLOT paper (Mantri et al., ICLR 2026, Table 5) compares its frozen-backbone pooler with full fine-tuning and
 LoRA r = 64. Neither can use the hidden-state cache, because the backbone changes every step: each training step
 runs the backbone forward and backward (float32 here, the safe choice for CPU training). On top sits a
-parameter-free ``mean`` / ``eos`` / ``cls`` pooler and the task head of :mod:`glot.heads`.
+parameter-free ``mean`` / ``eos`` / ``cls`` pooler and the task head of :mod:`glot.training.heads`.
 
 LoRA (PEFT): r = 64 as in the paper, alpha = 128 (alpha / r = 2, the common "alpha = 2r" convention: the update
 B A x is scaled by 2 whatever the rank), dropout 0.05. Targets: every linear layer INSIDE the repeated transformer
@@ -11,7 +11,7 @@ blocks, found from the module tree (never from a list of model names). For BERT-
 query, key, value, dense (attention + feed-forward); for Llama-like models q_proj, k_proj, v_proj, o_proj,
 gate_proj, up_proj, down_proj. Layers outside the blocks (BERT's unused pooler, embeddings) are left alone.
 
-Model selection as in :mod:`glot.train`: a validation split carved from train, the best-on-validation epoch is
+Model selection as in :mod:`glot.training.loop`: a validation split carved from train, the best-on-validation epoch is
 kept (in memory: while a non-final epoch is the best so far, peak RSS includes one copy of the trainable weights
 - LoRA adapters only, or the whole backbone for full fine-tuning), and the eval split is scored once at the end.
 There is no mid-run resume (an unfinished run is redone).
@@ -26,23 +26,23 @@ Run folder (same layout as GLOT runs, plus the backbone weights)::
     eval_outputs.safetensors   raw head outputs on the eval split (for reload checks)
     metrics.json        written last: eval metric, val, trainable params, peak RSS, ms/step, seconds/epoch
 
-Modules: :mod:`~glot.finetune.options` (settings), :mod:`~glot.finetune.lora` (LoRA targets and config),
-:mod:`~glot.finetune.model` (backbone + pooler + head), :mod:`~glot.finetune.run` (training loop),
-:mod:`~glot.finetune.costs` (memory, parameters, step times), :mod:`~glot.finetune.folder` (the run folder),
-:mod:`~glot.finetune.export` (the trained backbone for every export path: ``glot.Encoder.from_pretrained(run)``,
+Modules: :mod:`~glot.training.finetune.options` (settings), :mod:`~glot.training.finetune.lora` (LoRA targets and config),
+:mod:`~glot.training.finetune.model` (backbone + pooler + head), :mod:`~glot.training.finetune.run` (training loop),
+:mod:`~glot.training.finetune.costs` (memory, parameters, step times), :mod:`~glot.training.finetune.folder` (the run folder),
+:mod:`~glot.training.finetune.export` (the trained backbone for every export path: ``glot.Encoder.from_pretrained(run)``,
 ``glot encode --run``, MTEB and the sentence-transformers export compute what :func:`load_finetuned` computes,
 the LoRA adapter merged into its base).
 """
 
 from __future__ import annotations
 
-from glot.finetune.costs import peak_rss_mb, trainable_parameters
-from glot.finetune.folder import ADAPTER_DIR, BACKBONE_DIR, EVAL_OUTPUTS, load_finetuned
-from glot.finetune.lora import LoraTargets, lora_targets
-from glot.finetune.lora import _lora_config as _lora_config  # private, imported by tests
-from glot.finetune.model import COLUMNS, FinetunedModel, prepare_finetune
-from glot.finetune.options import METHODS, POOLINGS, FinetuneOptions
-from glot.finetune.run import run_finetune
+from glot.training.finetune.costs import peak_rss_mb, trainable_parameters
+from glot.training.finetune.folder import ADAPTER_DIR, BACKBONE_DIR, EVAL_OUTPUTS, load_finetuned
+from glot.training.finetune.lora import LoraTargets, lora_targets
+from glot.training.finetune.lora import _lora_config as _lora_config  # private, imported by tests
+from glot.training.finetune.model import COLUMNS, FinetunedModel, prepare_finetune
+from glot.training.finetune.options import METHODS, POOLINGS, FinetuneOptions
+from glot.training.finetune.run import run_finetune
 
 __all__ = [
     "ADAPTER_DIR",

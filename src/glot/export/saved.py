@@ -131,7 +131,7 @@ def _load_weights(module: nn.Module, path: Path) -> None:
 
 def _head_transform(root: Path, bound: Path | None) -> nn.Module | None:
     """The embedding transform of the task head saved in a run folder (None without a head or transform)."""
-    from glot.heads import build_head
+    from glot.training.heads import build_head
 
     config_path = inside(root, "head_config.json", "head config", bound)
     if not config_path.is_file():
@@ -157,7 +157,7 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(directory)
     if not (path / CONFIG_NAME).is_file():
         raise FileNotFoundError(
-            f"{path} has no {CONFIG_NAME}: it is not a glot encoder saved by glot.hub.save_pretrained "
+            f"{path} has no {CONFIG_NAME}: it is not a glot encoder saved by glot.export.hub.save_pretrained "
             "(or the save was interrupted; save it again)"
         )
     config = read_json(path / CONFIG_NAME)
@@ -204,7 +204,7 @@ def _single_run(root: Path) -> Path:
 
 
 def _run_reference(root: Path, run_config: dict[str, Any]) -> dict[str, Any]:
-    from glot.backbone_ref import BACKBONE_KWARGS
+    from glot.backbones.reference import BACKBONE_KWARGS
 
     backbone = run_config.get("backbone")
     if isinstance(backbone, str):

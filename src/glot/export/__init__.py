@@ -1,0 +1,1 @@
+"""Texts -> vectors for users: the Encoder (and its save/load), Hub push/download, model cards."""

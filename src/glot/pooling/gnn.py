@@ -1,0 +1,140 @@
+"""Token GNN (GLOT step 2): K message-passing layers of width P over the token graph, then jumping knowledge.
+
+As in the paper (Mantri et al., ICLR 2026, Sec. 3.2) and its reference code: ReLU after every layer (the last
+included), no dropout, no normalisation, no input projection (layer 1 maps D -> P). Jumping knowledge ``cat``
+concatenates the input with every layer (out dim D + K * P); ``max``/``mean`` reduce h_1..h_K (out dim P);
+``none`` keeps h_K. Layers come from PyG; ``mlp`` is the paper's no-graph ablation (per-token Linear).
+
+Memory: PyG's GATConv materialises one (E, heads, P) message tensor per layer (1.8 GB for the 1.77M edges of
+a 32K-token document at P=256). Without autograd (inference) a GAT layer whose messages would exceed
+``MESSAGE_ELEMS`` runs :func:`gat_edge_chunked` instead: the same parameters and attention, messages
+aggregated ``MESSAGE_ELEMS`` elements at a time, so peak memory no longer grows with E x P.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import GATConv, GATv2Conv, GCNConv, GINConv, GINEConv
+from torch_geometric.utils import add_self_loops, remove_self_loops
+
+from glot.errors import InputError
+from glot.pooling.config import GNNConfig
+
+
+def _gin_mlp(in_dim: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim))
+
+
+# One registry of layer builders: (in_dim, out_dim, heads, weighted) -> module.
+CONV_BUILDERS: dict[str, Callable[[int, int, int, bool], nn.Module]] = {
+    "gat": lambda i, o, h, w: GATConv(i, o, heads=h, concat=False, edge_dim=1 if w else None),
+    "gatv2": lambda i, o, h, w: GATv2Conv(i, o, heads=h, concat=False, edge_dim=1 if w else None),
+    "gcn": lambda i, o, h, w: GCNConv(i, o),
+    "gin": lambda i, o, h, w: GINConv(_gin_mlp(i, o)),
+    "gine": lambda i, o, h, w: GINEConv(_gin_mlp(i, o), edge_dim=1),
+    "mlp": lambda i, o, h, w: nn.Linear(i, o),
+}
+
+
+#: Largest GAT message tensor (elements of E x heads x P) built at once without autograd (64 MB in fp32).
+MESSAGE_ELEMS = 1 << 24
+
+
+def gat_edge_chunked(
+    conv: GATConv,
+    x: Tensor,
+    edge_index: Tensor,
+    edge_attr: Tensor | None = None,
+    chunk_elems: int = MESSAGE_ELEMS,
+) -> Tensor:
+    """``conv(x, edge_index, edge_attr)`` with the messages aggregated in edge chunks of ~``chunk_elems``.
+
+    Same parameters, self-loop handling and attention softmax as PyG's GATConv (its own ``edge_updater``
+    computes the per-edge coefficients, an (E', heads) tensor); only the (E', heads, P) messages are never
+    whole. Meant for inference: under autograd every chunk's product would be saved anyway.
+    Shapes: x (N, D), edge_index (2, E), edge_attr (E, 1) or None -> (N, P) or (N, heads * P) if concat.
+    """
+    if conv.lin is None:
+        raise InputError("gat_edge_chunked needs a GATConv built with an int in_channels (one shared lin)")
+    heads, width = conv.heads, conv.out_channels
+    h = conv.lin(x).view(-1, heads, width)
+    alpha_pair = ((h * conv.att_src).sum(-1), (h * conv.att_dst).sum(-1))
+    if conv.add_self_loops:
+        edge_index, edge_attr = remove_self_loops(edge_index, edge_attr)
+        edge_index, edge_attr = add_self_loops(
+            edge_index, edge_attr, fill_value=conv.fill_value, num_nodes=x.shape[0]
+        )
+    alpha = conv.edge_updater(edge_index, alpha=alpha_pair, edge_attr=edge_attr, size=None)  # (E', heads)
+    out = h.new_zeros(h.shape)
+    src, dst = edge_index
+    step = max(1, chunk_elems // (heads * width))
+    for lo in range(0, src.numel(), step):
+        part = slice(lo, lo + step)
+        out.index_add_(0, dst[part], h[src[part]] * alpha[part].unsqueeze(-1))
+    out = out.reshape(-1, heads * width) if conv.concat else out.mean(dim=1)
+    if conv.res is not None:
+        out = out + conv.res(x)
+    return out + conv.bias if conv.bias is not None else out
+
+
+def _apply_conv(
+    kind: str, conv: nn.Module, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None
+) -> Tensor:
+    """Call a layer with the edge information it understands."""
+    if kind == "mlp":
+        return conv(x)
+    if kind == "gcn":
+        return conv(x, edge_index, edge_weight=edge_weight)
+    if kind == "gine":  # GINE needs edge attributes; an unweighted graph gets the constant 1
+        ones = edge_weight if edge_weight is not None else x.new_ones(edge_index.shape[1])
+        return conv(x, edge_index, edge_attr=ones[:, None].to(x.dtype))
+    attr = None if edge_weight is None or kind not in ("gat", "gatv2") else edge_weight[:, None].to(x.dtype)
+    # without autograd, a GAT layer whose messages (E + N self-loops) x heads x P exceed MESSAGE_ELEMS is chunked
+    if (
+        isinstance(conv, GATConv)
+        and not torch.is_grad_enabled()
+        and (edge_index.shape[1] + x.shape[0]) * conv.heads * conv.out_channels > MESSAGE_ELEMS
+    ):
+        return gat_edge_chunked(conv, x, edge_index, attr)
+    return conv(x, edge_index) if attr is None else conv(x, edge_index, edge_attr=attr)
+
+
+class TokenGNN(nn.Module):
+    """K layers + jumping knowledge. Shapes: x (N, D), edge_index (2, E) -> u (N, out_dim)."""
+
+    def __init__(self, in_dim: int, config: GNNConfig, weighted: bool = False) -> None:
+        super().__init__()
+        config.validate()
+        self.config, self.in_dim = config, in_dim
+        dims = [in_dim] + [config.hidden_dim] * config.num_layers
+        build = CONV_BUILDERS[config.conv]
+        self.convs = nn.ModuleList(
+            [build(dims[k], dims[k + 1], config.heads, weighted) for k in range(config.num_layers)]
+        )
+
+    @property
+    def out_dim(self) -> int:
+        k, p = self.config.num_layers, self.config.hidden_dim
+        if k == 0:
+            return self.in_dim
+        return self.in_dim + k * p if self.config.jk == "cat" else p
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+        layers: list[Tensor] = []
+        h = x
+        for conv in self.convs:
+            h = torch.relu(_apply_conv(self.config.conv, conv, h, edge_index, edge_weight))
+            layers.append(h)
+        if not layers:
+            return x
+        jk = self.config.jk
+        if jk == "cat":
+            return torch.cat([x, *layers], dim=-1)
+        if jk == "max":
+            return torch.stack(layers).amax(dim=0)
+        if jk == "mean":
+            return torch.stack(layers).mean(dim=0)
+        return layers[-1]

@@ -1,0 +1,264 @@
+"""Poolers: one contract, one registry — cls, eos, mean, max, adapool, mlp, glot.
+
+Every pooler maps a sentence's real token states to one vector. ``pooler(hidden, attention_mask)`` takes padded
+input and packs it once; ``pooler.forward_packed(x, ptr)`` is the native path. GLOT (Mantri et al., ICLR 2026,
+arXiv 2603.03389) = token graph -> token GNN -> attention readout; AdaPool (Brothers, ICML 2025) is the same
+readout on raw states, i.e. GLOT with K = 0; ``mlp`` is the paper's no-graph ablation (per-token MLP + readout).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from glot import __version__
+from glot.errors import InputError
+from glot.io import atomic_save_tensors, atomic_write_json, load_weights, read_json
+from glot.pooling.config import OPTION_SECTION, GNNConfig, PoolerConfig, ReadoutConfig
+from glot.pooling.gnn import TokenGNN
+from glot.pooling.graph import TokenGraph, build_token_graph
+from glot.pooling.packing import check_packed, pack
+from glot.pooling.readout import AttentionReadout, first_token, last_token, max_readout, mean_readout
+
+CONFIG_NAME = "pooler_config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class Pooler(nn.Module):
+    """Base class. Shapes: forward (B, L, D) + (B, L) -> (B, out_dim); forward_packed (N, D) + (B + 1,)."""
+
+    name: ClassVar[str] = ""
+    options: ClassVar[tuple[str, ...]] = ()  # the build_pooler keyword options this pooler accepts
+
+    def __init__(self, config: PoolerConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.input_dim = config.input_dim
+
+    @property
+    def out_dim(self) -> int:
+        return self.input_dim
+
+    def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        """Pool padded states; padding side does not matter. Shapes: (B, L, D), (B, L) -> (B, out_dim)."""
+        x, ptr = pack(hidden, attention_mask)
+        return self.forward_packed(x, ptr)
+
+    def forward_packed(self, x: Tensor, ptr: Tensor) -> Tensor:
+        """Pool packed states. Shapes: x (N, D), ptr (B + 1,) -> (B, out_dim)."""
+        check_packed(x, ptr)
+        if x.shape[1] != self.input_dim:
+            raise InputError(
+                f"token states have width D = {x.shape[1]}, but this {self.name!r} pooler was built for "
+                f"input_dim = {self.input_dim}; build it with the backbone's hidden size"
+            )
+        param = next(self.parameters(), None)
+        x = x.to(param.dtype if param is not None else torch.float32)
+        return self._pool(x, ptr.to(x.device))
+
+    def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def token_weights(self, x: Tensor, ptr: Tensor) -> Tensor | None:
+        """How much each token contributes to its sentence vector (N,), or None where undefined (max)."""
+        return None
+
+    def num_parameters(self, trainable_only: bool = True) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``pooler_config.json`` + ``model.safetensors`` (pooler weights only), each atomically."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_save_tensors(path / WEIGHTS_NAME, self.state_dict())
+        atomic_write_json(path / CONFIG_NAME, {"glot_version": __version__, "pooler": self.config.to_dict()})
+        return path
+
+
+POOLERS: dict[str, type[Pooler]] = {}
+
+
+def register_pooler(cls: type[Pooler]) -> type[Pooler]:
+    POOLERS[cls.name] = cls
+    return cls
+
+
+@register_pooler
+class CLSPooler(Pooler):
+    """First real token (BERT's [CLS])."""
+
+    name = "cls"
+
+    def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
+        return first_token(x, ptr)
+
+    def token_weights(self, x: Tensor, ptr: Tensor) -> Tensor:
+        w = x.new_zeros(x.shape[0])
+        w[ptr[:-1]] = 1.0
+        return w
+
+
+@register_pooler
+class EOSPooler(Pooler):
+    """Last real token (decoders' EOS pooling); correct for left and right padding."""
+
+    name = "eos"
+
+    def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
+        return last_token(x, ptr)
+
+    def token_weights(self, x: Tensor, ptr: Tensor) -> Tensor:
+        w = x.new_zeros(x.shape[0])
+        w[ptr[1:] - 1] = 1.0
+        return w
+
+
+@register_pooler
+class MeanPooler(Pooler):
+    """Mean over real tokens."""
+
+    name = "mean"
+
+    def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
+        return mean_readout(x, ptr)
+
+    def token_weights(self, x: Tensor, ptr: Tensor) -> Tensor:
+        lengths = (ptr[1:] - ptr[:-1]).to(x.dtype)
+        return torch.repeat_interleave(1.0 / lengths, ptr[1:] - ptr[:-1])
+
+
+@register_pooler
+class MaxPooler(Pooler):
+    """Element-wise max over real tokens."""
+
+    name = "max"
+
+    def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
+        return max_readout(x, ptr)
+
+
+class _ReadoutPooler(Pooler):
+    """Shared shell: (optional graph) -> token GNN -> attention readout."""
+
+    uses_graph: ClassVar[bool] = False
+
+    def __init__(self, config: PoolerConfig) -> None:
+        super().__init__(config)
+        self.gnn = TokenGNN(config.input_dim, config.gnn, weighted=self.uses_graph and config.graph.weighted)
+        self.readout = AttentionReadout(self.gnn.out_dim, config.readout.readout_hidden)
+
+    @property
+    def out_dim(self) -> int:
+        return self.gnn.out_dim
+
+    def build_graph(self, x: Tensor, ptr: Tensor) -> TokenGraph:
+        """The token graph this pooler uses (empty for poolers without one). Shapes: see graph.py."""
+        if not self.uses_graph or self.config.gnn.num_layers == 0:
+            return TokenGraph(x.new_zeros(2, 0, dtype=torch.long), None)
+        return build_token_graph(x, ptr, self.config.graph)
+
+    def token_states(self, x: Tensor, ptr: Tensor) -> Tensor:
+        """Refined token states u_i. Shapes: (N, D) -> (N, out_dim)."""
+        graph = self.build_graph(x, ptr)
+        return self.gnn(x, graph.edge_index, graph.edge_weight)
+
+    def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
+        return self.readout(self.token_states(x, ptr), ptr)
+
+    def token_weights(self, x: Tensor, ptr: Tensor) -> Tensor:
+        check_packed(x, ptr)
+        param = next(self.parameters())
+        x = x.to(param.dtype)
+        return self.readout.weights(self.token_states(x, ptr), ptr)
+
+
+@register_pooler
+class AdaPooler(_ReadoutPooler):
+    """AdaPool: attention readout over the raw states (scorer Linear(D, 128) -> tanh -> Linear(128, 1))."""
+
+    name = "adapool"
+    options = ("readout_hidden",)
+
+
+@register_pooler
+class MLPPooler(_ReadoutPooler):
+    """The paper's no-graph ablation: per-token MLP (K Linear+ReLU layers, same JK) then attention readout."""
+
+    name = "mlp"
+    options = ("num_layers", "hidden_dim", "jk", "readout_hidden")
+
+
+@register_pooler
+class GLOTPooler(_ReadoutPooler):
+    """GLOT: token graph (cos > tau) -> K-layer token GNN with jumping knowledge -> attention readout."""
+
+    name = "glot"
+    uses_graph = True
+    options = (
+        "tau",
+        "knn",
+        "weighted",
+        "self_loops",
+        "conv",
+        "num_layers",
+        "hidden_dim",
+        "heads",
+        "jk",
+        "readout_hidden",
+    )
+
+
+def _config_for(name: str, input_dim: int, options: dict[str, Any]) -> PoolerConfig:
+    cls = POOLERS[name]
+    unknown = sorted(set(options) - set(cls.options))
+    if unknown:
+        allowed = ", ".join(cls.options) if cls.options else "none"
+        raise InputError(f"pooler {name!r} does not take option(s) {unknown}; its options are: {allowed}")
+    cfg = PoolerConfig(name=name, input_dim=input_dim)
+    if name == "adapool":
+        cfg.gnn, cfg.readout = GNNConfig(num_layers=0), ReadoutConfig(readout_hidden=128)
+    elif name == "mlp":
+        cfg.gnn.conv = "mlp"
+    elif name not in ("glot",):
+        cfg.gnn = GNNConfig(num_layers=0)
+    for key, value in options.items():
+        setattr(getattr(cfg, OPTION_SECTION[key]), key, value)
+    return cfg
+
+
+def build_pooler(name: str, input_dim: int, **options: Any) -> Pooler:
+    """Build a pooler by registry name. Shapes: input_dim = D, the backbone's hidden width.
+
+    ``glot`` options: tau, knn, weighted, self_loops, conv, num_layers, hidden_dim, heads, jk, readout_hidden.
+    Defaults are the paper's GLUE settings (GAT, K = 2, P = 256, JK cat, tau = 0.8).
+    """
+    if name not in POOLERS:
+        raise InputError(f"unknown pooler {name!r}; valid names: {', '.join(sorted(POOLERS))}")
+    return from_config(_config_for(name, input_dim, options))
+
+
+def from_config(config: PoolerConfig) -> Pooler:
+    """Rebuild a pooler (fresh weights) from its config."""
+    config.validate()
+    if config.name not in POOLERS:
+        raise InputError(f"unknown pooler {config.name!r}; valid names: {', '.join(sorted(POOLERS))}")
+    return POOLERS[config.name](config)
+
+
+def load_pooler(directory: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Pooler:
+    """Restore a pooler written by ``save_pretrained``: JSON config + safetensors, no unpickling."""
+    path = Path(directory)
+    meta = read_json(path / CONFIG_NAME)
+    if not isinstance(meta, dict) or "pooler" not in meta:
+        raise InputError(f"{path / CONFIG_NAME} has no 'pooler' section; it was not written by glot")
+    try:
+        pooler = from_config(PoolerConfig.from_dict(meta["pooler"]))
+    except InputError as err:  # name the file: the config is the user's (or an attacker's) edit
+        raise InputError(f"{path / CONFIG_NAME}: {err}") from err
+    load_weights(pooler, path / WEIGHTS_NAME)  # damaged file, wrong shapes or keys: one InputError naming it
+    return pooler.to(map_location)

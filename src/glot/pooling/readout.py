@@ -1,0 +1,73 @@
+"""Readouts on packed tokens: the learned attention readout (GLOT step 3, AdaPool's scorer) and simple ones.
+
+Attention readout (Mantri et al., ICLR 2026, Sec. 3.3): m_i = v^T tanh(W u_i + b), pi = softmax of m over the
+tokens of each sentence, z = sum_i pi_i u_i. The segment softmax and sums are PyG's scatter utilities.
+
+The score layer ``v`` has no bias: a scalar c added to every score cancels in the softmax
+(softmax(m + c) = softmax(m)), so it never changes an output and its gradient is exactly zero. Checkpoints
+written before it was dropped carry a ``score.bias`` key: the module drops it on load (every load path,
+``load_state_dict`` included), so they load and compute the same outputs (up to float rounding).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+from torch_geometric.utils import scatter, softmax
+
+from glot.pooling.packing import ptr_to_batch
+
+
+def default_readout_hidden(in_dim: int) -> int:
+    """Width of W in the reference code: max(128, in_dim // 2)."""
+    return max(128, in_dim // 2)
+
+
+class AttentionReadout(nn.Module):
+    """Learned attention pooling. Shapes: u (N, F), ptr (B + 1,) -> z (B, F); weights (N,)."""
+
+    def __init__(self, in_dim: int, hidden: int | None = None) -> None:
+        super().__init__()
+        self.hidden = hidden if hidden is not None else default_readout_hidden(in_dim)
+        self.proj = nn.Linear(in_dim, self.hidden)
+        self.score = nn.Linear(self.hidden, 1, bias=False)  # a bias would cancel in the softmax
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        if self.score.bias is None:  # older checkpoints carry the dead bias (see module doc): drop it
+            state_dict.pop(prefix + "score.bias", None)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def weights(self, u: Tensor, ptr: Tensor) -> Tensor:
+        """Per-token readout weights pi, summing to 1 within each sentence. Shapes: (N, F) -> (N,)."""
+        m = self.score(self.proj(u).tanh()).squeeze(-1)
+        return softmax(m, ptr=ptr)
+
+    def forward(self, u: Tensor, ptr: Tensor) -> Tensor:
+        pi = self.weights(u, ptr)
+        return segment_sum(u * pi[:, None], ptr)
+
+
+def segment_sum(x: Tensor, ptr: Tensor) -> Tensor:
+    """Shapes: x (N, F), ptr (B + 1,) -> (B, F)."""
+    return scatter(x, ptr_to_batch(ptr), dim=0, dim_size=ptr.numel() - 1, reduce="sum")
+
+
+def mean_readout(x: Tensor, ptr: Tensor) -> Tensor:
+    """Mean over each sentence's real tokens. Shapes: (N, F), (B + 1,) -> (B, F)."""
+    return scatter(x, ptr_to_batch(ptr), dim=0, dim_size=ptr.numel() - 1, reduce="mean")
+
+
+def max_readout(x: Tensor, ptr: Tensor) -> Tensor:
+    """Element-wise max over each sentence's real tokens. Shapes: (N, F), (B + 1,) -> (B, F)."""
+    return scatter(x, ptr_to_batch(ptr), dim=0, dim_size=ptr.numel() - 1, reduce="max")
+
+
+def first_token(x: Tensor, ptr: Tensor) -> Tensor:
+    """CLS pooling: each sentence's first real token. Shapes: (N, F), (B + 1,) -> (B, F)."""
+    return x[ptr[:-1]]
+
+
+def last_token(x: Tensor, ptr: Tensor) -> Tensor:
+    """EOS pooling: each sentence's last real token (left or right padding alike, packing removed it)."""
+    return x[ptr[1:] - 1]
