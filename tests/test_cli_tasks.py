@@ -227,6 +227,20 @@ def test_unknown_task_option_is_one_line(
     assert "does not take option(s) 'train_limit'; valid options: n_train, n_eval, seed, max_length" in err
 
 
+@pytest.mark.parametrize("name", ["sst2", "imdb"])
+def test_hub_task_on_an_offline_machine_is_one_line(
+    name: str, tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the real datasets.load_dataset with HF_DATASETS_OFFLINE=1 (set by the suite): no Hub, no traceback
+    argv = ["train", "--model", str(tiny), "--task", name, "--out", str(tmp_path / "r"), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "loads its data from the Hugging Face Hub" in err[0] and "--task FILE.csv" in err[0]
+    )
+    assert not (tmp_path / "r").exists()
+
+
 # ---------------------------------------------------------------- user files through the CLI
 
 

@@ -64,9 +64,9 @@ GLUE_TASKS: dict[str, GlueSpec] = {
 
 def hub_loader(config: str) -> Any:
     """Load one GLUE config from the Hub: ``datasets.load_dataset("nyu-mll/glue", config)``."""
-    import datasets
+    from glot.data.hub import load_hub_dataset
 
-    return datasets.load_dataset("nyu-mll/glue", config)
+    return load_hub_dataset("nyu-mll/glue", config, task=config)
 
 
 def _to_split(dataset: Any, spec: GlueSpec, first: int | None, where: str) -> Split:

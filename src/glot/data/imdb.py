@@ -19,9 +19,9 @@ __all__ = ["hub_loader", "load_imdb"]
 
 def hub_loader() -> Any:
     """Load IMDB from the Hub: ``datasets.load_dataset("stanfordnlp/imdb")``."""
-    import datasets
+    from glot.data.hub import load_hub_dataset
 
-    return datasets.load_dataset("stanfordnlp/imdb")
+    return load_hub_dataset("stanfordnlp/imdb", task="imdb")
 
 
 def _to_split(dataset: Any, where: str) -> Split:
