@@ -222,10 +222,12 @@ def pooler_options(args: argparse.Namespace, pooler: str, only_taken: bool = Fal
 
 
 def check_pooler(name: str) -> str:
-    from glot.pooling.poolers import POOLERS
+    from glot.pooling.poolers import pooler_class
 
-    if name not in POOLERS:
-        raise CLIError(f"unknown pooler {name!r}; choose one of: {', '.join(POOLERS)}")
+    try:
+        pooler_class(name)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     return name
 
 
@@ -297,16 +299,14 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 def train_config(args: argparse.Namespace, pooler: str, only_taken: bool = False, **overrides: Any) -> Any:
     """TrainConfig from the parsed flags; bad values become one-line CLI errors (see :func:`pooler_options`)."""
+    from glot.pooling.poolers import pooler_class
     from glot.training.config import TrainConfig
 
     values = {name: getattr(args, name) for name in train_field_names()}
     try:
-        config = TrainConfig(
-            pooler=pooler,
-            pooler_options=pooler_options(args, pooler, only_taken),  # type: ignore[arg-type]  # normalised
-            max_length=args.max_length,
-            **values,
-        ).replace(**overrides)
+        sections = pooler_class(pooler).settings(**pooler_options(args, pooler, only_taken))
+        config = TrainConfig(pooler=pooler, pooler_options=sections, max_length=args.max_length, **values)
+        config = config.replace(**overrides)
         config.validate()
     except ValueError as err:
         raise CLIError(str(err)) from None

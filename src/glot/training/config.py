@@ -52,7 +52,8 @@ def _pooler_class(name: Any) -> type[Pooler]:
     return pooler_class(name)
 
 
-_DEFAULTS: Any = {}  # no options given: __post_init__ turns it into the pooler's own default sections
+def _no_options() -> Any:
+    return {}  # no options given: __post_init__ turns it into the pooler's own default sections
 
 
 @dataclass
@@ -69,7 +70,7 @@ class TrainConfig:
     """
 
     pooler: str = "glot"
-    pooler_options: PoolerSections = field(default_factory=lambda: _DEFAULTS)  # -> the pooler's defaults
+    pooler_options: PoolerSections = field(default_factory=_no_options)
     head_options: dict[str, Any] = field(default_factory=dict)
     optimizer: str = _flag("adam", "optimizer", choices=OPTIMIZERS)
     lr: float = _flag(2e-4, "learning rate (paper: 2e-4 GLUE, 1e-4 stress test)")
