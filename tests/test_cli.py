@@ -106,9 +106,15 @@ def test_cache_train_eval_encode_end_to_end(tiny: Path, cache_dir: Path, tmp_pat
     assert result["summary"]["eval"]["mean"] == pytest.approx(
         np.mean([m["eval"] for m in result["per_seed"]])
     )
+    run_config = json.loads((out / "seed-0" / "run_config.json").read_text())
     assert (
-        json.loads((out / "seed-0" / "run_config.json").read_text())["train"]["pooler_options"]["tau"] == 0.5
+        run_config["train"]["pooler"] == "glot"
+        and run_config["train"]["pooler_options"]["graph"]["tau"] == 0.5
     )
+    assert (
+        run_config["train"]["pooler_options"]["gnn"]["hidden_dim"] == 8
+    )  # the full settings, not only those given
+    assert run_config["train"]["pooler_options"]["gnn"]["num_layers"] == 2
     assert main(train_argv) == 0  # rerun: finished seeds are reused, same numbers
     assert json.loads((tmp_path / "train.json").read_text())["summary"] == result["summary"]
 

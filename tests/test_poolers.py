@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import glot
+from glot.pooling.config import OPTION_SECTION
 from glot.pooling.packing import pack
+from glot.pooling.poolers import Pooler, from_config, register_pooler
 
 ALL = sorted(glot.POOLERS)
 SMALL = {"glot": {"hidden_dim": 16, "tau": 0.2}, "mlp": {"hidden_dim": 16}}
@@ -368,3 +372,65 @@ def test_additive_or_non_binary_masks_are_refused_binary_float_masks_work() -> N
     assert torch.equal(pooler(hidden, additive == 0), pooler(hidden, mask))
     assert torch.equal(pooler(hidden, mask.float()), pooler(hidden, mask))
     assert torch.equal(pooler(hidden, mask.long()), pooler(hidden, mask))
+
+
+# ---------------------------------------------------------------------------------------------- declared once
+def test_each_class_declares_its_options_and_defaults_and_build_pooler_follows() -> None:
+    expected = {  # what each pooler's saved config holds by default (K = num_layers)
+        "cls": ("gat", 0, None), "eos": ("gat", 0, None), "mean": ("gat", 0, None), "max": ("gat", 0, None),
+        "adapool": ("gat", 0, 128), "mlp": ("mlp", 2, None), "glot": ("gat", 2, None),
+    }  # fmt: skip
+    for name, cls in glot.POOLERS.items():
+        cfg = glot.build_pooler(name, 12).config
+        assert (cfg.gnn.conv, cfg.gnn.num_layers, cfg.readout.readout_hidden) == expected[name], name
+        assert cfg.sections == cls.settings() and cls.name == name
+    assert glot.POOLERS["adapool"].options == ("readout_hidden",)
+    assert glot.POOLERS["mlp"].options == ("num_layers", "hidden_dim", "jk", "readout_hidden")
+    assert set(glot.POOLERS["glot"].options) == set(OPTION_SECTION)
+    assert (
+        glot.build_pooler("adapool", 12, readout_hidden=64).readout.hidden == 64
+    )  # an option over a default
+
+
+def test_a_config_that_sets_a_field_its_pooler_ignores_is_refused(tmp_path) -> None:
+    cfg = glot.build_pooler("adapool", 12).config
+    cfg.gnn.num_layers = 2  # adapool has no GNN: this would be silently ignored
+    with pytest.raises(
+        glot.errors.InputError, match=r"'adapool' does not take num_layers=2 \(it uses 0\)"
+    ) as info:
+        from_config(cfg)
+    assert "its options are: readout_hidden" in str(info.value) and "\n" not in str(info.value)
+    glot.build_pooler("adapool", 12).save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "pooler_config.json").read_text())
+    meta["pooler"]["graph"]["tau"] = 0.3
+    (tmp_path / "pooler_config.json").write_text(json.dumps(meta))
+    with pytest.raises(
+        glot.errors.InputError, match=r"pooler_config.json: pooler 'adapool' does not take tau=0.3"
+    ):
+        glot.load_pooler(tmp_path)
+
+
+def test_the_registry_decorator_checks_what_a_new_pooler_declares() -> None:
+    class Sum(Pooler):
+        name = "sum-test"
+
+        def _pool(self, x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
+            return torch.stack([x[ptr[i] : ptr[i + 1]].sum(0) for i in range(ptr.numel() - 1)])
+
+    class Bad(Sum):
+        name = "bad-test"
+        options = ("threshold",)
+
+    try:
+        register_pooler(Sum)
+        out = glot.build_pooler("sum-test", 3)(torch.ones(2, 4, 3), torch.ones(2, 4, dtype=torch.bool))
+        assert out.tolist() == [[4.0, 4.0, 4.0]] * 2
+        with pytest.raises(glot.errors.InputError, match="needs a new, non-empty name"):
+            register_pooler(Sum)
+        with pytest.raises(
+            glot.errors.InputError, match=r"names option\(s\) \['threshold'\] that are no config"
+        ):
+            register_pooler(Bad)
+    finally:
+        glot.POOLERS.pop("sum-test", None)
+    assert "bad-test" not in glot.POOLERS

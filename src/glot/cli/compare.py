@@ -65,9 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="stress generator option, e.g. match_lengths=true, position=end, relational_distance=3",
     )
-    add_pooler_arguments(parser)
-    parser.set_defaults(**STRESS_POOLER_DEFAULTS)
-    add_optim_arguments(parser, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR)
+    about = "Each pooler gets the options it takes; the others are not passed to it."
+    add_pooler_arguments(parser, STRESS_POOLER_DEFAULTS, about=about)
+    add_optim_arguments(parser, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR)  # explicit overrides of TrainConfig's
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/compare-<model>)")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier runs with other settings")
     add_json_argument(parser)
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             task, backbone, cache_dir=args.cache_dir, dtype=args.cache_dtype, progress=not args.no_progress
         )
         for pooler in poolers:
-            config = train_config(args, pooler)
+            config = train_config(args, pooler, only_taken=True)
             with torch_threads(args.threads):
                 res = train(
                     cached,

@@ -8,21 +8,19 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import MISSING, Field, fields
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args, get_type_hints
 
 from glot.cli.common import CLIError
 
-#: Pooler options exposed as flags: flag name -> (build_pooler key, type, help).
-POOLER_FLAGS: dict[str, tuple[str, Any, str]] = {
-    "tau": ("tau", float, "GLOT graph threshold: edge iff cos > tau (paper 0.1-0.8; stress test 0.6)"),
-    "num-layers": ("num_layers", int, "GNN / MLP layers K (paper 2 or 4)"),
-    "hidden-dim": ("hidden_dim", int, "GNN / MLP width P (paper 64-256)"),
-    "conv": ("conv", str, "GNN layer: gat (default), gatv2, gcn, gin, gine"),
-    "jk": ("jk", str, "jumping knowledge: cat (default), max, mean, none"),
-    "knn": ("knn", int, "keep only each token's k most similar neighbours above tau"),
-    "heads": ("heads", int, "attention heads of GAT/GATv2"),
-    "readout-hidden": ("readout_hidden", int, "width of the attention readout's scorer"),
+#: TrainConfig fields set by other flags than a generated one of the same name (the rest get one each).
+TRAIN_FIELDS_ELSEWHERE: dict[str, str] = {
+    "pooler": "--pooler",
+    "pooler_options": "the pooler option flags",
+    "head_options": "--head-option",
+    "seed": "--seeds",
+    "max_length": "--max-length",
 }
 
 
@@ -143,43 +141,93 @@ def add_task_arguments(parser: argparse.ArgumentParser, required: bool = True) -
     )
 
 
-def add_pooler_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per pooler option (only the options a given pooler takes are passed to it)."""
-    g = parser.add_argument_group("pooler options (GLOT defaults: GAT, K=2, P=256, JK cat, tau=0.8)")
-    for flag, (_key, kind, text) in POOLER_FLAGS.items():
-        g.add_argument(f"--{flag}", type=kind, default=None, help=text)
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def add_optim_arguments(parser: argparse.ArgumentParser, epochs: int = 3, lr: float = 2e-4) -> None:
-    """Optimizer, schedule and model-selection flags."""
+def _add_field_flag(group: Any, spec: Field[Any], hint: Any, default: Any, note: str) -> None:
+    """One flag for a dataclass field: ``--field-name`` with the field's type, choices and help text."""
+    kinds = [k for k in get_args(hint) if k is not type(None)] or [hint]  # int | None -> int
+    assert len(kinds) == 1 and kinds[0] in (bool, int, float, str), (spec.name, hint)
+    text = spec.metadata["help"] + (f"; {note}" if note else "")
+    flag = "--" + spec.name.replace("_", "-")
+    if kinds[0] is bool:  # --weighted / --no-weighted
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+    else:
+        choices = spec.metadata.get("choices")
+        group.add_argument(flag, type=kinds[0], default=default, choices=choices, help=text)
+
+
+def add_pooler_arguments(
+    parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None, about: str = ""
+) -> None:
+    """One flag per pooler option, generated from the config fields (``glot.pooling.config``).
+
+    A flag not given stays None: the pooler's own default. ``defaults`` (e.g. the stress test's) replace that;
+    ``about`` says how the command treats options its pooler does not take.
+    """
+    from glot.pooling.config import option_fields
+
+    defaults = dict(defaults or {})
+    g = parser.add_argument_group(
+        "pooler options",
+        "glot takes all of them, the other poolers fewer or none (glot.POOLERS[name].options); the defaults "
+        "shown are glot's (the paper's GLUE settings), the other poolers keep their own. " + about,
+    )
+    for spec, hint in option_fields():
+        if spec.name in defaults:
+            default = defaults.pop(spec.name)
+            note = f"default {_show(default)} here"
+        else:  # None = not given: the pooler's own default (a None field default is explained in its help)
+            note, default = "" if spec.default is None else f"default {_show(spec.default)}", None
+        _add_field_flag(g, spec, hint, default, note)
+    assert not defaults, f"no pooler option named {sorted(defaults)}"
+
+
+def add_optim_arguments(parser: argparse.ArgumentParser, **overrides: Any) -> None:
+    """The training flags, generated from :class:`glot.training.config.TrainConfig`'s fields (default and help
+    text as declared there); ``overrides`` set other defaults for one command (e.g. ``glot compare``'s lr)."""
+    from glot.training.config import TrainConfig
+
     g = parser.add_argument_group("training")
-    g.add_argument("--optimizer", default="adam", choices=("adam", "adamw"))
-    g.add_argument("--lr", type=float, default=lr, help=f"learning rate (default {lr:g})")
-    g.add_argument("--weight-decay", type=float, default=0.0)
-    g.add_argument("--epochs", type=int, default=epochs, help=f"max epochs (default {epochs})")
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument(
-        "--val-fraction", type=float, default=0.1, help="share of train held out for model selection"
-    )
-    g.add_argument(
-        "--patience", type=int, default=None, help="early stopping after N epochs without improvement"
-    )
-    g.add_argument("--grad-clip", type=float, default=None, help="max gradient norm (default off)")
+    hints = get_type_hints(TrainConfig)
+    for spec in fields(TrainConfig):
+        if spec.name in TRAIN_FIELDS_ELSEWHERE:
+            continue
+        assert spec.default is not MISSING and "help" in spec.metadata, spec.name
+        default = overrides.pop(spec.name, spec.default)
+        note = "" if default is None else f"default {_show(default)}"
+        _add_field_flag(g, spec, hints[spec.name], default, note)
+    assert not overrides, f"no TrainConfig field named {sorted(overrides)}"
 
 
-def pooler_options(args: argparse.Namespace, pooler: str) -> dict[str, Any]:
-    """The pooler flags that were given and that ``pooler`` accepts."""
-    from glot.pooling.poolers import POOLERS
+def train_field_names() -> list[str]:
+    """The TrainConfig fields that have a generated training flag."""
+    from glot.training.config import TrainConfig
 
-    given = {key: getattr(args, flag.replace("-", "_")) for flag, (key, _, _) in POOLER_FLAGS.items()}
-    return {k: v for k, v in given.items() if v is not None and k in POOLERS[pooler].options}
+    return [f.name for f in fields(TrainConfig) if f.name not in TRAIN_FIELDS_ELSEWHERE]
+
+
+def pooler_options(args: argparse.Namespace, pooler: str, only_taken: bool = False) -> dict[str, Any]:
+    """The pooler option flags that were given (or have a command default). ``only_taken`` drops those that
+    ``pooler`` does not take (``glot compare`` runs several poolers); otherwise they are refused later."""
+    from glot.pooling.config import OPTION_SECTION
+    from glot.pooling.poolers import pooler_class
+
+    given = {k: getattr(args, k) for k in OPTION_SECTION if getattr(args, k, None) is not None}
+    taken = pooler_class(pooler).options
+    return {k: v for k, v in given.items() if k in taken or not only_taken}
 
 
 def check_pooler(name: str) -> str:
-    from glot.pooling.poolers import POOLERS
+    from glot.pooling.poolers import pooler_class
 
-    if name not in POOLERS:
-        raise CLIError(f"unknown pooler {name!r}; choose one of: {', '.join(POOLERS)}")
+    try:
+        pooler_class(name)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     return name
 
 
@@ -249,17 +297,16 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def train_config(args: argparse.Namespace, pooler: str, **overrides: Any) -> Any:
-    """TrainConfig from the parsed flags; bad values become one-line CLI errors."""
-    from glot.training.loop import TrainConfig
+def train_config(args: argparse.Namespace, pooler: str, only_taken: bool = False, **overrides: Any) -> Any:
+    """TrainConfig from the parsed flags; bad values become one-line CLI errors (see :func:`pooler_options`)."""
+    from glot.pooling.poolers import pooler_class
+    from glot.training.config import TrainConfig
 
-    config = TrainConfig(
-        pooler=pooler, pooler_options=pooler_options(args, pooler), optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
-        val_fraction=args.val_fraction, patience=args.patience, max_length=args.max_length, grad_clip=args.grad_clip,
-    )  # fmt: skip
-    config = config.replace(**overrides)
+    values = {name: getattr(args, name) for name in train_field_names()}
     try:
+        sections = pooler_class(pooler).settings(**pooler_options(args, pooler, only_taken))
+        config = TrainConfig(pooler=pooler, pooler_options=sections, max_length=args.max_length, **values)
+        config = config.replace(**overrides)
         config.validate()
     except ValueError as err:
         raise CLIError(str(err)) from None

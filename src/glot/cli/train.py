@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pooler", default="glot", help="cls, eos, mean, max, adapool, mlp, glot (default glot)"
     )
-    add_pooler_arguments(parser)
+    add_pooler_arguments(parser, about="An option the chosen --pooler does not take is an error.")
     add_optim_arguments(parser)
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2 (default 0)")
     parser.add_argument(

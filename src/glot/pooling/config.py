@@ -2,12 +2,20 @@
 
 Defaults are the paper's GLUE settings (Mantri et al., ICLR 2026, arXiv 2603.03389, Sec. 5 / README of the
 reference code): GATConv, K = 2 layers, width P = 256, jumping knowledge ``cat``, threshold tau = 0.8.
+
+Every option is declared ONCE, as a field of a section (:class:`GraphConfig`, :class:`GNNConfig`,
+:class:`ReadoutConfig`) with its help text as field metadata; the ``glot train`` / ``glot compare`` flags are
+generated from these fields (:func:`option_fields`) and each pooler class names the fields it takes
+(``glot.pooling.poolers``). :class:`PoolerSections` is a pooler's settings without name and input width (what
+a training config holds); :class:`PoolerConfig` adds both and is what a saved pooler stores.
 """
 
 from __future__ import annotations
 
+import copy
+import typing
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any
 
 from glot.errors import InputError
@@ -44,14 +52,19 @@ def _check_choice(field_name: str, value: Any, choices: tuple[str, ...]) -> None
         _fail(field_name, value, f"one of {', '.join(choices)}")
 
 
+def _option(default: Any, help: str, **extra: Any) -> Any:
+    """A pooler option: its default and its help text (+ e.g. ``choices``), kept as field metadata."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
 @dataclass
 class GraphConfig:
     """Token graph: edge (i, j) iff cos(x_i, x_j) > tau (paper Eq. 1), plus options beyond the paper."""
 
-    tau: float = 0.8
-    knn: int | None = None  # keep only each token's top-k neighbours above tau (None = all)
-    weighted: bool = False  # pass the cosine as edge weight / attribute
-    self_loops: bool = True  # the reference code keeps the diagonal (cos = 1 > tau)
+    tau: float = _option(0.8, "graph threshold: edge iff cos > tau (paper 0.1-0.8; stress test 0.6)")
+    knn: int | None = _option(None, "keep only each token's k most similar neighbours above tau; default all")
+    weighted: bool = _option(False, "pass each edge's cosine to the GNN as edge weight / attribute")
+    self_loops: bool = _option(True, "keep each token's edge to itself (cos = 1 > tau), as the reference")
 
     def validate(self) -> None:
         tau = self.tau
@@ -67,11 +80,11 @@ class GraphConfig:
 class GNNConfig:
     """Token GNN: K layers of width P with ReLU after each, then jumping knowledge."""
 
-    conv: str = "gat"
-    num_layers: int = 2
-    hidden_dim: int = 256
-    heads: int = 1
-    jk: str = "cat"
+    conv: str = _option("gat", "GNN layer (mlp = no graph, the paper's ablation)", choices=CONV_NAMES)
+    num_layers: int = _option(2, "GNN / MLP layers K (paper 2 or 4; 0 = readout over the raw states)")
+    hidden_dim: int = _option(256, "GNN / MLP width P (paper 64-256)")
+    heads: int = _option(1, "attention heads of GAT/GATv2")
+    jk: str = _option("cat", "jumping knowledge over the layers' outputs", choices=JK_NAMES)
 
     def validate(self) -> None:
         _check_choice("conv", self.conv, CONV_NAMES)
@@ -85,7 +98,9 @@ class GNNConfig:
 class ReadoutConfig:
     """Attention readout m_i = v^T tanh(W u_i + b); None = max(128, in_dim // 2) as the reference code."""
 
-    readout_hidden: int | None = None
+    readout_hidden: int | None = _option(
+        None, "width of the attention readout's scorer; default max(128, its input width // 2)"
+    )
 
     def validate(self) -> None:
         if self.readout_hidden is not None:
@@ -93,24 +108,50 @@ class ReadoutConfig:
 
 
 _SECTIONS: dict[str, type] = {"graph": GraphConfig, "gnn": GNNConfig, "readout": ReadoutConfig}
+SECTION_NAMES = tuple(_SECTIONS)
+#: option name -> the section holding it (names are unique across sections)
 OPTION_SECTION: dict[str, str] = {f.name: sec for sec, cls in _SECTIONS.items() for f in fields(cls)}
 
 
-@dataclass
-class PoolerConfig:
-    """Everything needed to rebuild a pooler: its registry name, input width and the three sections."""
+def option_fields() -> list[tuple[Field[Any], Any]]:
+    """Every pooler option as (dataclass field, its type), in section order: the source of the CLI flags."""
+    out: list[tuple[Field[Any], Any]] = []
+    for sec_cls in _SECTIONS.values():
+        hints = typing.get_type_hints(sec_cls)
+        out.extend((f, hints[f.name]) for f in fields(sec_cls))
+    return out
 
-    name: str
-    input_dim: int
+
+def _sections_from_dict(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Pop the three sections out of ``data`` as dataclasses; unknown keys inside a section warn."""
+    sections = {}
+    for sec, sec_cls in _SECTIONS.items():
+        raw = data.pop(sec, None) or {}
+        if not isinstance(raw, dict):
+            raise InputError(f"{where} section {sec!r} must be a JSON object, got {raw!r}")
+        raw = dict(raw)
+        known = {f.name for f in fields(sec_cls)}
+        for key in sorted(set(raw) - known):
+            warnings.warn(f"ignoring unknown key {sec}.{key} in {where}", UserWarning, stacklevel=3)
+            raw.pop(key)
+        sections[sec] = sec_cls(**raw)
+    return sections
+
+
+@dataclass
+class PoolerSections:
+    """A pooler's settings without its name and input width: the graph, GNN and readout sections.
+
+    Which fields a given pooler reads, and its defaults, are declared on its class (``glot.pooling.poolers``);
+    ``Pooler.settings(**options)`` gives the full sections of one pooler.
+    """
+
     graph: GraphConfig = field(default_factory=GraphConfig)
     gnn: GNNConfig = field(default_factory=GNNConfig)
     readout: ReadoutConfig = field(default_factory=ReadoutConfig)
 
     def validate(self) -> None:
-        """Check every field's type and bounds (the one validator for built and loaded poolers alike)."""
-        if not isinstance(self.name, str):
-            _fail("name", self.name, "a pooler name (a string such as 'glot')")
-        _check_int("input_dim", self.input_dim, 1, MAX_DIM, ", the backbone's hidden width (384 for MiniLM)")
+        """Check every field's type and bounds (the one validator for built, trained and loaded poolers)."""
         for sec, sec_cls in _SECTIONS.items():
             if not isinstance(getattr(self, sec), sec_cls):
                 _fail(sec, getattr(self, sec), f"a {sec_cls.__name__}")
@@ -125,6 +166,66 @@ class PoolerConfig:
                 "(cosines > tau), which negative cosines can make <= 0 (NaN); raise tau or drop weighted",
             )
 
+    def options(self) -> dict[str, Any]:
+        """Every option as one flat dict, e.g. ``{"tau": 0.8, "knn": None, ..., "readout_hidden": None}``."""
+        return {name: getattr(getattr(self, sec), name) for name, sec in OPTION_SECTION.items()}
+
+    def with_options(self, **options: Any) -> PoolerSections:
+        """A copy with some options (flat keywords such as ``tau=0.6``) changed; an unknown name raises."""
+        unknown = sorted(set(options) - set(OPTION_SECTION))
+        if unknown:
+            raise InputError(
+                f"unknown pooler option(s) {unknown}; the options are: {', '.join(OPTION_SECTION)}"
+            )
+        out = copy.deepcopy(self)
+        for key, value in options.items():
+            setattr(getattr(out, OPTION_SECTION[key]), key, value)
+        return out
+
+    def config(self, name: str, input_dim: int) -> PoolerConfig:
+        """The full :class:`PoolerConfig` of pooler ``name`` on states of width ``input_dim`` (a copy)."""
+        parts = copy.deepcopy(self)
+        return PoolerConfig(
+            name=name, input_dim=input_dim, graph=parts.graph, gnn=parts.gnn, readout=parts.readout
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PoolerSections:
+        """Inverse of :meth:`to_dict` (values are checked by :meth:`validate`, not here)."""
+        if not isinstance(data, dict):
+            raise InputError(f"pooler sections must be a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        sections = _sections_from_dict(data, "pooler options")
+        for key in sorted(data):
+            warnings.warn(f"ignoring unknown key {key!r} in pooler options", UserWarning, stacklevel=2)
+        return cls(**sections)
+
+
+@dataclass
+class PoolerConfig:
+    """Everything needed to rebuild a pooler: its registry name, input width and the three sections."""
+
+    name: str
+    input_dim: int
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    gnn: GNNConfig = field(default_factory=GNNConfig)
+    readout: ReadoutConfig = field(default_factory=ReadoutConfig)
+
+    @property
+    def sections(self) -> PoolerSections:
+        """The graph, GNN and readout sections (shared with this config, not copied)."""
+        return PoolerSections(graph=self.graph, gnn=self.gnn, readout=self.readout)
+
+    def validate(self) -> None:
+        """Check every field's type and bounds (the one validator for built and loaded poolers alike)."""
+        if not isinstance(self.name, str):
+            _fail("name", self.name, "a pooler name (a string such as 'glot')")
+        _check_int("input_dim", self.input_dim, 1, MAX_DIM, ", the backbone's hidden width (384 for MiniLM)")
+        self.sections.validate()
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -137,17 +238,7 @@ class PoolerConfig:
         for key in ("name", "input_dim"):
             if key not in data:
                 raise InputError(f"pooler config is missing {key!r}; got keys {sorted(data)}")
-        sections = {}
-        for sec, sec_cls in _SECTIONS.items():
-            raw = data.pop(sec, None) or {}
-            if not isinstance(raw, dict):
-                raise InputError(f"pooler config section {sec!r} must be a JSON object, got {raw!r}")
-            raw = dict(raw)
-            known = {f.name for f in fields(sec_cls)}
-            for key in sorted(set(raw) - known):
-                warnings.warn(f"ignoring unknown key {sec}.{key} in pooler config", UserWarning, stacklevel=2)
-                raw.pop(key)
-            sections[sec] = sec_cls(**raw)
+        sections = _sections_from_dict(data, "pooler config")
         name, input_dim = data.pop("name"), data.pop("input_dim")
         for key in sorted(data):
             warnings.warn(f"ignoring unknown key {key!r} in pooler config", UserWarning, stacklevel=2)

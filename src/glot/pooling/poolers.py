@@ -4,11 +4,16 @@ Every pooler maps a sentence's real token states to one vector. ``pooler(hidden,
 input and packs it once; ``pooler.forward_packed(x, ptr)`` is the native path. GLOT (Mantri et al., ICLR 2026,
 arXiv 2603.03389) = token graph -> token GNN -> attention readout; AdaPool (Brothers, ICML 2025) is the same
 readout on raw states, i.e. GLOT with K = 0; ``mlp`` is the paper's no-graph ablation (per-token MLP + readout).
+
+Each pooler class declares, once, the config fields it takes (``options``) and its default config (``defaults``,
+overrides of the section defaults of ``glot.pooling.config``); the registry, :func:`build_pooler`, the check of
+a config against its pooler and the CLI's per-pooler options are all derived from these two class attributes.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,7 +23,7 @@ from torch import Tensor, nn
 from glot import __version__
 from glot.errors import InputError
 from glot.io import atomic_save_tensors, atomic_write_json, load_weights, read_json
-from glot.pooling.config import OPTION_SECTION, GNNConfig, PoolerConfig, ReadoutConfig
+from glot.pooling.config import OPTION_SECTION, PoolerConfig, PoolerSections
 from glot.pooling.gnn import TokenGNN
 from glot.pooling.graph import TokenGraph, build_token_graph
 from glot.pooling.packing import check_packed, pack
@@ -32,13 +37,53 @@ class Pooler(nn.Module):
     """Base class. Shapes: forward (B, L, D) + (B, L) -> (B, out_dim); forward_packed (N, D) + (B + 1,)."""
 
     name: ClassVar[str] = ""
-    options: ClassVar[tuple[str, ...]] = ()  # the build_pooler keyword options this pooler accepts
+    #: the config fields this pooler reads: its build_pooler keyword options (and CLI flags)
+    options: ClassVar[tuple[str, ...]] = ()
+    #: its default config, as flat overrides of the section defaults (which are GLOT's); the poolers
+    #: without a GNN keep num_layers = 0 so that their saved config says so
+    defaults: ClassVar[Mapping[str, Any]] = {"num_layers": 0}
 
     def __init__(self, config: PoolerConfig) -> None:
         super().__init__()
         config.validate()
+        type(self).check(config.sections)
         self.config = config
         self.input_dim = config.input_dim
+
+    @classmethod
+    def settings(cls, **options: Any) -> PoolerSections:
+        """This pooler's full settings: its defaults with ``options`` applied (only those it takes)."""
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            raise InputError(
+                f"pooler {cls.name!r} does not take option(s) {unknown}; its options are: {cls._allowed()}"
+            )
+        return PoolerSections().with_options(**{**cls.defaults, **options})
+
+    @classmethod
+    def check(cls, sections: PoolerSections) -> None:
+        """Refuse settings that change a field this pooler does not read (it would be silently ignored)."""
+        defaults = cls.settings().options()
+        bad = [
+            f"{k}={v!r} (it uses {defaults[k]!r})"
+            for k, v in sections.options().items()
+            if k not in cls.options and v != defaults[k]
+        ]
+        if bad:
+            raise InputError(
+                f"pooler {cls.name!r} does not take {', '.join(bad)}; its options are: {cls._allowed()} "
+                f"(start from POOLERS[{cls.name!r}].settings(), or use build_pooler)"
+            )
+
+    @classmethod
+    def changed_options(cls, sections: PoolerSections) -> dict[str, Any]:
+        """The options of ``sections`` that differ from this pooler's defaults, e.g. ``{"tau": 0.6}``."""
+        defaults = cls.settings().options()
+        return {k: v for k, v in sections.options().items() if k in cls.options and v != defaults[k]}
+
+    @classmethod
+    def _allowed(cls) -> str:
+        return ", ".join(cls.options) if cls.options else "none"
 
     @property
     def out_dim(self) -> int:
@@ -84,8 +129,27 @@ POOLERS: dict[str, type[Pooler]] = {}
 
 
 def register_pooler(cls: type[Pooler]) -> type[Pooler]:
+    """Class decorator: add a pooler to the registry under ``cls.name`` (its options must be config fields)."""
+    if not cls.name or cls.name in POOLERS:
+        raise InputError(
+            f"a pooler needs a new, non-empty name; got {cls.name!r} (taken: {', '.join(POOLERS)})"
+        )
+    unknown = sorted((set(cls.options) | set(cls.defaults)) - set(OPTION_SECTION))
+    if unknown:
+        raise InputError(
+            f"pooler {cls.name!r} names option(s) {unknown} that are no config fields; "
+            f"the fields are: {', '.join(OPTION_SECTION)}"
+        )
+    cls.settings().validate()
     POOLERS[cls.name] = cls
     return cls
+
+
+def pooler_class(name: str) -> type[Pooler]:
+    """The registered pooler class called ``name``; a one-line InputError listing the names otherwise."""
+    if not isinstance(name, str) or name not in POOLERS:
+        raise InputError(f"unknown pooler {name!r}; valid names: {', '.join(sorted(POOLERS))}")
+    return POOLERS[name]
 
 
 @register_pooler
@@ -183,6 +247,7 @@ class AdaPooler(_ReadoutPooler):
 
     name = "adapool"
     options = ("readout_hidden",)
+    defaults = {"num_layers": 0, "readout_hidden": 128}
 
 
 @register_pooler
@@ -191,6 +256,7 @@ class MLPPooler(_ReadoutPooler):
 
     name = "mlp"
     options = ("num_layers", "hidden_dim", "jk", "readout_hidden")
+    defaults = {"conv": "mlp"}
 
 
 @register_pooler
@@ -199,55 +265,24 @@ class GLOTPooler(_ReadoutPooler):
 
     name = "glot"
     uses_graph = True
-    options = (
-        "tau",
-        "knn",
-        "weighted",
-        "self_loops",
-        "conv",
-        "num_layers",
-        "hidden_dim",
-        "heads",
-        "jk",
-        "readout_hidden",
-    )
-
-
-def _config_for(name: str, input_dim: int, options: dict[str, Any]) -> PoolerConfig:
-    cls = POOLERS[name]
-    unknown = sorted(set(options) - set(cls.options))
-    if unknown:
-        allowed = ", ".join(cls.options) if cls.options else "none"
-        raise InputError(f"pooler {name!r} does not take option(s) {unknown}; its options are: {allowed}")
-    cfg = PoolerConfig(name=name, input_dim=input_dim)
-    if name == "adapool":
-        cfg.gnn, cfg.readout = GNNConfig(num_layers=0), ReadoutConfig(readout_hidden=128)
-    elif name == "mlp":
-        cfg.gnn.conv = "mlp"
-    elif name not in ("glot",):
-        cfg.gnn = GNNConfig(num_layers=0)
-    for key, value in options.items():
-        setattr(getattr(cfg, OPTION_SECTION[key]), key, value)
-    return cfg
+    options = tuple(OPTION_SECTION)  # every field: tau, knn, weighted, self_loops, conv, num_layers, ...
+    defaults: ClassVar[Mapping[str, Any]] = {}  # the section defaults are GLOT's (the paper's GLUE settings)
 
 
 def build_pooler(name: str, input_dim: int, **options: Any) -> Pooler:
     """Build a pooler by registry name. Shapes: input_dim = D, the backbone's hidden width.
 
     ``glot`` options: tau, knn, weighted, self_loops, conv, num_layers, hidden_dim, heads, jk, readout_hidden.
-    Defaults are the paper's GLUE settings (GAT, K = 2, P = 256, JK cat, tau = 0.8).
+    Defaults are the paper's GLUE settings (GAT, K = 2, P = 256, JK cat, tau = 0.8). Each pooler's own
+    options and defaults: ``POOLERS[name].options`` / ``POOLERS[name].settings()``.
     """
-    if name not in POOLERS:
-        raise InputError(f"unknown pooler {name!r}; valid names: {', '.join(sorted(POOLERS))}")
-    return from_config(_config_for(name, input_dim, options))
+    return from_config(pooler_class(name).settings(**options).config(name, input_dim))
 
 
 def from_config(config: PoolerConfig) -> Pooler:
     """Rebuild a pooler (fresh weights) from its config."""
     config.validate()
-    if config.name not in POOLERS:
-        raise InputError(f"unknown pooler {config.name!r}; valid names: {', '.join(sorted(POOLERS))}")
-    return POOLERS[config.name](config)
+    return pooler_class(config.name)(config)
 
 
 def load_pooler(directory: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Pooler:

@@ -1,15 +1,24 @@
-"""``TrainConfig``: every setting of a training run, validated, with a JSON round trip."""
+"""``TrainConfig``: every setting of a training run, validated, with a JSON round trip.
+
+Each field's default and help text live here once; the ``glot train`` / ``glot compare`` training flags are
+generated from these fields (``glot.cli.options.add_optim_arguments``).
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glot.errors import InputError
+from glot.pooling.config import SECTION_NAMES, PoolerConfig, PoolerSections
+
+if TYPE_CHECKING:
+    from glot.pooling.poolers import Pooler
 
 __all__ = ["OPTIMIZERS", "TrainConfig"]
 
@@ -31,39 +40,75 @@ def _positive_int(name: str, value: Any) -> None:
         raise InputError(f"{name} must be an integer >= 1, got {value!r}")
 
 
+def _flag(default: Any, help: str, **extra: Any) -> Any:
+    """A setting with its CLI help text (and e.g. ``choices``) kept as field metadata."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+def _pooler_class(name: Any) -> type[Pooler]:
+    # imported here, not at the top: the CLI builds its flags from this module without importing torch
+    from glot.pooling.poolers import pooler_class
+
+    return pooler_class(name)
+
+
+def _no_options() -> Any:
+    return {}  # no options given: __post_init__ turns it into the pooler's own default sections
+
+
 @dataclass
 class TrainConfig:
     """Settings of one training run (one seed). Defaults follow the paper's GLUE recipe: Adam, lr 2e-4,
     batch 32; model selection on ``val_fraction`` of train (not the paper's selection on the eval split).
 
-    ``pooler_options`` go to ``glot.build_pooler`` (e.g. ``{"tau": 0.6, "num_layers": 4}``), ``head_options``
-    to ``glot.training.heads.build_head``. ``patience`` = stop after that many epochs without a validation
-    improvement (None = never). ``max_length`` = backbone truncation (None = the task's). ``grad_clip`` =
-    max gradient norm (None = off).
+    ``pooler`` names the pooler; ``pooler_options`` holds its FULL settings (:class:`PoolerSections`: graph,
+    GNN and readout sections, normalised to that pooler's defaults), so equal poolers give equal configs and one
+    run key. It may be given as ``glot.build_pooler`` keywords (e.g. ``{"tau": 0.6, "num_layers": 4}``), as
+    sections or as their JSON. ``head_options`` go to ``glot.training.heads.build_head``. ``patience`` = stop
+    after that many epochs without a validation improvement (None = never). ``max_length`` = backbone
+    truncation (None = the task's). ``grad_clip`` = max gradient norm (None = off).
     """
 
     pooler: str = "glot"
-    pooler_options: dict[str, Any] = field(default_factory=dict)
+    pooler_options: PoolerSections = field(default_factory=_no_options)
     head_options: dict[str, Any] = field(default_factory=dict)
-    optimizer: str = "adam"
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    epochs: int = 3
-    batch_size: int = 32
-    eval_batch_size: int = 256
+    optimizer: str = _flag("adam", "optimizer", choices=OPTIMIZERS)
+    lr: float = _flag(2e-4, "learning rate (paper: 2e-4 GLUE, 1e-4 stress test)")
+    weight_decay: float = _flag(0.0, "weight decay (0 = off)")
+    epochs: int = _flag(3, "max epochs")
+    batch_size: int = _flag(32, "training batch size")
+    eval_batch_size: int = _flag(256, "batch size for validation / eval predictions")
     seed: int = 0
-    val_fraction: float = 0.1
-    patience: int | None = None
+    val_fraction: float = _flag(0.1, "share of train held out for model selection")
+    patience: int | None = _flag(None, "stop after N epochs without a validation improvement; default off")
     max_length: int | None = None
-    grad_clip: float | None = None
+    grad_clip: float | None = _flag(None, "max gradient norm; default off")
+
+    def __post_init__(self) -> None:
+        """Normalise ``pooler_options`` to the pooler's full settings (keywords, sections or their JSON)."""
+        cls = _pooler_class(self.pooler)
+        raw: Any = self.pooler_options
+        if isinstance(raw, PoolerSections):
+            sections = copy.deepcopy(raw)
+        elif isinstance(raw, dict) and raw and set(raw) <= set(SECTION_NAMES):
+            sections = PoolerSections.from_dict(raw)  # the JSON of a TrainConfig
+        elif isinstance(raw, dict):
+            sections = cls.settings(**raw)  # build_pooler keywords (as older run configs store them)
+        else:
+            raise InputError(
+                f"pooler_options must be a dict of build_pooler options (e.g. {{'tau': 0.6}}) or PoolerSections, "
+                f"got {type(raw).__name__}"
+            )
+        cls.check(sections)
+        self.pooler_options = sections
+
+    def pooler_config(self, input_dim: int) -> PoolerConfig:
+        """The full config of this run's pooler on states of width ``input_dim`` (known from the cache)."""
+        return self.pooler_options.config(self.pooler, input_dim)
 
     def validate(self) -> None:
         """Raise a one-line InputError naming the bad field, what it got and what it expects (numbers must be
         finite: NaN / inf learning rates, weight decays or clips are refused)."""
-        from glot.pooling.poolers import POOLERS
-
-        if self.pooler not in POOLERS:
-            raise InputError(f"unknown pooler {self.pooler!r}; valid names: {', '.join(sorted(POOLERS))}")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         _finite(
@@ -86,11 +131,20 @@ class TrainConfig:
             _finite(
                 "grad_clip", self.grad_clip, "None (off) or a finite number > 0, e.g. 1.0", lambda v: v > 0
             )
-        if not isinstance(self.pooler_options, dict) or not isinstance(self.head_options, dict):
-            raise InputError("pooler_options and head_options must be dicts of keyword arguments")
+        if not isinstance(self.head_options, dict):
+            raise InputError(f"head_options must be a dict of build_head keywords, got {self.head_options!r}")
+        if not isinstance(self.pooler_options, PoolerSections):
+            raise InputError(
+                f"pooler_options must be PoolerSections, got {type(self.pooler_options).__name__}"
+            )
+        _pooler_class(self.pooler).check(self.pooler_options)
+        self.pooler_options.validate()
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed."""
+        """A copy with some fields changed. A new ``pooler`` without new ``pooler_options`` keeps the options
+        that differ from the old pooler's defaults (and refuses them where the new pooler does not take them)."""
+        if "pooler" in changes and "pooler_options" not in changes:
+            changes["pooler_options"] = _pooler_class(self.pooler).changed_options(self.pooler_options)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,7 +153,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys warn, bad values raise."""
+        """Inverse of :meth:`to_dict`; unknown keys warn, bad values raise. Also reads the ``train`` section of
+        older run configs, whose ``pooler_options`` held only the options given (e.g. ``{"tau": 0.5}``)."""
+        if not isinstance(data, dict):
+            raise InputError(f"a train config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         for key in sorted(set(data) - known):
             warnings.warn(f"ignoring unknown key {key!r} in train config", UserWarning, stacklevel=2)

@@ -29,7 +29,7 @@ from glot.cache.task import CachedTask, cache_task
 from glot.data import stratified_indices
 from glot.errors import InputError
 from glot.io import atomic_save_tensors, atomic_write_json
-from glot.pooling.poolers import Pooler, build_pooler
+from glot.pooling.poolers import Pooler, from_config
 from glot.training.checkpoint import (
     HEAD_CONFIG,
     HEAD_WEIGHTS,
@@ -84,7 +84,7 @@ def build_models(cached: CachedTask, config: TrainConfig) -> tuple[Pooler, TaskH
     head_options = task.head_options() | config.head_options
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        pooler = build_pooler(config.pooler, cached.dim, **config.pooler_options)
+        pooler = from_config(config.pooler_config(cached.dim))  # the typed spec, normalised in TrainConfig
         head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **head_options)
     return pooler, head
 

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 __all__ = ["RUN_FORMAT", "build_run_config", "config_differences", "data_fingerprint", "make_run_config"]
 
 #: Version of the run-folder layout and run key; a folder of another format is not resumed.
-RUN_FORMAT = 2
+#: 3: ``train.pooler_options`` holds the pooler's full, normalised settings (graph / gnn / readout sections),
+#: so equal poolers give one key (2 stored only the options given: ``{}`` and ``{"tau": 0.8}`` differed).
+RUN_FORMAT = 3
 #: Run-config fields outside the key: the key itself, the glot version and where the cache lives.
 _NOT_KEYED = ("key", "glot_version", "cache")
 
@@ -70,7 +72,8 @@ def build_run_config(
 ) -> dict[str, Any]:
     """The full, JSON-ready description of a run (GLOT or fine-tuning) and its ``key``.
 
-    The key is the sha256 of everything that changes the result: the run format, the train config, the
+    The key is the sha256 of everything that changes the result: the run format, the train config (with the
+    pooler's full settings, so options equal to the defaults do not change it), the
     task (name, kind, metric, labels, ``task.info`` with the spec it was built from, sizes, and a data
     fingerprint over the texts and labels of every split used, eval included), the backbone reference,
     the cache key and storage dtype, and ``extra`` (e.g. fine-tuning options). Not in the key: where the
