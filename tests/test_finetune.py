@@ -287,3 +287,102 @@ def test_lora_without_peft_names_the_extra_before_loading_anything(
     )
     with pytest.raises(ImportError, match=r"glot-pooling\[peft\]"):
         prepare_finetune(toy_task, str(tiny_bert), "lora")
+
+
+_TIMES = {
+    "train_seconds",
+    "seconds",
+    "seconds_with_val",
+    "seconds_to_best",
+    "eval_seconds",
+    "timing",
+    "memory",
+}
+
+
+def _strip_times(metrics: dict) -> dict:  # type: ignore[type-arg]
+    out = {k: v for k, v in metrics.items() if k not in _TIMES}
+    out["history"] = [{k: v for k, v in h.items() if k not in _TIMES} for h in metrics["history"]]
+    return out
+
+
+def test_finetuning_resumes_a_killed_run_exactly(
+    toy_task: Task, tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one training loop gives fine-tuning per-epoch checkpoints: a run killed in epoch 2 and rerun ends
+    with the numbers and weights of an uninterrupted run (LoRA and BERT dropout masks are drawn per epoch)."""
+    import glot.training.loop as loop
+
+    opts = FinetuneOptions(backbone_lr=1e-3, timing_warmup=0)
+    full = run_finetune(
+        toy_task, str(tiny_bert), "lora", None, CONFIG, tmp_path / "full", options=opts, progress=False
+    )
+    real_epoch = loop._train_epoch
+
+    def killed_in_epoch_2(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if args[4] == 2:  # the epoch argument
+            raise KeyboardInterrupt("simulated kill during epoch 2")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(
+            toy_task, str(tiny_bert), "lora", None, CONFIG, tmp_path / "killed", options=opts, progress=False
+        )
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    # the checkpoint holds the adapters (and head), not the frozen base weights
+    backbone = load_tensors(tmp_path / "killed" / "checkpoint" / "epoch-001" / "backbone.safetensors")
+    assert backbone and all("lora_" in name for name in backbone)
+    monkeypatch.setattr(loop, "_train_epoch", real_epoch)
+    torch.manual_seed(12345)  # as in a new process: another global RNG state must not change the masks
+    resumed = run_finetune(
+        toy_task, str(tiny_bert), "lora", None, CONFIG, tmp_path / "killed", options=opts, progress=False
+    )
+    assert _strip_times(resumed) == _strip_times(full)
+    assert resumed["timing"]["steps_total"] == full["timing"]["steps_total"]  # epoch 1's steps were kept
+    a, b = load_finetuned(tmp_path / "full"), load_finetuned(tmp_path / "killed")
+    for (name, p), q in zip(a.encoder.named_parameters(), b.encoder.parameters(), strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_finetuning_reports_per_epoch_eval_and_selects_on_validation(
+    toy_task: Task, tiny_llama: Path
+) -> None:
+    opts = FinetuneOptions(backbone_lr=1e-3, score_untrained=False)
+    m = run_finetune(
+        toy_task, str(tiny_llama), "full", None, CONFIG.replace(epochs=2), options=opts, progress=False
+    )
+    assert [h["epoch"] for h in m["history"]] == [1, 2] and all(h["eval"] is not None for h in m["history"])
+    best = max(m["history"], key=lambda h: (h["val"], -h["epoch"]))
+    assert m["best_val_epoch"] == best["epoch"] and m["val"] == best["val"]  # chosen on validation, not eval
+    assert m["eval"] == best["eval"] and m["eval_best_epoch_optimistic"]["value"] >= m["eval"]
+    assert [h["steps"] for h in m["history"]] == [18, 18]  # 288 training rows in batches of 16
+
+
+def test_a_diverging_finetuning_run_stops_with_a_clear_error(
+    toy_task: Task, tiny_bert: Path, tmp_path: Path
+) -> None:
+    from glot.training.loop import NonFiniteError
+
+    diverging = CONFIG.replace(optimizer="adamw", lr=1.0, weight_decay=1e6)  # |w| x 1e6 per step: overflow
+    with pytest.raises(NonFiniteError, match=r"non-finite|loss is (nan|inf)") as info:
+        run_finetune(toy_task, str(tiny_bert), "full", None, diverging, tmp_path / "run",
+                     options=FinetuneOptions(backbone_lr=1.0), progress=False)  # fmt: skip
+    assert "epoch 1" in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_finetuned_states_come_from_the_frozen_backbone_forward(toy_task: Task, tiny_bert: Path) -> None:
+    """One backbone forward: an untrained fine-tuning model embeds exactly as the frozen backbone + pooler."""
+    from glot.backbones.frozen import FrozenBackbone
+
+    ft = prepare_finetune(toy_task, str(tiny_bert), "full")
+    frozen = FrozenBackbone.from_pretrained(str(tiny_bert), dtype="float32", max_length=16, device="cpu")
+    texts = toy_task.splits["eval"].texts[:8]
+    ft.eval()
+    with torch.no_grad():
+        want = ft.pooler.forward_packed(*frozen.embed_packed(texts))
+        got = ft.embed(texts)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    x, _ = ft.backbone.embed_packed(texts, grad=True)  # the fine-tuning path: gradients reach the weights
+    assert x.requires_grad and not frozen.embed_packed(texts)[0].requires_grad

@@ -94,8 +94,8 @@ def test_same_seed_same_numbers_and_resume_after_kill(cached, tmp_path: Path, mo
 
     real_epoch = train_module._train_epoch
 
-    def killed_in_epoch_2(*args: Any, **kwargs: Any) -> float:
-        if args[7] == 2:  # the epoch argument
+    def killed_in_epoch_2(*args: Any, **kwargs: Any) -> Any:
+        if args[4] == 2:  # the epoch argument
             raise KeyboardInterrupt("simulated kill during epoch 2")
         return real_epoch(*args, **kwargs)
 

@@ -5,6 +5,7 @@ arXiv 2603.03389) keeps the language model frozen and learns only a pooler on it
 ``last_hidden_state`` for encoders, ``hidden_states[-1]`` for decoders. :class:`FrozenBackbone` runs that
 model once per text under ``torch.no_grad()`` (not ``inference_mode``: the states must be able to feed a
 trainable head) and hands out only the real tokens, padded with a boolean mask or packed as ``(x, ptr)``.
+Fine-tuning runs the same forward with gradients (``embed_packed(texts, grad=True)``).
 
 Left and right padding give the same states: position ids are derived from the attention mask, so a
 sentence's real tokens always sit at positions 0..n-1 (RoBERTa-style models, which derive positions from
@@ -207,8 +208,11 @@ class FrozenBackbone:
         return features
 
     # ------------------------------------------------------------------ tokens -> states
-    def _run(self, enc: BatchEncoding) -> tuple[Tensor, Tensor]:
-        """One frozen forward. Shapes: enc (B, L) -> hidden (B, L, D) float32 (padding zeroed), mask (B, L)."""
+    def _run(self, enc: BatchEncoding, grad: bool = False) -> tuple[Tensor, Tensor]:
+        """The one backbone forward (``grad``: see :meth:`embed_packed`).
+
+        Shapes: enc (B, L) -> hidden (B, L, D) float32 (padding zeroed), mask (B, L) bool.
+        """
         dev = self.device
         ids = enc["input_ids"].to(dev)
         mask = enc["attention_mask"].to(dev)
@@ -219,7 +223,7 @@ class FrozenBackbone:
         if self._positions:
             kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
         last = self._layer_index == -1
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             out = self.model(**kwargs, output_hidden_states=not last, return_dict=True)
             hidden = out.last_hidden_state if last else out.hidden_states[self._layer_index]
         keep = mask.bool()
@@ -235,15 +239,18 @@ class FrozenBackbone:
             return torch.zeros(0, 0, self.hidden_size), torch.zeros(0, 0, dtype=torch.bool)
         return self._run(self.tokenize(items))
 
-    def embed_packed(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+    def embed_packed(self, texts: Sequence[str], *, grad: bool = False) -> tuple[Tensor, Tensor]:
         """Real-token states of one batch of texts, packed (one forward; use :meth:`iter_packed` for many).
+
+        ``grad=False`` runs the model under ``torch.no_grad()``. ``grad=True`` leaves autograd to the caller:
+        fine-tuning (:mod:`glot.training.finetune`) trains the model's weights through this same forward.
 
         Shapes: texts (B,) -> x (N, D) float32, ptr (B + 1,) int64.
         """
         items = check_texts(texts)
         if not items:
             return torch.zeros(0, self.hidden_size), torch.zeros(1, dtype=torch.long)
-        return pack(*self._run(self.tokenize(items)))
+        return pack(*self._run(self.tokenize(items), grad))
 
     def iter_packed(
         self,

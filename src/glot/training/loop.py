@@ -1,15 +1,21 @@
-"""Train a pooler + task head on CACHED token states: honest model selection, seeds, checkpoints, resume.
+"""THE training loop of every run: a pooler + task head on token states, and (fine-tuning) the backbone too.
 
-The frozen backbone runs once per unique text (:func:`glot.cache.task.cache_task`); training reads packed
-batches from the memory-mapped cache. Model selection uses a validation split CARVED FROM TRAIN
-(``val_fraction``, stratified for classification): each epoch trains, scores the validation split and keeps
-the best state; at the end the best-on-validation state is loaded and the eval split's metric is computed once.
-The eval split's LABELS are read only then: each epoch only stores eval predictions, from which the per-epoch
-eval metric — and the paper-style "best epoch on the eval split" (optimistic) — are computed at the end.
+A frozen-head run reads its states from the hidden-state cache: the frozen backbone runs once per unique text
+(:func:`glot.cache.task.cache_task`) and training reads packed batches from the memory-mapped cache. A LoRA /
+full fine-tuning run (:mod:`glot.training.finetune`) goes through the SAME loop; only its
+:class:`~glot.training.setup.Setup` differs: the states come from a backbone forward with gradients, and the
+backbone's trainable weights are optimised and checkpointed with the pooler and head.
 
-Determinism: weights are initialised from ``seed`` and epoch e shuffles with ``default_rng([seed, e])``, so a
-run interrupted after any epoch and rerun with the same command resumes from its last checkpoint and ends with
-exactly the numbers of an uninterrupted run (see :mod:`glot.training.checkpoint` for the folder layout).
+Model selection uses a validation split CARVED FROM TRAIN (``val_fraction``, stratified for classification):
+each epoch trains, scores the validation split and keeps the best state; at the end the best-on-validation
+state is loaded and the eval split's metric is computed once. The eval split's LABELS are read only then: each
+epoch only stores eval predictions, from which the per-epoch eval metric — and the paper-style "best epoch on
+the eval split" (optimistic) — are computed at the end.
+
+Determinism: weights are initialised from ``seed``; epoch e shuffles with ``default_rng([seed, e])`` and draws
+its dropout masks (fine-tuning) from a torch generator seeded by (seed, e), so a run interrupted after any
+epoch and rerun with the same command resumes from its last checkpoint and ends with exactly the numbers of an
+uninterrupted run (see :mod:`glot.training.checkpoint` for the folder layout).
 """
 
 from __future__ import annotations
@@ -26,15 +32,10 @@ import torch
 from tqdm.auto import tqdm
 
 from glot.cache.task import CachedTask, cache_task
-from glot.data import stratified_indices
 from glot.errors import InputError
-from glot.io import atomic_save_tensors, atomic_write_json
+from glot.io import atomic_write_json
 from glot.pooling.poolers import Pooler, from_config
 from glot.training.checkpoint import (
-    HEAD_CONFIG,
-    HEAD_WEIGHTS,
-    METRICS_NAME,
-    POOLER_DIR,
     load_checkpoint_state,
     load_epoch,
     load_run,
@@ -44,34 +45,24 @@ from glot.training.checkpoint import (
 )
 from glot.training.config import TrainConfig
 from glot.training.heads import TaskHead, build_head
-from glot.training.metrics import compute, mean_std
+from glot.training.results import finish_run, summarize
+from glot.training.setup import Rows, Setup, carve_validation, make_optimizer, row_counts, split_rows
+from glot.training.sources import CacheSource, predict, score
 
 __all__ = [
     "NonFiniteError",
+    "Setup",
     "TrainConfig",
     "cache_task",
     "carve_validation",
     "fit",
     "load_run",
     "predict",
+    "run_loop",
+    "split_rows",
     "summarize",
     "train",
 ]
-
-
-def carve_validation(
-    labels: np.ndarray | None, n: int, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split train rows into (train, validation), stratified by class when labels are class ids.
-
-    Shapes: labels (n,) | None -> train rows (n - m,), val rows (m,) with m = round(fraction * n) (>= 1).
-    """
-    m = max(1, int(round(fraction * n)))
-    if m >= n:
-        raise InputError(f"val_fraction={fraction} leaves no training data from {n} train examples; lower it")
-    classes = labels if labels is not None and labels.dtype.kind == "i" else None
-    val = np.sort(stratified_indices(n, m, seed, classes))
-    return np.setdiff1d(np.arange(n), val), val
 
 
 def build_models(cached: CachedTask, config: TrainConfig) -> tuple[Pooler, TaskHead]:
@@ -87,242 +78,6 @@ def build_models(cached: CachedTask, config: TrainConfig) -> tuple[Pooler, TaskH
         pooler = from_config(config.pooler_config(cached.dim))  # the typed spec, normalised in TrainConfig
         head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **head_options)
     return pooler, head
-
-
-def _output(pooler: Pooler, head: TaskHead, cached: CachedTask, split: str, rows: np.ndarray) -> torch.Tensor:
-    """Head output for ``rows`` of ``split``: every text column pooled in ONE packed forward."""
-    groups = [cached.ids[split][c][rows] for c in cached.columns(split)]
-    x, ptr = cached.states.packed(np.concatenate(groups))
-    z = pooler.forward_packed(x, ptr)
-    return head(*torch.split(z, [len(rows)] * len(groups)))
-
-
-def predict(
-    pooler: Pooler, head: TaskHead, cached: CachedTask, split: str, rows: np.ndarray, metric: str, batch: int
-) -> torch.Tensor:
-    """Predictions for ``rows`` (head.predict; the full similarity matrix for mrr). Reads no labels."""
-    pooler.eval()
-    head.eval()
-    with torch.no_grad():
-        zs: list[list[torch.Tensor]] = []
-        for start in range(0, len(rows), batch):
-            chunk = rows[start : start + batch]
-            groups = [cached.ids[split][c][chunk] for c in cached.columns(split)]
-            z = pooler.forward_packed(*cached.states.packed(np.concatenate(groups)))
-            zs.append(list(torch.split(z, [len(chunk)] * len(groups))))
-        output = head(*[torch.cat(parts) for parts in zip(*zs, strict=True)])
-    return output.float() if metric == "mrr" else torch.as_tensor(head.predict(output))
-
-
-def _score(metric: str, preds: torch.Tensor, labels: np.ndarray | None) -> float:
-    return float(compute(metric, preds.numpy(), None if metric == "mrr" else labels))
-
-
-def _make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    return kind(params, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def _train_epoch(
-    pooler: Pooler,
-    head: TaskHead,
-    cached: CachedTask,
-    rows: np.ndarray,
-    labels: np.ndarray | None,
-    optimizer: torch.optim.Optimizer,
-    config: TrainConfig,
-    epoch: int,
-    progress: bool,
-) -> float:
-    """One pass over ``rows`` in the (seed, epoch) order; returns the mean training loss."""
-    pooler.train()
-    head.train()
-    order = rows[np.random.default_rng([config.seed, epoch]).permutation(len(rows))]
-    params = [p for m in (pooler, head) for p in m.parameters()]
-    total, count = 0.0, 0
-    starts = range(0, len(order), config.batch_size)
-    for start in tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch", disable=not progress):
-        chunk = order[start : start + config.batch_size]
-        output = _output(pooler, head, cached, "train", chunk)
-        loss = head.loss(output, None if labels is None else labels[chunk])
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteError(_non_finite(f"training loss is {value}", config, epoch, start, len(order)))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
-        total += value * len(chunk)
-        count += len(chunk)
-    bad = [n for m in (pooler, head) for n, p in m.named_parameters() if not bool(torch.isfinite(p).all())]
-    if bad:
-        raise NonFiniteError(
-            _non_finite(f"weights {bad[0]} became non-finite", config, epoch, None, len(order))
-        )
-    return total / max(count, 1)
-
-
-class NonFiniteError(InputError):
-    """Training diverged (non-finite loss or weights); the run stops and keeps its last good checkpoint."""
-
-
-def _non_finite(what: str, config: TrainConfig, epoch: int, start: int | None, n: int) -> str:
-    """One line: what went non-finite, where (epoch / step), the likely causes and what was kept."""
-    steps = -(-n // config.batch_size)
-    where = f"epoch {epoch}" + (
-        f", step {start // config.batch_size + 1} of {steps}" if start is not None else ""
-    )
-    return (
-        f"{what} at {where} (lr={config.lr:g}, weight_decay={config.weight_decay:g}): the learning rate (or "
-        "lr x weight decay) is likely too high (try a 10x smaller --lr, or --grad-clip 1.0), or the cached "
-        "states or labels hold NaN/inf; the run stopped, earlier epochs' checkpoints are kept"
-    )
-
-
-def fit(
-    cached: CachedTask,
-    config: TrainConfig,
-    run_dir: str | os.PathLike[str],
-    *,
-    progress: bool = True,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Train one seed into ``run_dir`` (resuming a checkpoint of the same run) and return its metrics dict."""
-    config.validate()
-    task, run_dir = cached.task, Path(run_dir)
-    labels = task.splits["train"].labels
-    train_rows, val_rows = carve_validation(
-        labels, len(task.splits["train"]), config.val_fraction, config.seed
-    )
-    has_eval = "eval" in cached.ids
-    eval_rows = np.arange(len(cached.ids["eval"]["texts"])) if has_eval else np.zeros(0, dtype=np.int64)
-    sizes = {"train": len(train_rows), "val": len(val_rows), "eval": len(eval_rows)}
-    config_json = make_run_config(cached, config, sizes)
-    pooler, head = build_models(cached, config)  # bad pooler/head options fail before any folder is written
-    done = prepare_run_dir(run_dir, config_json, overwrite)
-    if done is not None:
-        return done
-    optimizer = _make_optimizer(config, [p for m in (pooler, head) for p in m.parameters()])
-    modules = {"pooler": pooler, "head": head}
-    key = config_json["key"]
-    state = load_checkpoint_state(run_dir) or {
-        "epoch": 0,
-        "best_epoch": 0,
-        "best_val": None,
-        "history": [],
-        "stopped_early": False,
-        "run_key": key,
-    }
-    eval_preds: dict[str, torch.Tensor] = {}
-    if state["epoch"] > 0:
-        eval_preds = load_epoch(run_dir, state["epoch"], modules, optimizer, run_key=key)
-    rows = {"train": train_rows, "val": val_rows, "eval": eval_rows if has_eval else None}
-    desc = f"{config.pooler} seed {config.seed}"
-    bar = tqdm(total=config.epochs, initial=state["epoch"], desc=desc, unit="epoch", disable=not progress)
-    while state["epoch"] < config.epochs and not state["stopped_early"]:
-        loss, val = _epoch(cached, config, modules, optimizer, rows, state, eval_preds, progress)
-        save_epoch(run_dir, state, modules, optimizer, eval_preds)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", val=f"{val:.4f}")
-    bar.close()
-    return _finish(cached, config, run_dir, state, modules, sizes)
-
-
-def _epoch(
-    cached: CachedTask,
-    config: TrainConfig,
-    modules: dict[str, Any],
-    optimizer: torch.optim.Optimizer,
-    rows: dict[str, np.ndarray | None],
-    state: dict[str, Any],
-    eval_preds: dict[str, torch.Tensor],
-    progress: bool,
-) -> tuple[float, float]:
-    """Train epoch ``state["epoch"] + 1``, score validation, store eval predictions (no labels), update
-    ``state`` (history, best epoch, early stopping). Returns (mean train loss, validation metric)."""
-    task, pooler, head = cached.task, modules["pooler"], modules["head"]
-    labels, val_rows, eval_rows = task.splits["train"].labels, rows["val"], rows["eval"]
-    assert rows["train"] is not None and val_rows is not None
-    epoch, t0 = state["epoch"] + 1, time.perf_counter()
-    loss = _train_epoch(pooler, head, cached, rows["train"], labels, optimizer, config, epoch, progress)
-    val_preds = predict(pooler, head, cached, "train", val_rows, task.metric, config.eval_batch_size)
-    val = _score(task.metric, val_preds, None if labels is None else labels[val_rows])
-    if eval_rows is not None:
-        eval_preds[f"epoch_{epoch}"] = predict(
-            pooler, head, cached, "eval", eval_rows, task.metric, config.eval_batch_size
-        )
-    if state["best_val"] is None or val > state["best_val"]:
-        state["best_val"], state["best_epoch"] = val, epoch
-    state["epoch"] = epoch
-    state["history"].append(
-        {"epoch": epoch, "train_loss": loss, "val": val, "seconds": time.perf_counter() - t0}
-    )
-    patience = config.patience
-    state["stopped_early"] = (
-        patience is not None and epoch - state["best_epoch"] >= patience and epoch < config.epochs
-    )
-    return loss, val
-
-
-def _finish(
-    cached: CachedTask,
-    config: TrainConfig,
-    run_dir: Path,
-    state: dict[str, Any],
-    modules: dict[str, Any],
-    sizes: dict[str, int],
-) -> dict[str, Any]:
-    """Load the best-on-validation state, score the eval split ONCE, write the final artefacts."""
-    task, best = cached.task, int(state["best_epoch"])
-    key = state["run_key"]
-    eval_preds = load_epoch(run_dir, int(state["epoch"]), {}, run_key=key)  # every epoch's eval predictions
-    load_epoch(run_dir, best, modules, run_key=key)
-    pooler, head = modules["pooler"], modules["head"]
-    metrics: dict[str, Any] = {
-        "task": task.name, "metric": task.metric, "seed": config.seed, "pooler": config.pooler,
-        "best_val_epoch": best, "val": state["best_val"], "epochs_run": state["epoch"],
-        "stopped_early": state["stopped_early"], "sizes": sizes,
-        "train_seconds": sum(h["seconds"] for h in state["history"]),
-        "params": {"pooler": pooler.num_parameters(), "head": sum(p.numel() for p in head.parameters())},
-        "history": [dict(h) for h in state["history"]], "run_key": key,
-        "truncation": {"truncated": cached.states.num_truncated, "max_length": cached.states.truncated_at,
-                       "texts": len(cached.states)},
-    }  # fmt: skip
-    if "eval" in cached.ids:
-        eval_labels = task.splits["eval"].labels  # the first and only read of the eval labels
-        per_epoch = {int(k.split("_")[1]): _score(task.metric, v, eval_labels) for k, v in eval_preds.items()}
-        for h in metrics["history"]:
-            h["eval"] = per_epoch.get(h["epoch"])
-        top = max(per_epoch, key=lambda e: (per_epoch[e], -e))
-        metrics["eval"] = per_epoch[best]
-        metrics["eval_best_epoch_optimistic"] = {
-            "epoch": top, "value": per_epoch[top],
-            "note": "epoch chosen on the EVAL split (how the paper reports); optimistic, not for model selection",
-        }  # fmt: skip
-    pooler.save_pretrained(run_dir / POOLER_DIR)
-    atomic_save_tensors(run_dir / HEAD_WEIGHTS, head.state_dict())
-    atomic_write_json(run_dir / HEAD_CONFIG, head.config())
-    atomic_write_json(run_dir / METRICS_NAME, metrics)
-    return metrics
-
-
-def summarize(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample std (ddof 1; None for one seed: no spread can be measured) over seeds of the eval
-    metric, the optimistic best-epoch metric, val and time."""
-
-    def stats(values: list[float]) -> dict[str, float | None]:
-        mean, std = mean_std(values)
-        return {"mean": mean, "std": std if len(values) > 1 else None, "n": len(values)}
-
-    out: dict[str, Any] = {"seeds": [m["seed"] for m in per_seed], "val": stats([m["val"] for m in per_seed])}
-    if all("eval" in m for m in per_seed):
-        out["eval"] = stats([m["eval"] for m in per_seed])
-    if all("eval_best_epoch_optimistic" in m for m in per_seed):
-        optimistic = [m["eval_best_epoch_optimistic"]["value"] for m in per_seed]
-        out["eval_best_epoch_optimistic"] = stats(optimistic)
-    out["train_seconds"] = stats([m["train_seconds"] for m in per_seed])
-    return out
 
 
 def train(
@@ -355,3 +110,185 @@ def train(
     }
     atomic_write_json(out / "summary.json", result)
     return result
+
+
+def fit(
+    cached: CachedTask,
+    config: TrainConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train one seed of a pooler + head on cached states into ``run_dir`` (resuming a checkpoint of the same
+    run) and return its metrics dict."""
+    config.validate()
+    rows = split_rows(cached.task, config, has_eval="eval" in cached.ids)
+    config_json = make_run_config(cached, config, row_counts(rows))
+    pooler, head = build_models(cached, config)  # bad pooler/head options fail before any folder is written
+
+    def finish(run_dir: Path, state: dict[str, Any], optimizer: Any, metrics: dict[str, Any]) -> None:
+        states, head_params = cached.states, sum(p.numel() for p in head.parameters())
+        metrics["pooler"] = config.pooler
+        metrics["params"] = {"pooler": pooler.num_parameters(), "head": head_params}
+        metrics["truncation"] = {"truncated": states.num_truncated, "max_length": states.truncated_at,
+                                 "texts": len(states)}  # fmt: skip
+
+    setup = Setup(cached.task, CacheSource(cached), pooler, head, finish=finish)
+    return run_loop(setup, config, Path(run_dir), config_json, rows, progress=progress, overwrite=overwrite)
+
+
+def run_loop(
+    setup: Setup,
+    config: TrainConfig,
+    run_dir: Path,
+    config_json: dict[str, Any],
+    rows: Rows,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """The training loop of every run: epochs of training, validation and stored eval predictions with a
+    checkpoint after each (a rerun of the same run resumes the latest), then :func:`~glot.training.results.finish_run`. An identical
+    finished run in ``run_dir`` is returned as is; ``rows`` comes from :func:`split_rows`."""
+    done = prepare_run_dir(run_dir, config_json, overwrite)
+    if done is not None:
+        return done
+    modules, key = setup.checkpointed(), config_json["key"]
+    optimizer = make_optimizer(config, setup.param_groups(config.lr))
+    state = load_checkpoint_state(run_dir) or {
+        "epoch": 0, "best_epoch": 0, "best_val": None, "history": [], "stopped_early": False, "run_key": key,
+    }  # fmt: skip
+    state.setdefault("costs", [])  # per epoch: each step's (wall, CPU) seconds, train and validation seconds
+    eval_preds: dict[str, torch.Tensor] = {}
+    if state["epoch"] > 0:
+        eval_preds = load_epoch(run_dir, state["epoch"], modules, optimizer, run_key=key)
+    if setup.score_untrained and "val_untrained" not in state:
+        state["val_untrained"] = _validate(setup, config, rows)
+    desc = f"{setup.pooler.name} seed {config.seed}"
+    bar = tqdm(total=config.epochs, initial=state["epoch"], desc=desc, unit="epoch", disable=not progress)
+    while state["epoch"] < config.epochs and not state["stopped_early"] and _budget(setup, state) != 0:
+        loss, val = _epoch(setup, config, optimizer, rows, state, eval_preds, progress)
+        save_epoch(run_dir, state, modules, optimizer, eval_preds)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", val="-" if val is None else f"{val:.4f}")
+    bar.close()
+    return finish_run(setup, config, run_dir, state, modules, optimizer, rows)
+
+
+def _epoch(
+    setup: Setup,
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    rows: Rows,
+    state: dict[str, Any],
+    eval_preds: dict[str, torch.Tensor],
+    progress: bool,
+) -> tuple[float, float | None]:
+    """Train epoch ``state["epoch"] + 1``, score validation, store eval predictions (no labels), update
+    ``state`` (history, costs, best epoch, early stopping). Returns (mean train loss, validation metric)."""
+    assert rows["train"] is not None
+    epoch, t0 = state["epoch"] + 1, time.perf_counter()
+    with torch.random.fork_rng(devices=[]):  # dropout masks (fine-tuning) depend on (seed, epoch) alone
+        torch.manual_seed(int(np.random.SeedSequence([config.seed, epoch]).generate_state(1)[0]))
+        loss, steps = _train_epoch(
+            setup, config, rows["train"], optimizer, epoch, _budget(setup, state), progress
+        )
+    t1 = time.perf_counter()
+    val = _validate(setup, config, rows) if setup.evaluate else None
+    t2 = time.perf_counter()
+    if setup.evaluate and rows["eval"] is not None:
+        eval_preds[f"epoch_{epoch}"] = predict(
+            setup.pooler, setup.head, setup.source, "eval", rows["eval"], setup.task.metric,
+            config.eval_batch_size,
+        )  # fmt: skip
+    if val is None or state["best_val"] is None or val > state["best_val"]:  # no validation: the last
+        state["best_val"], state["best_epoch"] = val, epoch
+    state["epoch"] = epoch
+    state["history"].append(
+        {"epoch": epoch, "train_loss": loss, "val": val, "seconds": time.perf_counter() - t0}
+    )
+    state["costs"].append({"steps": steps, "train_seconds": t1 - t0, "val_seconds": t2 - t1})
+    patience = config.patience
+    state["stopped_early"] = (
+        patience is not None and epoch - state["best_epoch"] >= patience and epoch < config.epochs
+    )
+    return loss, val
+
+
+def _train_epoch(
+    setup: Setup,
+    config: TrainConfig,
+    rows: np.ndarray,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    budget: int | None,
+    progress: bool,
+) -> tuple[float, list[list[float]]]:
+    """One pass over ``rows`` in the (seed, epoch) order, at most ``budget`` steps (None: all); returns the
+    mean training loss and each step's (wall, CPU) seconds."""
+    labels = setup.task.splits["train"].labels
+    setup.pooler.train()
+    setup.head.train()
+    setup.source.train(True)
+    order = rows[np.random.default_rng([config.seed, epoch]).permutation(len(rows))]
+    params = [p for _, group in setup.param_groups(config.lr) for p in group]
+    total, count, steps = 0.0, 0, []
+    starts = range(0, len(order), config.batch_size)[:budget]
+    for start in tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch", disable=not progress):
+        chunk, wall, cpu = order[start : start + config.batch_size], time.perf_counter(), time.process_time()
+        z = setup.pooler.forward_packed(*setup.source.packed("train", chunk))  # every text column at once
+        loss = setup.head.loss(
+            setup.head(*torch.split(z, len(chunk))), None if labels is None else labels[chunk]
+        )
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteError(_non_finite(f"training loss is {value}", config, epoch, start, len(order)))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        steps.append([time.perf_counter() - wall, time.process_time() - cpu])
+        total += value * len(chunk)
+        count += len(chunk)
+    bad = [n for n, p in setup.named_trainable() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise NonFiniteError(
+            _non_finite(f"weights {bad[0]} became non-finite", config, epoch, None, len(order))
+        )
+    return total / max(count, 1), steps
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _budget(setup: Setup, state: dict[str, Any]) -> int | None:
+    """Optimizer steps left under ``setup.max_steps`` (None: no bound)."""
+    if setup.max_steps is None:
+        return None
+    return max(0, setup.max_steps - sum(len(c["steps"]) for c in state["costs"]))
+
+
+def _validate(setup: Setup, config: TrainConfig, rows: Rows) -> float:
+    """The task metric on the validation rows (carved from train)."""
+    assert rows["val"] is not None
+    labels = setup.task.splits["train"].labels
+    preds = predict(setup.pooler, setup.head, setup.source, "train", rows["val"], setup.task.metric,
+                    config.eval_batch_size)  # fmt: skip
+    return score(setup.task.metric, preds, None if labels is None else labels[rows["val"]])
+
+
+class NonFiniteError(InputError):
+    """Training diverged (non-finite loss or weights); the run stops and keeps its last good checkpoint."""
+
+
+def _non_finite(what: str, config: TrainConfig, epoch: int, start: int | None, n: int) -> str:
+    """One line: what went non-finite, where (epoch / step), the likely causes and what was kept."""
+    steps = -(-n // config.batch_size)
+    where = f"epoch {epoch}" + (
+        f", step {start // config.batch_size + 1} of {steps}" if start is not None else ""
+    )
+    return (
+        f"{what} at {where} (lr={config.lr:g}, weight_decay={config.weight_decay:g}): the learning rate (or "
+        "lr x weight decay) is likely too high (try a 10x smaller --lr, or --grad-clip 1.0), or the token "
+        "states or labels hold NaN/inf; the run stopped, earlier epochs' checkpoints are kept"
+    )

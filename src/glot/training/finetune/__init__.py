@@ -11,23 +11,32 @@ blocks, found from the module tree (never from a list of model names). For BERT-
 query, key, value, dense (attention + feed-forward); for Llama-like models q_proj, k_proj, v_proj, o_proj,
 gate_proj, up_proj, down_proj. Layers outside the blocks (BERT's unused pooler, embeddings) are left alone.
 
-Model selection as in :mod:`glot.training.loop`: a validation split carved from train, the best-on-validation epoch is
-kept (in memory: while a non-final epoch is the best so far, peak RSS includes one copy of the trainable weights
-- LoRA adapters only, or the whole backbone for full fine-tuning), and the eval split is scored once at the end.
-There is no mid-run resume (an unfinished run is redone).
+Training is THE loop of :mod:`glot.training.loop` (:func:`~glot.training.loop.run_loop`); a fine-tuning run
+differs from a frozen-head run only in its :class:`~glot.training.setup.Setup`: the token states come from a
+backbone forward on the batch's texts with gradients (:class:`~glot.training.sources.BackboneSource`, which
+calls :class:`~glot.backbones.frozen.FrozenBackbone`'s own forward), and the backbone's trainable weights (the
+LoRA adapters, or every weight) are optimised with ``backbone_lr`` beside the head. So fine-tuning shares the
+validation split carved from train, best-on-validation selection, eval predictions stored per epoch (the eval
+labels read once at the end; the optimistic best-epoch number reported too), patience, the non-finite guard,
+and a checkpoint per epoch with exact resume: a killed run rerun with the same command continues from its last
+finished epoch (dropout masks are drawn per (seed, epoch)). Each checkpoint holds the backbone's TRAINABLE
+weights and their Adam moments: small for LoRA, about 3x the model's float32 size for full fine-tuning; as for
+every run only the latest and the best-on-validation epoch are kept (so at most 2 such copies on disk).
 
 Run folder (same layout as GLOT runs, plus the backbone weights)::
 
     run_config.json     "method": "lora" | "full", finetune options, train config, task, backbone reference
+    checkpoint/         state.json + epoch-NNN/ (pooler, head, backbone = trainable weights, optimizer,
+                        eval predictions): see glot.training.checkpoint
     adapter/            LoRA: PEFT save_pretrained (adapter_config.json + adapter_model.safetensors)
     backbone/           full: model.save_pretrained (safetensors) + tokenizer
     pooler/             the (parameter-free) pooler, pooler.save_pretrained
     head.safetensors    head weights;  head_config.json: build_head(**config) rebuilds it
-    eval_outputs.safetensors   raw head outputs on the eval split (for reload checks)
+    eval_outputs.safetensors   raw head outputs on the eval split of the selected epoch (for reload checks)
     metrics.json        written last: eval metric, val, trainable params, peak RSS, ms/step, seconds/epoch
 
 Modules: :mod:`~glot.training.finetune.options` (settings), :mod:`~glot.training.finetune.lora` (LoRA targets and config),
-:mod:`~glot.training.finetune.model` (backbone + pooler + head), :mod:`~glot.training.finetune.run` (training loop),
+:mod:`~glot.training.finetune.model` (backbone + pooler + head), :mod:`~glot.training.finetune.run` (the run: setup, costs, weights),
 :mod:`~glot.training.finetune.costs` (memory, parameters, step times), :mod:`~glot.training.finetune.folder` (the run folder),
 :mod:`~glot.training.finetune.export` (the trained backbone for every export path: ``glot.Encoder.from_pretrained(run)``,
 ``glot encode --run``, MTEB and the sentence-transformers export compute what :func:`load_finetuned` computes,

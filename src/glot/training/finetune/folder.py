@@ -1,4 +1,4 @@
-"""The fine-tuning run folder (layout in :mod:`glot.training.finetune`): run config, reuse check, saving and loading."""
+"""The fine-tuning run folder (layout in :mod:`glot.training.finetune`): run config, backbone weights, loading."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 from glot.backbones.frozen import FrozenBackbone
 from glot.data import Task
 from glot.errors import InputError
-from glot.io import atomic_save_tensors, atomic_write_json, load_weights, read_json
+from glot.io import load_weights, read_json
 from glot.pooling.poolers import load_pooler
 from glot.training.checkpoint import (
     HEAD_CONFIG,
@@ -21,7 +21,6 @@ from glot.training.checkpoint import (
     POOLER_DIR,
     RUN_CONFIG_NAME,
     build_run_config,
-    prepare_run_dir,
 )
 from glot.training.config import TrainConfig
 from glot.training.finetune.lora import lora_targets
@@ -54,13 +53,9 @@ def _run_config(
     return build_run_config(task, config, sizes, backbone_reference(model.backbone), splits=used, extra=extra)
 
 
-def _check_folder(run_dir: Path, run_config: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
-    """Return the metrics of an identical finished run; refuse to mix a different run into ``run_dir``
-    (:func:`glot.training.checkpoint.prepare_run_dir`). An unfinished run of the same config is redone (no mid-run resume)."""
-    return prepare_run_dir(run_dir, run_config, overwrite)
-
-
-def _save(model: FinetunedModel, run_dir: Path, method: str) -> None:
+def save_backbone_weights(model: FinetunedModel, run_dir: Path, method: str) -> None:
+    """The trained backbone weights of a finished run: the LoRA adapter (``adapter/``) or the whole model and
+    its tokenizer (``backbone/``); the loop writes the pooler and head itself."""
     if method == "lora":
         save: Any = model.encoder.save_pretrained  # PeftModel: adapter weights only, safetensors
         save(str(run_dir / ADAPTER_DIR), save_embedding_layers=False)
@@ -68,9 +63,6 @@ def _save(model: FinetunedModel, run_dir: Path, method: str) -> None:
         save = model.backbone.model.save_pretrained  # transformers 5 writes safetensors only
         save(str(run_dir / BACKBONE_DIR))
         model.backbone.tokenizer.save_pretrained(str(run_dir / BACKBONE_DIR))
-    model.pooler.save_pretrained(run_dir / POOLER_DIR)
-    atomic_save_tensors(run_dir / HEAD_WEIGHTS, model.head.state_dict())
-    atomic_write_json(run_dir / HEAD_CONFIG, model.head.config())
 
 
 def load_finetuned(run_dir: str | os.PathLike[str]) -> FinetunedModel:

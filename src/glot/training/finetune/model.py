@@ -8,24 +8,27 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from glot.backbones import introspect as _hf
 from glot.backbones.frozen import FrozenBackbone
+from glot.cache.task import COLUMNS
 from glot.data import Split, Task
 from glot.errors import InputError
 from glot.integrations import require_extra
-from glot.pooling.packing import pack
 from glot.pooling.poolers import Pooler, build_pooler
 from glot.training.config import TrainConfig
 from glot.training.finetune.lora import _lora_config
 from glot.training.finetune.options import METHODS, POOLINGS, FinetuneOptions
 from glot.training.heads import TaskHead, build_head
-from glot.training.metrics import compute
+from glot.training.sources import BackboneSource, head_outputs, predict, score
 
-COLUMNS = ("texts", "texts_pair", "negatives")
+__all__ = ["COLUMNS", "FinetunedModel", "prepare_finetune"]
 
 
 class FinetunedModel(nn.Module):
     """A trainable backbone (plain or PEFT-wrapped) + pooler + task head.
+
+    ``encoder`` is what was made trainable: ``backbone.model`` itself, or the PEFT wrapper around it (whose
+    adapters sit inside ``backbone.model``); states always come from :class:`FrozenBackbone`'s own forward
+    (``embed_packed(grad=True)``), so a fine-tuned model embeds exactly as the frozen path would.
 
     Shapes: texts of each column (B,) -> z (B, D) per column -> head output (task-dependent, e.g. (B, C)).
     """
@@ -36,24 +39,10 @@ class FinetunedModel(nn.Module):
         self.encoder = encoder
         self.pooler = pooler
         self.head = head
-        accepted = _hf.forward_params(backbone.model)
-        self._token_types = "token_type_ids" in accepted
-        self._positions = "position_ids" in accepted and not _hf.derives_positions_from_ids(backbone.model)
 
     def embed(self, texts: list[str]) -> Tensor:
-        """Pooled embeddings, with gradients when training. Shapes: texts (B,) -> (B, D)."""
-        enc = self.backbone.tokenize(texts)
-        device = self.backbone.device
-        mask = enc["attention_mask"].to(device)
-        kwargs: dict[str, Any] = {"input_ids": enc["input_ids"].to(device), "attention_mask": mask}
-        if self._token_types and "token_type_ids" in enc:
-            kwargs["token_type_ids"] = enc["token_type_ids"].to(device)
-        if self._positions:  # left padding: real tokens sit at positions 0..n-1, as in FrozenBackbone
-            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        last = self.backbone.layer in (-1, self.backbone.num_layers)
-        out = self.encoder(**kwargs, output_hidden_states=not last, return_dict=True)
-        hidden = out.last_hidden_state if last else out.hidden_states[self.backbone.layer]
-        return self.pooler.forward_packed(*pack(hidden.float(), mask.bool()))
+        """Pooled embeddings, with gradients when autograd is on. Shapes: texts (B,) -> (B, D)."""
+        return self.pooler.forward_packed(*self.backbone.embed_packed(texts, grad=True))
 
     def forward(self, columns: list[list[str]]) -> Tensor:
         """Head output for one batch; all text columns (texts, pair, negatives) go through ONE backbone call."""
@@ -62,35 +51,20 @@ class FinetunedModel(nn.Module):
         return self.head(*torch.split(z, sizes))
 
     def outputs(self, split: Split, rows: np.ndarray | None = None, batch_size: int = 64) -> Tensor:
-        """Raw head outputs for ``rows`` of ``split`` (all rows by default), in eval mode without gradients."""
+        """Raw head outputs for ``rows`` of ``split`` (all rows by default), in eval mode without gradients,
+        batched longest first exactly as the training loop's validation and eval predictions are."""
         rows = np.arange(len(split)) if rows is None else rows
-        self.eval()
-        zs = []
-        with torch.no_grad():
-            for texts in _columns(split, rows):  # longest first, so each batch pads little (like iter_packed)
-                order = np.argsort([-len(t) for t in texts], kind="stable")
-                z = torch.cat([self.embed([texts[i] for i in order[s : s + batch_size]])
-                               for s in range(0, len(order), batch_size)])  # fmt: skip
-                zs.append(z[torch.from_numpy(np.argsort(order))])
-            return self.head(*zs).float()
+        source = BackboneSource(self.backbone, {"rows": split})
+        return head_outputs(self.pooler, self.head, source, "rows", rows, batch_size).float()
 
     def evaluate(
         self, split: Split, metric: str, rows: np.ndarray | None = None, batch_size: int = 64
     ) -> float:
         """The task metric on ``rows`` of ``split`` (reads its labels)."""
         rows = np.arange(len(split)) if rows is None else rows
-        out = self.outputs(split, rows, batch_size)
-        return _score(self.head, metric, out, None if split.labels is None else split.labels[rows])
-
-
-def _columns(split: Split, rows: np.ndarray) -> list[list[str]]:
-    present = [getattr(split, c) for c in COLUMNS if getattr(split, c) is not None]
-    return [[col[i] for i in rows.tolist()] for col in present]
-
-
-def _score(head: TaskHead, metric: str, output: Tensor, labels: np.ndarray | None) -> float:
-    preds = output.numpy() if metric == "mrr" else head.predict(output)
-    return float(compute(metric, preds, None if metric == "mrr" else labels))
+        source = BackboneSource(self.backbone, {"rows": split})
+        preds = predict(self.pooler, self.head, source, "rows", rows, metric, batch_size)
+        return score(metric, preds, None if split.labels is None else split.labels[rows])
 
 
 def prepare_finetune(
@@ -121,7 +95,9 @@ def prepare_finetune(
     if method == "lora":
         from peft import get_peft_model
 
-        encoder = get_peft_model(backbone.model, _lora_config(backbone.model, opts))
+        with torch.random.fork_rng(devices=[]):  # the adapters' initial weights come from the seed alone
+            torch.manual_seed(config.seed)
+            encoder = get_peft_model(backbone.model, _lora_config(backbone.model, opts))
     else:
         backbone.model.requires_grad_(True)
     with torch.random.fork_rng():

@@ -1,0 +1,137 @@
+"""Where a training batch's token states come from: the hidden-state cache, or a live backbone forward.
+
+The training loop (:mod:`glot.training.loop`) asks a state source for ``packed(split, rows) -> (x, ptr)``: the
+real-token states of every text column of ``rows`` of ``split`` ("train" or "eval"), column after column
+(texts, then texts_pair, then negatives), packed for ONE pooler forward. A frozen-head run reads them from the
+cache (:class:`CacheSource`: the backbone ran once per unique text); a fine-tuning run computes them with a
+backbone forward on the batch's texts (:class:`BackboneSource`), with gradients into the backbone while training.
+
+:func:`head_outputs` is the one batched inference over a source (validation, eval predictions, reloaded
+fine-tuned models); :func:`predict` turns its outputs into what a metric scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from glot.cache.task import COLUMNS, CachedTask
+from glot.data import Split
+from glot.pooling.poolers import Pooler
+from glot.training.heads import TaskHead
+from glot.training.metrics import compute
+
+if TYPE_CHECKING:
+    from glot.backbones.frozen import FrozenBackbone
+
+__all__ = ["BackboneSource", "CacheSource", "StateSource", "head_outputs", "predict", "score"]
+
+
+class StateSource(Protocol):
+    """Token states of a task's rows. Shapes: rows (B,) of a split with k text columns -> x (N, D), ptr (k B + 1,)."""
+
+    def packed(self, split: str, rows: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Packed states of every text column of ``rows`` of ``split``, column after column."""
+        ...
+
+    def inference_order(self, split: str, rows: np.ndarray) -> np.ndarray:
+        """Positions into ``rows`` in the order inference batches them (a permutation of 0..len(rows)-1)."""
+        ...
+
+    def train(self, mode: bool = True) -> None:
+        """Training mode (dropout on) of whatever computes the states; a no-op for fixed states."""
+        ...
+
+
+class CacheSource:
+    """States read from the task's hidden-state cache (the frozen backbone ran once per unique text)."""
+
+    def __init__(self, cached: CachedTask) -> None:
+        self.cached = cached
+
+    def packed(self, split: str, rows: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Shapes: rows (B,) -> x (N, D) float32, ptr (k B + 1,) int64 for the split's k text columns."""
+        groups = [self.cached.ids[split][c][rows] for c in self.cached.columns(split)]
+        return self.cached.states.packed(np.concatenate(groups))
+
+    def inference_order(self, split: str, rows: np.ndarray) -> np.ndarray:
+        return np.arange(len(rows))
+
+    def train(self, mode: bool = True) -> None:
+        return None
+
+
+class BackboneSource:
+    """States from a forward of the (trainable) backbone on the batch's texts: with gradients when autograd is
+    on (training), without under ``torch.no_grad()`` (inference). The forward is :class:`FrozenBackbone`'s own."""
+
+    def __init__(self, backbone: FrozenBackbone, splits: Mapping[str, Split]) -> None:
+        self.backbone = backbone
+        self.splits = splits
+
+    def _texts(self, split: str, rows: np.ndarray) -> list[list[str]]:
+        data = self.splits[split]
+        columns = [getattr(data, c) for c in COLUMNS if getattr(data, c) is not None]
+        return [[column[i] for i in rows.tolist()] for column in columns]
+
+    def packed(self, split: str, rows: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Shapes: rows (B,) -> x (N, D) float32, ptr (k B + 1,) int64 for the split's k text columns."""
+        texts = [t for column in self._texts(split, rows) for t in column]
+        return self.backbone.embed_packed(texts, grad=True)
+
+    def inference_order(self, split: str, rows: np.ndarray) -> np.ndarray:
+        """Longest rows first (characters over all columns), so each inference batch pads little."""
+        lengths = [sum(len(t) for t in row) for row in zip(*self._texts(split, rows), strict=True)]
+        return np.argsort([-n for n in lengths], kind="stable")
+
+    def train(self, mode: bool = True) -> None:
+        self.backbone.model.train(mode)
+
+
+def head_outputs(
+    pooler: Pooler, head: TaskHead, source: StateSource, split: str, rows: np.ndarray, batch: int
+) -> Tensor:
+    """Raw head outputs for ``rows`` of ``split`` in eval mode without gradients; every text column of a
+    batch is pooled in ONE packed forward. Reads no labels.
+
+    Shapes: rows (B,) -> the head's output for B rows (e.g. logits (B, C); (B, B) similarities for mrr).
+    """
+    pooler.eval()
+    head.eval()
+    source.train(False)
+    order = source.inference_order(split, rows)
+    with torch.no_grad():
+        zs: list[tuple[Tensor, ...]] = []
+        for start in range(0, len(rows), batch):
+            chunk = rows[order[start : start + batch]]
+            z = pooler.forward_packed(*source.packed(split, chunk))
+            zs.append(torch.split(z, len(chunk)))
+        inverse = torch.from_numpy(np.argsort(order))
+        return head(*[torch.cat(parts)[inverse] for parts in zip(*zs, strict=True)])
+
+
+def predict(
+    pooler: Pooler,
+    head: TaskHead,
+    cached: CachedTask | StateSource,
+    split: str,
+    rows: np.ndarray,
+    metric: str,
+    batch: int,
+) -> Tensor:
+    """Predictions for ``rows`` (head.predict; the full similarity matrix for mrr). Reads no labels.
+
+    Shapes: rows (B,) -> (B,) predictions, or (B, B) float similarities for mrr.
+    """
+    source = CacheSource(cached) if isinstance(cached, CachedTask) else cached
+    output = head_outputs(pooler, head, source, split, rows, batch)
+    return output.float() if metric == "mrr" else torch.as_tensor(head.predict(output))
+
+
+def score(metric: str, preds: Tensor, labels: np.ndarray | None) -> float:
+    """``metric`` of :func:`predict`'s predictions against ``labels`` (unused for mrr)."""
+    return float(compute(metric, preds.numpy(), None if metric == "mrr" else labels))
