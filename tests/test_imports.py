@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import glot
+from glot.cli import COMMANDS
 
 
 def _modules_after(code: str) -> set[str]:
@@ -24,6 +25,30 @@ def test_import_glot_loads_no_heavy_library() -> None:
     loaded = _modules_after("import glot")
     heavy = {"torch", "transformers", "torch_geometric", "datasets", "matplotlib", "sentence_transformers"}
     assert not heavy & loaded, f"import glot loaded {sorted(heavy & loaded)}"
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_loads_no_torch_transformers_or_pyg(command: str) -> None:
+    argv = [command, "--help"] if command else ["--help"]
+    code = (
+        "import contextlib, io\n"
+        "from glot.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        f"    main({argv!r})\n"
+        "assert 'usage: glot' in out.getvalue(), out.getvalue()"
+    )
+    loaded = _modules_after(code)
+    heavy = {
+        "torch",
+        "transformers",
+        "torch_geometric",
+        "datasets",
+        "safetensors",
+        "matplotlib",
+        "peft",
+        "mteb",
+    }
+    assert not heavy & loaded, f"glot {' '.join(argv)} loaded {sorted(heavy & loaded)}"
 
 
 def test_every_public_name_resolves() -> None:

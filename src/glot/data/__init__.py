@@ -23,10 +23,20 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from glot.data.base import KINDS, Split, Task, stratified_indices
+from glot.data.base import KINDS, Split, Task, TextsError, check_texts, stratified_indices
 from glot.errors import InputError
 
-__all__ = ["KINDS", "TASK_NAMES", "Split", "Task", "get_task", "stratified_indices", "task_from_spec"]
+__all__ = [
+    "KINDS",
+    "TASK_NAMES",
+    "Split",
+    "Task",
+    "TextsError",
+    "check_texts",
+    "get_task",
+    "stratified_indices",
+    "task_from_spec",
+]
 
 _GLUE = ("cola", "sst2", "stsb", "mrpc", "qqp", "mnli", "qnli", "rte", "wnli")
 TASK_NAMES: tuple[str, ...] = ("stress", "tweets", *_GLUE, "imdb", "msmarco", "csv", "jsonl")

@@ -12,20 +12,22 @@ stratified by class, :func:`take_subsets`), ``seed`` and ``max_length`` (None = 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from glot.errors import InputError
+from glot.errors import InputError, InputTypeError
 from glot.training.metrics import METRICS
 
 __all__ = [
     "KINDS",
     "Split",
     "Task",
+    "TextsError",
     "check_common",
+    "check_texts",
     "infer_score_scale",
     "stratified_indices",
     "take_subsets",
@@ -34,18 +36,40 @@ __all__ = [
 KINDS = ("single", "pair", "sts", "contrastive")
 
 
-def _check_texts(values: Any, name: str) -> list[str]:
-    """Return ``values`` as a list of strings or raise a ValueError naming the field and first bad item."""
-    if isinstance(values, str) or not isinstance(values, Sequence):
-        raise InputError(f"Split.{name} must be a list of strings, got {type(values).__name__}")
-    texts = list(values)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InputError(
-                f"Split.{name}[{i}] must be a str, got {type(text).__name__} ({text!r}); "
-                "drop or fill missing texts before building the split"
+class TextsError(InputError, InputTypeError):
+    """A batch of texts that is not a list of str: a wrong type and a wrong value at once, so callers catching
+    either ``TypeError`` or ``ValueError`` (what the text checks raised before they were one) keep working."""
+
+
+def check_texts(
+    texts: object, name: str = "texts", *, ordered: bool = False, allow_empty: bool = True
+) -> list[str]:
+    """The one check of a batch of texts (model input, cache input, a split's fields); returns it as a list.
+
+    Rules: a bare string is refused (wrap it in a list); every item must be a ``str`` (the error names the first
+    bad index and its type); ``ordered=True`` also refuses unordered iterables (a set or generator gives no
+    stable item order, which the cache and row-aligned splits need); ``allow_empty=False`` refuses no texts.
+    ``name`` is how the texts are called in the message (e.g. ``"Split.texts"``). Raises :class:`TextsError`.
+    """
+    if isinstance(texts, (str, bytes)):
+        raise TextsError(f"{name} must be a list of str, got a single string; wrap it in a list: [text]")
+    if ordered and not isinstance(texts, Sequence):
+        raise TextsError(
+            f"{name} must be a list of str (an ordered sequence), got {type(texts).__name__}; pass list(...)"
+        )
+    try:
+        items = list(cast("Iterable[object]", texts))
+    except TypeError:
+        raise TextsError(f"{name} must be a list of str, got {type(texts).__name__}") from None
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TextsError(
+                f"{name}[{i}] must be a str, got {type(item).__name__} ({item!r:.60}); drop or fill "
+                "missing texts first"
             )
-    return texts
+    if not allow_empty and not items:
+        raise TextsError(f"{name} is empty; pass at least one text")
+    return cast("list[str]", items)
 
 
 def _check_labels(values: Any) -> np.ndarray:
@@ -84,7 +108,7 @@ class Split:
     negatives: list[str] | None = None
 
     def __post_init__(self) -> None:
-        self.texts = _check_texts(self.texts, "texts")
+        self.texts = check_texts(self.texts, "Split.texts", ordered=True)
         n = len(self.texts)
         if self.labels is not None:
             self.labels = _check_labels(self.labels)
@@ -93,7 +117,7 @@ class Split:
         for name in ("texts_pair", "negatives"):
             value = getattr(self, name)
             if value is not None:
-                value = _check_texts(value, name)
+                value = check_texts(value, f"Split.{name}", ordered=True)
                 if len(value) != n:
                     raise InputError(f"Split.{name} has {len(value)} entries but Split.texts has {n}")
                 setattr(self, name, value)

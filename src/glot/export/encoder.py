@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from glot.cache import BackboneLike, CachedStates, check_texts
+from glot.cache import BackboneLike, CachedStates
+from glot.data import check_texts
 from glot.errors import InputError, InputTypeError
 
 
@@ -163,10 +164,10 @@ class Encoder:
 
         Shapes: texts (B,) -> (B, out_dim) float32 (np.ndarray, or a CPU tensor if not convert_to_numpy).
         """
-        if isinstance(texts, (list, tuple)) and len(texts) == 0:
+        texts = check_texts(texts, ordered=True)  # rows come back in the order of ``texts``
+        if not texts:
             empty = torch.zeros(0, self.out_dim)
             return empty.numpy() if convert_to_numpy else empty
-        texts = check_texts(texts)
         batches = self.backbone.iter_packed(texts, batch_size=batch_size, progress=progress, desc="encoding")
         return self._collect(batches, len(texts), normalize, convert_to_numpy)
 

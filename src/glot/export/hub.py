@@ -38,6 +38,8 @@ from glot.backbones.reference import backbone_reference, load_backbone
 from glot.errors import InputError, InputTypeError
 from glot.export.card import CITATION, model_card
 from glot.export.saved import (
+    BUNDLED_DIR,
+    CARD_NAME,
     CONFIG_NAME,
     FORMAT,
     TRANSFORM_DIR,
@@ -55,6 +57,7 @@ from glot.io import (
     load_weights,
     read_json,
 )
+from glot.training.checkpoint import HEAD_CONFIG, HEAD_WEIGHTS, METRICS_NAME, POOLER_DIR, RUN_CONFIG_NAME
 
 if TYPE_CHECKING:
     from glot.backbones.frozen import FrozenBackbone
@@ -76,12 +79,6 @@ __all__ = [
     "save_pretrained",
     "upload_files",
 ]
-
-POOLER_DIR = "pooler"
-HEAD_WEIGHTS = "head.safetensors"
-HEAD_CONFIG = "head_config.json"
-BUNDLED_DIR = "backbone"
-CARD_NAME = "README.md"
 
 
 def _pooler_summary(pooler: Any) -> dict[str, Any]:
@@ -219,8 +216,8 @@ def load_head(directory: str | os.PathLike[str]) -> TaskHead | None:
 def run_training_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """``training_info`` for :func:`save_pretrained` from a ``glot train`` run (task, metrics, settings)."""
     root = Path(run_dir)
-    run_config = read_json(root / "run_config.json")
-    metrics = read_json(root / "metrics.json") if (root / "metrics.json").is_file() else {}
+    run_config = read_json(root / RUN_CONFIG_NAME)
+    metrics = read_json(root / METRICS_NAME) if (root / METRICS_NAME).is_file() else {}
     task = run_config.get("task") or {}
     name = metrics.get("metric") or task.get("metric") or "score"
     scores = {

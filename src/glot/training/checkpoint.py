@@ -45,8 +45,14 @@ if TYPE_CHECKING:
     from glot.training.heads import TaskHead
 
 __all__ = [
+    "ADAPTER_DIR",
+    "BACKBONE_DIR",
     "CHECKPOINT_DIR",
+    "FINETUNE_DIRS",
+    "HEAD_CONFIG",
+    "HEAD_WEIGHTS",
     "METRICS_NAME",
+    "POOLER_DIR",
     "RUN_CONFIG_NAME",
     "RUN_FORMAT",
     "build_run_config",
@@ -62,6 +68,7 @@ __all__ = [
     "save_epoch",
 ]
 
+# The run-folder layout, defined here only (the loop, fine-tuning, export and the hub import these names).
 RUN_CONFIG_NAME = "run_config.json"
 METRICS_NAME = "metrics.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -70,6 +77,9 @@ EPOCH_META = "epoch.json"
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head_config.json"
 POOLER_DIR = "pooler"
+ADAPTER_DIR = "adapter"  # LoRA runs: the trained adapter
+BACKBONE_DIR = "backbone"  # full fine-tuning runs: the trained backbone
+FINETUNE_DIRS = {"lora": ADAPTER_DIR, "full": BACKBONE_DIR}  # run method -> its trained-weights folder
 
 
 # ---------------------------------------------------------------------------------------------- optimizer
