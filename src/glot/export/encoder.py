@@ -3,7 +3,7 @@
 The Encoder holds three attributes: ``backbone``, ``pooler`` and ``transform``, the part of a trained task head
 that changes the embedding geometry (``TaskHead.embedding_transform``, e.g. the STS projection P; None for
 heads that read the embedding as it is). Embeddings are ``transform(pooler(states))``, what training scored, and
-saving the encoder (:func:`glot.export.hub.save_pretrained`) writes exactly these three.
+saving the encoder (:func:`glot.export.pretrained.save_pretrained`) writes exactly these three.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from glot.cache import BackboneLike, CachedStates
 from glot.data import check_texts
 from glot.errors import InputError, InputTypeError
+from glot.export import pretrained
 
 
 class PoolerLike(Protocol):
@@ -94,17 +96,31 @@ class Encoder:
         self.transform = transform
 
     def save_pretrained(self, directory: str | os.PathLike[str], **kwargs: Any) -> Path:
-        """Save backbone reference + pooler (+ ``head=``, ``training_info=``); see :func:`glot.export.hub.save_pretrained`."""
-        from glot.export import hub
-
-        return hub.save_pretrained(self, directory, **kwargs)
+        """Save backbone reference + pooler (+ ``head=``, ``training_info=``); see
+        :func:`glot.export.pretrained.save_pretrained`."""
+        return pretrained.save_pretrained(self, directory, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, dir_or_repo_id: str | os.PathLike[str], **kwargs: Any) -> Encoder:
-        """Load a saved encoder folder, training run or Hub repo; see :func:`glot.export.hub.from_pretrained`."""
-        from glot.export import hub
+    def from_pretrained(
+        cls,
+        dir_or_repo_id: str | os.PathLike[str],
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+        backbone: str | None = None,
+        dtype: str | None = None,
+        device: str | None = None,
+    ) -> Encoder:
+        """Load a saved encoder folder, a finished training run or a Hub repo id.
 
-        return hub.from_pretrained(dir_or_repo_id, **kwargs)
+        ``revision``/``token`` apply to the glot repo; ``backbone`` replaces the recorded backbone id/path (e.g. a
+        local copy), ``dtype``/``device`` replace the recorded backbone precision / the default device.
+        """
+        bb, pooler, transform = pretrained.load_parts(
+            dir_or_repo_id, revision=revision, token=token, backbone=backbone, dtype=dtype, device=device
+        )
+        # FrozenBackbone/Pooler satisfy the encoder's protocols at run time; mypy flags two signature nits there
+        return cls(bb, pooler, transform)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         name = getattr(self.backbone, "name", type(self.backbone).__name__)
@@ -184,8 +200,6 @@ class Encoder:
 
         Shapes: cache of B items -> (B, out_dim) float32.
         """
-        from tqdm.auto import tqdm
-
         if cached.dim != getattr(self.backbone, "hidden_size", cached.dim):
             raise InputError(
                 f"cache holds D={cached.dim} states but the backbone has hidden_size="
