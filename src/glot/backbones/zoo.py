@@ -34,6 +34,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+from filelock import FileLock
+
 logger = logging.getLogger(__name__)
 
 MARKER = "glot_zoo.json"
@@ -88,8 +91,6 @@ def glot_home() -> Path:
     env = os.environ.get("GLOT_HOME")
     if env:
         return Path(env).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("glot"))
 
 
@@ -238,8 +239,6 @@ def resolve(name: str) -> str | Path:
 
 def _materialise(spec: _Spec) -> Path:
     """Build ``spec`` into a temporary sibling folder, then rename it into place (atomic, locked)."""
-    from filelock import FileLock
-
     assert spec.build is not None
     final = _final_dir(spec)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import platformdirs
 import torch
 
 from glot.errors import InputError, InputTypeError
@@ -75,8 +76,6 @@ def default_cache_root() -> Path:
     """``$GLOT_HOME/cache``; GLOT_HOME defaults to ``platformdirs.user_cache_dir("glot")``."""
     home = os.environ.get("GLOT_HOME")
     if not home:
-        import platformdirs
-
         home = platformdirs.user_cache_dir("glot")
     return Path(home) / "cache"
 

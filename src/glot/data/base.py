@@ -172,7 +172,7 @@ def stratified_indices(total: int, n: int, seed: int, labels: np.ndarray | None 
         counts = np.bincount(labels)
         classes = int((counts > 0).sum())
         if counts[counts > 0].min() >= 2 and n >= classes and total - n >= classes:
-            from sklearn.model_selection import train_test_split
+            from sklearn.model_selection import train_test_split  # heavy (~0.5 s): only when a split is drawn
 
             picked, _ = train_test_split(np.arange(total), train_size=n, stratify=labels, random_state=seed)
             return np.asarray(picked, dtype=np.int64)

@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 from torch import nn
 
+from glot import __version__
+from glot.backbones.reference import BACKBONE_KWARGS
 from glot.errors import InputError
 from glot.io import atomic_save_tensors, atomic_write_json, load_weights, read_json
 from glot.training.checkpoint import (
@@ -34,6 +37,7 @@ from glot.training.checkpoint import (
     POOLER_DIR,
     RUN_CONFIG_NAME,
 )
+from glot.training.heads import build_head
 
 __all__ = [
     "EncoderParts",
@@ -140,8 +144,6 @@ def _load_weights(module: nn.Module, path: Path) -> None:
 
 def _head_transform(root: Path, bound: Path | None) -> nn.Module | None:
     """The embedding transform of the task head saved in a run folder (None without a head or transform)."""
-    from glot.training.heads import build_head
-
     config_path = inside(root, HEAD_CONFIG, "head config", bound)
     if not config_path.is_file():
         return None
@@ -156,8 +158,6 @@ def _head_transform(root: Path, bound: Path | None) -> nn.Module | None:
 
 # ---------------------------------------------------------------------------------------------- folders
 def _version() -> str:
-    from glot import __version__
-
     return __version__
 
 
@@ -192,9 +192,7 @@ def local_folder(
         raise FileNotFoundError(
             f"{name!r} is neither a saved glot encoder folder nor a hub repo id 'org/name'"
         )
-    from huggingface_hub import snapshot_download
-
-    snapshot = Path(snapshot_download(repo_id=name, revision=revision, token=token))
+    snapshot = Path(huggingface_hub.snapshot_download(repo_id=name, revision=revision, token=token))
     return snapshot, snapshot.parent.parent  # models--org--name/: snapshots/<commit>/ links into blobs/
 
 
@@ -213,8 +211,6 @@ def _single_run(root: Path) -> Path:
 
 
 def _run_reference(root: Path, run_config: dict[str, Any]) -> dict[str, Any]:
-    from glot.backbones.reference import BACKBONE_KWARGS
-
     backbone = run_config.get("backbone")
     if isinstance(backbone, str):
         nested = run_config.get("backbone_kwargs") or {}

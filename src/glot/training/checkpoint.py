@@ -25,13 +25,15 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from glot.errors import InputError
 from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, load_weights, read_json
+from glot.pooling.poolers import Pooler, load_pooler
+from glot.training.heads import TaskHead, build_head
 from glot.training.runkey import (
     RUN_FORMAT,
     build_run_config,
@@ -39,10 +41,6 @@ from glot.training.runkey import (
     data_fingerprint,
     make_run_config,
 )
-
-if TYPE_CHECKING:
-    from glot.pooling.poolers import Pooler
-    from glot.training.heads import TaskHead
 
 __all__ = [
     "ADAPTER_DIR",
@@ -256,9 +254,6 @@ def load_run(
 ) -> tuple[Pooler, TaskHead, dict[str, Any]]:
     """Load a finished run: ``(pooler, head, run_config)``. ``directory`` is a run folder or a multi-seed
     folder (``seed`` picks one; required when there are several)."""
-    from glot.pooling.poolers import load_pooler
-    from glot.training.heads import build_head
-
     path = Path(directory)
     if not path.is_dir():
         raise FileNotFoundError(f"run directory {path} does not exist; pass the --out folder of `glot train`")
