@@ -119,7 +119,7 @@ def _build_from_gguf(gguf_dir: Path, gguf_file: str, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from glot.backbones.dtypes import FROM_PRETRAINED_DTYPE_KW
+    from glot.backbones.dtypes import FROM_PRETRAINED_DTYPE_KW  # with torch: `glot models` loads neither
 
     kw = {FROM_PRETRAINED_DTYPE_KW: torch.float32}
     model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, **kw)
