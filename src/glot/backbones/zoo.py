@@ -29,7 +29,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -49,30 +49,9 @@ class ModelNotInstalledError(ImportError):
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """Static facts about a zoo model plus whether it is installed / materialised here. Shapes: none."""
+class _Facts:
+    """What is known about a zoo model without looking at this machine (stated once for spec and info)."""
 
-    alias: str
-    hf_id: str
-    kind: str
-    hidden_size: int
-    num_layers: int
-    params_m: float
-    licence: str
-    disk_mb: int
-    packages: tuple[str, ...]
-    install: str
-    installed: bool
-    materialised: bool
-    path: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class _Spec:
     alias: str
     hf_id: str
     kind: str
@@ -83,6 +62,23 @@ class _Spec:
     disk_mb: int  # size of the ready-to-load folder
     packages: tuple[str, ...]
     install: str
+
+
+@dataclass(frozen=True)
+class ModelInfo(_Facts):
+    """Static facts about a zoo model plus whether it is installed / materialised here. Shapes: none."""
+
+    installed: bool
+    materialised: bool
+    path: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Spec(_Facts):
     build: Callable[[Path], None] | None  # None: the package folder is used in place
 
 
@@ -282,10 +278,10 @@ def list_models() -> list[ModelInfo]:
         ready = _is_ready(spec)
         rows.append(
             ModelInfo(
-                alias=spec.alias, hf_id=spec.hf_id, kind=spec.kind, hidden_size=spec.hidden_size,
-                num_layers=spec.num_layers, params_m=spec.params_m, licence=spec.licence, disk_mb=spec.disk_mb,
-                packages=spec.packages, install=spec.install, installed=not missing, materialised=ready,
+                **{f.name: getattr(spec, f.name) for f in fields(_Facts)},
+                installed=not missing,
+                materialised=ready,
                 path=str(_final_dir(spec)) if ready else None,
             )
-        )  # fmt: skip
+        )
     return rows

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import platformdirs
 import torch
 
+from glot.backbones.zoo import glot_home
 from glot.errors import InputError, InputTypeError
 
 FORMAT_VERSION = 1
@@ -73,11 +73,8 @@ def cache_key(fingerprint: dict[str, Any], texts: Sequence[str], dtype: str = "f
 
 
 def default_cache_root() -> Path:
-    """``$GLOT_HOME/cache``; GLOT_HOME defaults to ``platformdirs.user_cache_dir("glot")``."""
-    home = os.environ.get("GLOT_HOME")
-    if not home:
-        home = platformdirs.user_cache_dir("glot")
-    return Path(home) / "cache"
+    """``$GLOT_HOME/cache`` (:func:`glot.backbones.zoo.glot_home`: the user cache dir without GLOT_HOME)."""
+    return glot_home() / "cache"
 
 
 def resolve_cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:

@@ -101,24 +101,13 @@ class Encoder:
         return pretrained.save_pretrained(self, directory, **kwargs)
 
     @classmethod
-    def from_pretrained(
-        cls,
-        dir_or_repo_id: str | os.PathLike[str],
-        *,
-        revision: str | None = None,
-        token: str | None = None,
-        backbone: str | None = None,
-        dtype: str | None = None,
-        device: str | None = None,
-    ) -> Encoder:
+    def from_pretrained(cls, dir_or_repo_id: str | os.PathLike[str], **options: Any) -> Encoder:
         """Load a saved encoder folder, a finished training run or a Hub repo id.
 
-        ``revision``/``token`` apply to the glot repo; ``backbone`` replaces the recorded backbone id/path (e.g. a
-        local copy), ``dtype``/``device`` replace the recorded backbone precision / the default device.
+        ``options``: ``revision``, ``token``, ``backbone``, ``dtype``, ``device``; see
+        :func:`glot.export.pretrained.load_parts`.
         """
-        bb, pooler, transform = pretrained.load_parts(
-            dir_or_repo_id, revision=revision, token=token, backbone=backbone, dtype=dtype, device=device
-        )
+        bb, pooler, transform = pretrained.load_parts(dir_or_repo_id, **options)
         # FrozenBackbone/Pooler satisfy the encoder's protocols at run time; mypy flags two signature nits there
         return cls(bb, pooler, transform)  # type: ignore[arg-type]
 

@@ -61,21 +61,8 @@ __all__ = [
 ]
 
 
-def from_pretrained(
-    dir_or_repo_id: str | os.PathLike[str],
-    *,
-    revision: str | None = None,
-    token: str | None = None,
-    backbone: str | None = None,
-    dtype: str | None = None,
-    device: str | None = None,
-) -> Encoder:
-    """Load an :class:`~glot.export.encoder.Encoder` saved by :func:`save_pretrained` (local folder or Hub repo id),
-    or straight from a training run folder; the same as ``Encoder.from_pretrained`` (options there).
-    """
-    return Encoder.from_pretrained(
-        dir_or_repo_id, revision=revision, token=token, backbone=backbone, dtype=dtype, device=device
-    )
+#: Load an Encoder saved by :func:`save_pretrained` (folder or Hub repo id) or a training run folder.
+from_pretrained = Encoder.from_pretrained
 
 
 def run_training_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
