@@ -61,7 +61,7 @@ def _expected_digest(reference: dict[str, Any]) -> str | None:
 def _candidates(reference: dict[str, Any], name: str) -> list[str]:
     """Local folders that may hold the referenced weights: zoo models of that Hub id, the Hub cache."""
     ids = {name, reference.get("hub_id")} - {None}
-    found = [
+    found: list[str | None] = [
         info.path for info in zoo.list_models() if info.path and (info.hf_id in ids or info.alias in ids)
     ]
     if name.count("/") == 1 and not name.startswith((".", "/", "~")):
