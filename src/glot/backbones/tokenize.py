@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
-from glot.data import check_texts as check_texts  # re-exported: the one text check (glot.data.base)
+from glot.data import check_texts as check_texts  # re-exported: the one text check (glot.data.texts)
 from glot.errors import InputError
 
 _KEYS = ("input_ids", "attention_mask", "token_type_ids")

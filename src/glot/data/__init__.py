@@ -23,12 +23,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from glot.data.base import KINDS, Split, Task, TextsError, check_texts, stratified_indices
+from glot.data.base import KINDS, Split, Task, stratified_indices
 from glot.data.files import load_file_task
 from glot.data.glue import load_glue
 from glot.data.imdb import load_imdb
 from glot.data.msmarco import load_msmarco
 from glot.data.stress import make_stress_task
+from glot.data.texts import TextsError, check_texts
 from glot.data.tweets import load_tweets
 from glot.errors import InputError
 
