@@ -244,7 +244,7 @@ def test_validation_errors(tmp_path: Path) -> None:
     bb = FakeBackbone()
     with pytest.raises(ValueError, match=r"float8.*bfloat16.*float16.*float32"):
         _build(tmp_path, bb, dtype="float8")
-    with pytest.raises(TypeError, match=r"texts\[2\] is int"):
+    with pytest.raises(TypeError, match=r"texts\[2\] must be a str, got int"):
         _build(tmp_path, bb, texts=["a", "b", 3])
     with pytest.raises(TypeError, match="list of str"):
         _build(tmp_path, bb, texts="just one string")

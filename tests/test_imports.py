@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import glot
+from glot.cli import COMMANDS
 
 
 def _modules_after(code: str) -> set[str]:
@@ -24,6 +25,30 @@ def test_import_glot_loads_no_heavy_library() -> None:
     loaded = _modules_after("import glot")
     heavy = {"torch", "transformers", "torch_geometric", "datasets", "matplotlib", "sentence_transformers"}
     assert not heavy & loaded, f"import glot loaded {sorted(heavy & loaded)}"
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_loads_no_torch_transformers_or_pyg(command: str) -> None:
+    argv = [command, "--help"] if command else ["--help"]
+    code = (
+        "import contextlib, io\n"
+        "from glot.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        f"    main({argv!r})\n"
+        "assert 'usage: glot' in out.getvalue(), out.getvalue()"
+    )
+    loaded = _modules_after(code)
+    heavy = {
+        "torch",
+        "transformers",
+        "torch_geometric",
+        "datasets",
+        "safetensors",
+        "matplotlib",
+        "peft",
+        "mteb",
+    }
+    assert not heavy & loaded, f"glot {' '.join(argv)} loaded {sorted(heavy & loaded)}"
 
 
 def test_every_public_name_resolves() -> None:
@@ -141,3 +166,41 @@ def test_no_module_level_import_cycle() -> None:
     for name in sorted(graph):
         if name not in state:
             walk(name)
+
+
+def _imports_anywhere(path: Path) -> set[str]:
+    """glot modules ``path`` imports anywhere (function bodies too), except under TYPE_CHECKING (never runs)
+    and in a module ``__getattr__`` (PEP 562: a lazy re-export of a documented name, resolved on first use)."""
+    found: set[str] = set()
+    skipped: set[int] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        skip = (isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)) or (
+            isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
+        )
+        if skip:
+            skipped.update(id(inner) for inner in ast.walk(node))
+        elif id(node) in skipped:
+            continue
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("glot") and not node.level:
+            found.add(node.module or "")
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("glot"))
+    return found
+
+
+def test_no_two_modules_import_each_other_even_inside_functions() -> None:
+    # a function-level import that dodges a module-level cycle still ties the two modules together
+    root = Path(glot.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {name: _imports_anywhere(path) & set(modules) - {name} for name, path in modules.items()}
+    mutual = sorted(
+        f"{a} <-> {b}"
+        for a in graph
+        for b in graph[a]
+        if a < b and a in graph[b] and not a.startswith(b + ".") and not b.startswith(a + ".")
+    )
+    assert not mutual, f"modules that import each other: {mutual}"

@@ -13,14 +13,17 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from glot.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and safetensors are imported inside the three tensor functions: the CLI imports this module for its
+# JSON output, and `glot --help` must not pay torch's start-up (about 1 s).
 
 
 def _current_umask() -> int:
@@ -120,6 +123,8 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 def atomic_save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor]) -> Path:
     """Save tensors as safetensors atomically (contiguous CPU copies; shared storage is split)."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     tmp = _tmp_path(path)
     try:
@@ -132,6 +137,9 @@ def atomic_save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.T
 
 def load_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Load a safetensors file (never unpickles). A damaged or foreign file is an InputError naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; expected a safetensors weight file")

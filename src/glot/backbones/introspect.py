@@ -20,6 +20,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
+from transformers.utils import cached_file
 
 from glot.errors import InputError
 from glot.io import sha256_file
@@ -99,8 +100,6 @@ def _sentence_bert_max_length(source: str | None, revision: str | None) -> int |
     path: Path | str | None = Path(source) / "sentence_bert_config.json"
     if not Path(source).is_dir():
         try:
-            from transformers.utils import cached_file
-
             path = cached_file(
                 source, "sentence_bert_config.json", revision=revision,
                 _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,

@@ -6,12 +6,16 @@ Saved encoders (:mod:`glot.export.hub`) and training runs record a reference ins
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
+import huggingface_hub
+
+from glot.backbones import introspect as _hf
+from glot.backbones import zoo
+from glot.backbones.dtypes import dtype_name
+from glot.backbones.frozen import FrozenBackbone
 from glot.errors import InputError
-
-if TYPE_CHECKING:
-    from glot.backbones.frozen import FrozenBackbone
 
 #: ``FrozenBackbone.from_pretrained`` keyword arguments recorded so that a load rebuilds the same token states.
 BACKBONE_KWARGS = ("revision", "dtype", "layer", "max_length", "padding_side", "append_eos", "prompt")
@@ -23,9 +27,6 @@ def backbone_reference(backbone: Any, name: str | None = None) -> dict[str, Any]
     ``name`` overrides the recorded id (e.g. the hub id of a model that was loaded from a local folder).
     Works for any object with ``FrozenBackbone``'s attributes. Shapes: none.
     """
-    from glot.backbones import zoo
-    from glot.backbones.dtypes import dtype_name
-
     ref_name = name if name is not None else getattr(backbone, "name", None)
     if not ref_name:
         raise InputError("the backbone has no name; pass backbone_name='org/model' (a hub id or local path)")
@@ -59,19 +60,18 @@ def _expected_digest(reference: dict[str, Any]) -> str | None:
 
 def _candidates(reference: dict[str, Any], name: str) -> list[str]:
     """Local folders that may hold the referenced weights: zoo models of that Hub id, the Hub cache."""
-    from glot.backbones import zoo
-
     ids = {name, reference.get("hub_id")} - {None}
-    found = [
+    found: list[str | None] = [
         info.path for info in zoo.list_models() if info.path and (info.hf_id in ids or info.alias in ids)
     ]
     if name.count("/") == 1 and not name.startswith((".", "/", "~")):
         try:
-            from huggingface_hub import snapshot_download
-
-            found.append(snapshot_download(name, revision=reference.get("revision"), local_files_only=True))
+            cached = huggingface_hub.snapshot_download(
+                name, revision=reference.get("revision"), local_files_only=True
+            )
         except Exception:  # noqa: BLE001 - not in the local Hub cache (any reason): no candidate
-            pass
+            cached = None
+        found.append(cached)
     return [str(p) for p in found if p is not None]
 
 
@@ -81,10 +81,6 @@ def resolve_local(reference: dict[str, Any], name: str | None = None) -> str | N
     Checked BEFORE going online, so a folder saved with ``backbone_name="org/model"`` on a machine that holds
     ``org/model`` as a zoo package (or in the Hub cache) loads offline. Nothing unverified is returned.
     """
-    from pathlib import Path
-
-    from glot.backbones import introspect as _hf
-
     name = name or str(reference["name_or_path"])
     want = _expected_digest(reference)
     if want is None or Path(name).is_dir():
@@ -102,8 +98,6 @@ def load_backbone(reference: dict[str, Any], **overrides: Any) -> FrozenBackbone
     fingerprint (:func:`resolve_local`, no network); the recorded name (a local path, zoo alias or Hub id);
     for a zoo alias that is not installed here, its recorded Hub id.
     """
-    from glot.backbones.frozen import FrozenBackbone
-
     override = overrides.pop("name_or_path", None)
     recorded = str(reference["name_or_path"])
     name = override or resolve_local(reference) or recorded

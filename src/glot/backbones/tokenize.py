@@ -7,36 +7,17 @@ sequence lengths, never from token ids, so a pad token that equals EOS (common f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import NamedTuple, cast
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
-from glot.errors import InputError, InputTypeError
+from glot.data import check_texts as check_texts  # re-exported: the one text check (glot.data.texts)
+from glot.errors import InputError
 
 _KEYS = ("input_ids", "attention_mask", "token_type_ids")
 Features = dict[str, list[list[int]]]
-
-
-def check_texts(texts: object) -> list[str]:
-    """Validate a batch of texts (any iterable of str; empty is allowed) and return it as a list.
-
-    Raises TypeError for a bare string (wrap it in a list), a non-iterable, or any non-str item (naming its
-    index and type). The cache adds its own rules on top (:func:`glot.cache.check_texts`).
-    """
-    if isinstance(texts, (str, bytes)):
-        raise InputTypeError("texts must be a list of str, got a single string; wrap it in a list: [text]")
-    try:
-        items = list(cast("Iterable[object]", texts))
-    except TypeError:
-        raise InputTypeError(f"texts must be a list of str, got {type(texts).__name__}") from None
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            raise InputTypeError(
-                f"texts must be a list of str, but texts[{i}] is {type(item).__name__}: {item!r:.60}"
-            )
-    return cast("list[str]", items)
 
 
 def check_prompt(prompt: str | None) -> str | None:

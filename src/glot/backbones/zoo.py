@@ -29,10 +29,13 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import platformdirs
+from filelock import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -46,30 +49,9 @@ class ModelNotInstalledError(ImportError):
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """Static facts about a zoo model plus whether it is installed / materialised here. Shapes: none."""
+class _Facts:
+    """What is known about a zoo model without looking at this machine (stated once for spec and info)."""
 
-    alias: str
-    hf_id: str
-    kind: str
-    hidden_size: int
-    num_layers: int
-    params_m: float
-    licence: str
-    disk_mb: int
-    packages: tuple[str, ...]
-    install: str
-    installed: bool
-    materialised: bool
-    path: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class _Spec:
     alias: str
     hf_id: str
     kind: str
@@ -80,6 +62,23 @@ class _Spec:
     disk_mb: int  # size of the ready-to-load folder
     packages: tuple[str, ...]
     install: str
+
+
+@dataclass(frozen=True)
+class ModelInfo(_Facts):
+    """Static facts about a zoo model plus whether it is installed / materialised here. Shapes: none."""
+
+    installed: bool
+    materialised: bool
+    path: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Spec(_Facts):
     build: Callable[[Path], None] | None  # None: the package folder is used in place
 
 
@@ -88,8 +87,6 @@ def glot_home() -> Path:
     env = os.environ.get("GLOT_HOME")
     if env:
         return Path(env).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("glot"))
 
 
@@ -118,7 +115,7 @@ def _build_from_gguf(gguf_dir: Path, gguf_file: str, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from glot.backbones.dtypes import FROM_PRETRAINED_DTYPE_KW
+    from glot.backbones.dtypes import FROM_PRETRAINED_DTYPE_KW  # with torch: `glot models` loads neither
 
     kw = {FROM_PRETRAINED_DTYPE_KW: torch.float32}
     model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, **kw)
@@ -238,8 +235,6 @@ def resolve(name: str) -> str | Path:
 
 def _materialise(spec: _Spec) -> Path:
     """Build ``spec`` into a temporary sibling folder, then rename it into place (atomic, locked)."""
-    from filelock import FileLock
-
     assert spec.build is not None
     final = _final_dir(spec)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -283,10 +278,10 @@ def list_models() -> list[ModelInfo]:
         ready = _is_ready(spec)
         rows.append(
             ModelInfo(
-                alias=spec.alias, hf_id=spec.hf_id, kind=spec.kind, hidden_size=spec.hidden_size,
-                num_layers=spec.num_layers, params_m=spec.params_m, licence=spec.licence, disk_mb=spec.disk_mb,
-                packages=spec.packages, install=spec.install, installed=not missing, materialised=ready,
+                **{f.name: getattr(spec, f.name) for f in fields(_Facts)},
+                installed=not missing,
+                materialised=ready,
                 path=str(_final_dir(spec)) if ready else None,
             )
-        )  # fmt: skip
+        )
     return rows

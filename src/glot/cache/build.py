@@ -18,10 +18,11 @@ from filelock import FileLock, Timeout
 from torch import Tensor
 
 from glot.backbones.tokenize import TruncationWarning
-from glot.cache.key import CacheKey, cache_key, check_dtype, check_texts, resolve_cache_root
+from glot.cache.key import CacheKey, cache_key, check_dtype, resolve_cache_root
 from glot.cache.manifest import CacheCorruptError
 from glot.cache.shards import build_entry, salvage
 from glot.cache.store import VERIFY_MODES, CachedStates, read_manifest
+from glot.data import check_texts
 from glot.errors import InputError
 
 log = logging.getLogger("glot.cache")
@@ -122,7 +123,7 @@ def build_or_load(
 
     Shapes: texts (B,) -> CachedStates of B items, D = backbone.hidden_size, storage ``dtype``.
     """
-    texts = check_texts(texts)
+    texts = check_texts(texts, ordered=True, allow_empty=False)  # a cache entry needs a stable item order
     _check_options(dtype, verify, batch_size, shard_size)
     key = cache_key(backbone.fingerprint(), texts, dtype)
     root = resolve_cache_root(cache_dir)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from glot.backbones import tokenize as tokens
+from glot.backbones.zoo import glot_home
 from glot.errors import InputError, InputTypeError
 
 FORMAT_VERSION = 1
@@ -35,22 +35,6 @@ class CacheKey:
     def short(self) -> str:
         """The directory name of the entry (first 16 hex digits)."""
         return self.digest[:16]
-
-
-def check_texts(texts: object) -> list[str]:
-    """Return ``texts`` as a list of str for the cache: :func:`glot.backbones.tokenize.check_texts` plus two rules of its
-    own: an ordered sequence (a set or generator would give no stable item order) and at least one text.
-
-    Raises TypeError for a bare string, an unordered iterable or a non-str item; ValueError when empty.
-    """
-    if not isinstance(texts, (str, bytes)) and not isinstance(texts, Sequence):
-        raise InputTypeError(
-            f"texts must be a list of str, got {type(texts).__name__}; wrap one text as [text]"
-        )
-    items = tokens.check_texts(texts)
-    if not items:
-        raise InputError("texts is empty; the cache needs at least one text")
-    return items
 
 
 def check_dtype(dtype: str) -> str:
@@ -89,13 +73,8 @@ def cache_key(fingerprint: dict[str, Any], texts: Sequence[str], dtype: str = "f
 
 
 def default_cache_root() -> Path:
-    """``$GLOT_HOME/cache``; GLOT_HOME defaults to ``platformdirs.user_cache_dir("glot")``."""
-    home = os.environ.get("GLOT_HOME")
-    if not home:
-        import platformdirs
-
-        home = platformdirs.user_cache_dir("glot")
-    return Path(home) / "cache"
+    """``$GLOT_HOME/cache`` (:func:`glot.backbones.zoo.glot_home`: the user cache dir without GLOT_HOME)."""
+    return glot_home() / "cache"
 
 
 def resolve_cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:

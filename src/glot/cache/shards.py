@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from glot import __version__
 from glot.backbones.tokenize import Truncation, TruncationWarning
 from glot.cache.key import FORMAT_VERSION, STORAGE_DTYPES, CacheKey
 from glot.cache.manifest import CacheCorruptError, num_shards, plain_name, shard_items
@@ -112,8 +114,6 @@ def build_entry(
     Temp files a killed writer left in the partial folder are deleted first (the caller holds the lock, so no
     live writer owns them); shards recorded in ``progress.json`` whose files still hash right are kept.
     """
-    from tqdm.auto import tqdm
-
     partial = final.with_name(final.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(partial)
@@ -178,12 +178,7 @@ def _finalize(
 
 
 def _glot_version() -> str:
-    try:
-        from glot import __version__
-
-        return str(__version__)
-    except ImportError:
-        return "unknown"
+    return str(__version__)
 
 
 def salvage(final: Path, manifest: dict[str, Any], bad: Sequence[int]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from glot.backbones.reference import backbone_reference
 from glot.cache import BackboneLike, CachedStates, build_or_load
 from glot.data import Task
 from glot.errors import InputError
@@ -52,14 +53,12 @@ def task_texts(
 
 
 def backbone_info(backbone: Any) -> dict[str, Any]:
-    """How to identify (and reload) a backbone: ``glot.export.hub.backbone_reference`` for a FrozenBackbone, else its
+    """How to identify (and reload) a backbone: ``glot.backbones.reference.backbone_reference`` for a FrozenBackbone, else its
     fingerprint. Shapes: none."""
     fingerprint = backbone.fingerprint()
     try:
-        from glot.export.hub import backbone_reference
-
         return backbone_reference(backbone)
-    except (AttributeError, ImportError, TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError):
         return {"name_or_path": getattr(backbone, "name", None), "fingerprint": fingerprint}
 
 

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 from glot.cli.common import add_json_argument, maybe_write_json, print_table
 from glot.cli.options import add_model_arguments, add_task_arguments, load_backbone, load_task
 
+# torch, transformers, PyG and the modules built on them are imported inside the functions (lazy command
+# loading): `glot cache --help` loads none of them (tests/test_imports.py).
+
 if TYPE_CHECKING:
     from glot.cache import CachedStates
 

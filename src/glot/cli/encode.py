@@ -6,8 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from glot.cli.common import CLIError, add_json_argument, maybe_write_json, print_table
+from glot.cli.options import load_backbone as load_named
 from glot.cli.options import one_line_errors
+from glot.io import atomic_save_npy
+
+# torch, transformers, PyG and the modules built on them are imported inside the functions (lazy command
+# loading): `glot encode --help` loads none of them (tests/test_imports.py).
 
 HELP = "embed texts with a trained run (or a backbone + pooler) to .npy"
 
@@ -80,18 +87,12 @@ def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CLIError(
             f"--pooler {args.pooler!r} has trainable weights; train it with `glot train` and use --run"
         )
-    from glot.cli.options import load_backbone as load_named
-
     args.dtype, args.layer = "auto", -1
     backbone = load_named(args, None)  # the model's own limit, as sentence-transformers
     return Encoder(backbone, build_pooler(args.pooler, backbone.hidden_size)), args.pooler
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from glot.io import atomic_save_npy
-
     if args.output.suffix != ".npy":
         raise CLIError(f"--output must end in .npy, got {args.output}")
     encoder, pooler_name = _encoder(args)

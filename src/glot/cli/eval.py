@@ -17,8 +17,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from glot.cli.common import CLIError, add_json_argument, console, maybe_write_json, print_table
 from glot.cli.options import add_task_arguments, load_task, one_line_errors, torch_threads
+from glot.data import task_from_spec
+from glot.training.metrics import compute, format_mean_std, mean_std
+
+# torch, transformers, PyG and the modules built on them are imported inside the functions (lazy command
+# loading): `glot eval --help` loads none of them (tests/test_imports.py).
 
 HELP = "evaluate a trained run on a task's evaluation split"
 
@@ -55,8 +62,6 @@ def _canon(spec: Any) -> str:
 
 def _run_task(run: Path, config: dict[str, Any], args: argparse.Namespace, tasks: dict[str, Any]) -> Any:
     """The task the run was trained on: rebuilt from its spec, or from --task when that is the same spec."""
-    from glot.data import task_from_spec
-
     spec = (config["task"].get("info") or {}).get("spec")
     if args.task is None:
         given = [f"--{f.replace('_', '-')}" for f in _TASK_FLAGS if getattr(args, f) not in (None, [])]
@@ -144,10 +149,7 @@ def _states(task: Any, config: dict[str, Any], args: argparse.Namespace, backbon
 
 def _score_run(run: Path, args: argparse.Namespace, memo: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Metric of one seed folder on ``args.split`` of the task it was trained on."""
-    import numpy as np
-
     from glot.training.loop import load_run, predict
-    from glot.training.metrics import compute
 
     pooler, head, config = load_run(run)
     task = _run_task(run, config, args, memo.setdefault("tasks", {}))
@@ -170,7 +172,6 @@ def _score_run(run: Path, args: argparse.Namespace, memo: dict[str, dict[str, An
 
 def run(args: argparse.Namespace) -> int:
     from glot.training.checkpoint import run_dirs
-    from glot.training.metrics import format_mean_std, mean_std
 
     if not args.run_dir.is_dir():
         raise CLIError(f"run folder {args.run_dir} does not exist; pass the --out folder of `glot train`")

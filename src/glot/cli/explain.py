@@ -17,6 +17,10 @@ from typing import Any
 
 from glot.cli.common import CLIError, add_json_argument, console, maybe_write_json, print_table
 
+# torch, transformers, PyG, matplotlib (glot.viz) and the modules built on them are imported inside the
+# functions (lazy command loading): `glot explain --help` loads none of them (tests/test_imports.py). They are
+# looked up at call time, so tests can replace glot.viz.draw_explanation & co.
+
 HELP = "pictures for one sentence: similarity heatmap, token graph, readout weights"
 UNTRAINED_NOTE = (
     "Untrained pooler (random init, seed 0): the weights show the mechanism, not learned behaviour."

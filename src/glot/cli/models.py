@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from glot.backbones import zoo  # light: listing the zoo needs neither torch nor transformers
 from glot.cli.common import add_json_argument, maybe_write_json, print_table
 from glot.cli.options import one_line_errors
 
@@ -16,8 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glot.backbones import zoo
-
     infos = zoo.list_models()
     rows = [
         [

@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from glot.cli.common import CLIError, add_json_argument, console, maybe_write_json, print_table
+from glot.integrations import require_extra
+
+# mteb, sentence-transformers (optional extras) and torch are imported inside run(): `glot mteb --help`
+# loads none of them (tests/test_imports.py).
 
 HELP = "evaluate a trained run on MTEB tasks"
 
@@ -88,8 +92,6 @@ def evaluate(model: Any, tasks: list[Any], out: Path | None, batch_size: int) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from glot.integrations import require_extra
-
     try:
         mteb = require_extra("mteb", "glot mteb")
         require_extra("sentence_transformers", "glot mteb")

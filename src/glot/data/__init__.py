@@ -24,9 +24,26 @@ from collections.abc import Callable
 from typing import Any
 
 from glot.data.base import KINDS, Split, Task, stratified_indices
+from glot.data.files import load_file_task
+from glot.data.glue import load_glue
+from glot.data.imdb import load_imdb
+from glot.data.msmarco import load_msmarco
+from glot.data.stress import make_stress_task
+from glot.data.texts import TextsError, check_texts
+from glot.data.tweets import load_tweets
 from glot.errors import InputError
 
-__all__ = ["KINDS", "TASK_NAMES", "Split", "Task", "get_task", "stratified_indices", "task_from_spec"]
+__all__ = [
+    "KINDS",
+    "TASK_NAMES",
+    "Split",
+    "Task",
+    "TextsError",
+    "check_texts",
+    "get_task",
+    "stratified_indices",
+    "task_from_spec",
+]
 
 _GLUE = ("cola", "sst2", "stsb", "mrpc", "qqp", "mnli", "qnli", "rte", "wnli")
 TASK_NAMES: tuple[str, ...] = ("stress", "tweets", *_GLUE, "imdb", "msmarco", "csv", "jsonl")
@@ -70,12 +87,8 @@ def _loader(name: str, options: dict[str, Any]) -> tuple[Callable[..., Task], tu
     if name.lower().endswith(_FILE_SUFFIXES) and name not in TASK_NAMES:
         if "path" in options or "train" in options:
             raise InputError(f"task {name!r} is already a file path; drop the path=/train= option")
-        from glot.data.files import load_file_task
-
         return load_file_task, (name,)
     if name in _GLUE:
-        from glot.data.glue import load_glue
-
         return load_glue, (name,)
     if name == "msmarco":
         if "path" not in options:
@@ -83,24 +96,14 @@ def _loader(name: str, options: dict[str, Any]) -> tuple[Callable[..., Task], tu
                 "task 'msmarco' needs path= to a local JSONL file in sentence-transformers format "
                 "(--task-option path=FILE)"
             )
-        from glot.data.msmarco import load_msmarco
-
         return load_msmarco, ()
     if name == "stress":
-        from glot.data.stress import make_stress_task
-
         return make_stress_task, ()
     if name == "tweets":
-        from glot.data.tweets import load_tweets
-
         return load_tweets, ()
     if name == "imdb":
-        from glot.data.imdb import load_imdb
-
         return load_imdb, ()
     if name in ("csv", "jsonl"):
-        from glot.data.files import load_file_task
-
         return load_file_task, ()
     raise InputError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_NAMES)} (or a .csv/.jsonl path)")
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from glot.data.texts import check_texts
 from glot.errors import InputError
 from glot.training.metrics import METRICS
 
@@ -32,20 +33,6 @@ __all__ = [
 ]
 
 KINDS = ("single", "pair", "sts", "contrastive")
-
-
-def _check_texts(values: Any, name: str) -> list[str]:
-    """Return ``values`` as a list of strings or raise a ValueError naming the field and first bad item."""
-    if isinstance(values, str) or not isinstance(values, Sequence):
-        raise InputError(f"Split.{name} must be a list of strings, got {type(values).__name__}")
-    texts = list(values)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InputError(
-                f"Split.{name}[{i}] must be a str, got {type(text).__name__} ({text!r}); "
-                "drop or fill missing texts before building the split"
-            )
-    return texts
 
 
 def _check_labels(values: Any) -> np.ndarray:
@@ -84,7 +71,7 @@ class Split:
     negatives: list[str] | None = None
 
     def __post_init__(self) -> None:
-        self.texts = _check_texts(self.texts, "texts")
+        self.texts = check_texts(self.texts, "Split.texts", ordered=True)
         n = len(self.texts)
         if self.labels is not None:
             self.labels = _check_labels(self.labels)
@@ -93,7 +80,7 @@ class Split:
         for name in ("texts_pair", "negatives"):
             value = getattr(self, name)
             if value is not None:
-                value = _check_texts(value, name)
+                value = check_texts(value, f"Split.{name}", ordered=True)
                 if len(value) != n:
                     raise InputError(f"Split.{name} has {len(value)} entries but Split.texts has {n}")
                 setattr(self, name, value)
@@ -148,7 +135,7 @@ def stratified_indices(total: int, n: int, seed: int, labels: np.ndarray | None 
         counts = np.bincount(labels)
         classes = int((counts > 0).sum())
         if counts[counts > 0].min() >= 2 and n >= classes and total - n >= classes:
-            from sklearn.model_selection import train_test_split
+            from sklearn.model_selection import train_test_split  # heavy (~0.5 s): only when a split is drawn
 
             picked, _ = train_test_split(np.arange(total), train_size=n, stratify=labels, random_state=seed)
             return np.asarray(picked, dtype=np.int64)

@@ -3,7 +3,7 @@
 The Encoder holds three attributes: ``backbone``, ``pooler`` and ``transform``, the part of a trained task head
 that changes the embedding geometry (``TaskHead.embedding_transform``, e.g. the STS projection P; None for
 heads that read the embedding as it is). Embeddings are ``transform(pooler(states))``, what training scored, and
-saving the encoder (:func:`glot.export.hub.save_pretrained`) writes exactly these three.
+saving the encoder (:func:`glot.export.pretrained.save_pretrained`) writes exactly these three.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
-from glot.cache import BackboneLike, CachedStates, check_texts
+from glot.cache import BackboneLike, CachedStates
+from glot.data import check_texts
 from glot.errors import InputError, InputTypeError
+from glot.export import pretrained
 
 
 class PoolerLike(Protocol):
@@ -93,17 +96,20 @@ class Encoder:
         self.transform = transform
 
     def save_pretrained(self, directory: str | os.PathLike[str], **kwargs: Any) -> Path:
-        """Save backbone reference + pooler (+ ``head=``, ``training_info=``); see :func:`glot.export.hub.save_pretrained`."""
-        from glot.export import hub
-
-        return hub.save_pretrained(self, directory, **kwargs)
+        """Save backbone reference + pooler (+ ``head=``, ``training_info=``); see
+        :func:`glot.export.pretrained.save_pretrained`."""
+        return pretrained.save_pretrained(self, directory, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, dir_or_repo_id: str | os.PathLike[str], **kwargs: Any) -> Encoder:
-        """Load a saved encoder folder, training run or Hub repo; see :func:`glot.export.hub.from_pretrained`."""
-        from glot.export import hub
+    def from_pretrained(cls, dir_or_repo_id: str | os.PathLike[str], **options: Any) -> Encoder:
+        """Load a saved encoder folder, a finished training run or a Hub repo id.
 
-        return hub.from_pretrained(dir_or_repo_id, **kwargs)
+        ``options``: ``revision``, ``token``, ``backbone``, ``dtype``, ``device``; see
+        :func:`glot.export.pretrained.load_parts`.
+        """
+        bb, pooler, transform = pretrained.load_parts(dir_or_repo_id, **options)
+        # FrozenBackbone/Pooler satisfy the encoder's protocols at run time; mypy flags two signature nits there
+        return cls(bb, pooler, transform)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         name = getattr(self.backbone, "name", type(self.backbone).__name__)
@@ -163,10 +169,10 @@ class Encoder:
 
         Shapes: texts (B,) -> (B, out_dim) float32 (np.ndarray, or a CPU tensor if not convert_to_numpy).
         """
-        if isinstance(texts, (list, tuple)) and len(texts) == 0:
+        texts = check_texts(texts, ordered=True)  # rows come back in the order of ``texts``
+        if not texts:
             empty = torch.zeros(0, self.out_dim)
             return empty.numpy() if convert_to_numpy else empty
-        texts = check_texts(texts)
         batches = self.backbone.iter_packed(texts, batch_size=batch_size, progress=progress, desc="encoding")
         return self._collect(batches, len(texts), normalize, convert_to_numpy)
 
@@ -183,8 +189,6 @@ class Encoder:
 
         Shapes: cache of B items -> (B, out_dim) float32.
         """
-        from tqdm.auto import tqdm
-
         if cached.dim != getattr(self.backbone, "hidden_size", cached.dim):
             raise InputError(
                 f"cache holds D={cached.dim} states but the backbone has hidden_size="

@@ -22,10 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 from torch import nn
 
+from glot import __version__
+from glot.backbones.reference import BACKBONE_KWARGS
 from glot.errors import InputError
 from glot.io import atomic_save_tensors, atomic_write_json, load_weights, read_json
+from glot.training.checkpoint import (
+    FINETUNE_DIRS,
+    HEAD_CONFIG,
+    HEAD_WEIGHTS,
+    METRICS_NAME,
+    POOLER_DIR,
+    RUN_CONFIG_NAME,
+)
+from glot.training.heads import build_head
 
 __all__ = [
     "EncoderParts",
@@ -39,13 +51,14 @@ __all__ = [
     "tree_inside",
 ]
 
+# The saved-encoder folder layout, defined here only; the names it shares with a run folder (pooler/, the
+# head files) come from the run-folder layout in glot.training.checkpoint.
 CONFIG_NAME = "glot_config.json"
-RUN_CONFIG_NAME = "run_config.json"
-POOLER_DIR = "pooler"
 TRANSFORM_DIR = "transform"
 TRANSFORM_CONFIG = "transform_config.json"
 TRANSFORM_WEIGHTS = "model.safetensors"
-FINETUNE_DIRS = {"lora": "adapter", "full": "backbone"}
+BUNDLED_DIR = "backbone"  # a trained backbone's weights + tokenizer, bundled into the saved folder
+CARD_NAME = "README.md"
 FORMAT = 1  # of glot_config.json
 
 
@@ -131,24 +144,20 @@ def _load_weights(module: nn.Module, path: Path) -> None:
 
 def _head_transform(root: Path, bound: Path | None) -> nn.Module | None:
     """The embedding transform of the task head saved in a run folder (None without a head or transform)."""
-    from glot.training.heads import build_head
-
-    config_path = inside(root, "head_config.json", "head config", bound)
+    config_path = inside(root, HEAD_CONFIG, "head config", bound)
     if not config_path.is_file():
         return None
     config = read_json(config_path)
     if not isinstance(config, dict):
         raise InputError(f"{config_path} is not a JSON object; it was not written by glot")
     head = build_head(**config)
-    _load_weights(head, inside(root, "head.safetensors", "head weights", bound))
+    _load_weights(head, inside(root, HEAD_WEIGHTS, "head weights", bound))
     transform = head.embedding_transform()
     return transform.eval() if transform is not None else None
 
 
 # ---------------------------------------------------------------------------------------------- folders
 def _version() -> str:
-    from glot import __version__
-
     return __version__
 
 
@@ -183,9 +192,7 @@ def local_folder(
         raise FileNotFoundError(
             f"{name!r} is neither a saved glot encoder folder nor a hub repo id 'org/name'"
         )
-    from huggingface_hub import snapshot_download
-
-    snapshot = Path(snapshot_download(repo_id=name, revision=revision, token=token))
+    snapshot = Path(huggingface_hub.snapshot_download(repo_id=name, revision=revision, token=token))
     return snapshot, snapshot.parent.parent  # models--org--name/: snapshots/<commit>/ links into blobs/
 
 
@@ -204,8 +211,6 @@ def _single_run(root: Path) -> Path:
 
 
 def _run_reference(root: Path, run_config: dict[str, Any]) -> dict[str, Any]:
-    from glot.backbones.reference import BACKBONE_KWARGS
-
     backbone = run_config.get("backbone")
     if isinstance(backbone, str):
         nested = run_config.get("backbone_kwargs") or {}
@@ -222,9 +227,9 @@ def _run_parts(root: Path, bound: Path | None) -> EncoderParts:
     run_config = read_json(inside(root, RUN_CONFIG_NAME, "run config", bound))
     if not isinstance(run_config, dict):
         raise InputError(f"{root / RUN_CONFIG_NAME} is not a JSON object; it was not written by glot")
-    if not (root / "metrics.json").is_file():
+    if not (root / METRICS_NAME).is_file():
         raise FileNotFoundError(
-            f"{root} is an unfinished run (no metrics.json); rerun the same `glot train` command to finish it"
+            f"{root} is an unfinished run (no {METRICS_NAME}); rerun the same `glot train` command to finish it"
         )
     method = run_config.get("method")
     weights = None

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from glot.errors import InputError, InputTypeError
+from glot.export.card import CITATION
+from glot.export.encoder import Encoder
 
 try:
     from mteb.models.abs_encoder import AbsEncoder
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
     from torch.utils.data import DataLoader
 
-    from glot.export.encoder import Encoder
 
 __all__ = ["GLOTMTEBEncoder", "glot_model_meta"]
 
@@ -112,14 +113,8 @@ def glot_model_meta(
         adapted_from=bb_name,
         modalities=["text"],
         model_type=["dense"],
-        citation=_citation(),
+        citation=CITATION,
     )
-
-
-def _citation() -> str:
-    from glot.export.hub import CITATION
-
-    return CITATION
 
 
 def _texts(inputs: DataLoader[Any]) -> list[str]:
@@ -161,9 +156,9 @@ class GLOTMTEBEncoder(AbsEncoder):
         **meta: Any,
     ) -> GLOTMTEBEncoder:
         """Load a training run folder, a folder saved by ``glot.export.hub.save_pretrained``, or a Hub repo id."""
-        from glot.export.hub import from_pretrained
-
-        return cls(from_pretrained(dir_or_repo_id, dtype=dtype, device=device), batch_size=batch_size, **meta)
+        return cls(
+            Encoder.from_pretrained(dir_or_repo_id, dtype=dtype, device=device), batch_size=batch_size, **meta
+        )
 
     def encode(
         self,

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from glot import __version__
 from glot.errors import InputError, InputTypeError
 from glot.io import atomic_write_json, load_weights, read_json
+from glot.pooling.config import PoolerConfig
 from glot.pooling.poolers import CONFIG_NAME as POOLER_CONFIG_NAME
 from glot.pooling.poolers import WEIGHTS_NAME, Pooler, build_pooler, from_config
 
@@ -191,8 +192,6 @@ class GLOTPooling(Module):
                 f"{model_name_or_path}/{subfolder} lacks {POOLER_CONFIG_NAME} or {WEIGHTS_NAME}; "
                 "it was not saved by GLOTPooling.save"
             )
-        from glot.pooling.config import PoolerConfig
-
         meta = read_json(meta_path)
         pooler = from_config(PoolerConfig.from_dict(meta["pooler"]))
         load_weights(pooler, weights_path)

@@ -12,12 +12,24 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sentence_transformers import SentenceTransformer
 from torch import nn
 
 from glot import __version__
+from glot.backbones import zoo
+from glot.backbones.dtypes import resolve_dtype
+from glot.backbones.reference import resolve_local
 from glot.errors import InputError
+from glot.export.saved import read_parts
 from glot.integrations.sentence_transformers import GLOTPooling
 from glot.io import atomic_write_json
+from glot.pooling.poolers import load_pooler
+from glot.training.finetune.export import trained_backbone
+
+try:  # this module is the [st] extra itself: sentence-transformers is required here
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Transformer
+except ImportError:  # pragma: no cover - sentence-transformers < 6
+    from sentence_transformers.models import Dense, Normalize, Transformer  # type: ignore[no-redef]
 
 __all__ = ["run_to_sentence_transformer"]
 
@@ -38,9 +50,6 @@ def _prompt_prefix(prompt: str | None, allow_mismatch: bool) -> str | None:
 
 def _source(parts: Any, backbone: str | None, dtype: str | None) -> tuple[str, Any]:
     """(folder or id the Transformer loads, the trained backbone whose weights replace it, or None)."""
-    from glot.backbones import zoo
-    from glot.backbones.reference import resolve_local
-
     ref = parts.reference
     trained = None
     if parts.trained in ("full", "bundled"):  # the trained backbone folder is a complete HF model folder
@@ -51,8 +60,6 @@ def _source(parts: Any, backbone: str | None, dtype: str | None) -> tuple[str, A
             )
         return str(parts.weights_dir), None
     if parts.trained == "lora":  # the base model's folder, its weights replaced by the merged ones
-        from glot.training.finetune.export import trained_backbone
-
         trained = trained_backbone(parts, name_or_path=backbone, dtype=dtype, device="cpu")
     name = str(backbone or ref["name_or_path"])
     local = None if backbone else resolve_local(ref)  # a verified local copy before the Hub (offline too)
@@ -61,13 +68,6 @@ def _source(parts: Any, backbone: str | None, dtype: str | None) -> tuple[str, A
 
 def _modules(parts: Any, transformer: nn.Module, layer: int, normalize: bool) -> list[nn.Module]:
     """GLOTPooling -> Dense (the trained head's embedding transform, if any) -> Normalize after the Transformer."""
-    try:
-        from sentence_transformers.sentence_transformer.modules import Dense, Normalize
-    except ImportError:  # pragma: no cover - sentence-transformers < 6
-        from sentence_transformers.models import Dense, Normalize  # type: ignore[no-redef]
-
-    from glot.pooling.poolers import load_pooler
-
     modules: list[nn.Module] = [
         transformer,
         GLOTPooling.from_pooler(load_pooler(parts.pooler_dir), layer=layer),
@@ -104,16 +104,6 @@ def run_to_sentence_transformer(
     recorded backbone precision / id or path. Settings sentence-transformers cannot reproduce (a prompt with
     text after ``{text}``, glot's appended EOS) raise ValueError unless ``allow_mismatch=True``.
     """
-    from sentence_transformers import SentenceTransformer
-
-    try:
-        from sentence_transformers.sentence_transformer.modules import Transformer
-    except ImportError:  # pragma: no cover - sentence-transformers < 6
-        from sentence_transformers.models import Transformer  # type: ignore[no-redef]
-
-    from glot.backbones.dtypes import resolve_dtype
-    from glot.export.saved import read_parts
-
     parts = read_parts(run_dir)
     ref = parts.reference
     if ref.get("append_eos") and not allow_mismatch:

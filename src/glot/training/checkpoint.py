@@ -25,13 +25,15 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from glot.errors import InputError
 from glot.io import atomic_save_tensors, atomic_write_json, load_tensors, load_weights, read_json
+from glot.pooling.poolers import Pooler, load_pooler
+from glot.training.heads import TaskHead, build_head
 from glot.training.runkey import (
     RUN_FORMAT,
     build_run_config,
@@ -40,13 +42,15 @@ from glot.training.runkey import (
     make_run_config,
 )
 
-if TYPE_CHECKING:
-    from glot.pooling.poolers import Pooler
-    from glot.training.heads import TaskHead
-
 __all__ = [
+    "ADAPTER_DIR",
+    "BACKBONE_DIR",
     "CHECKPOINT_DIR",
+    "FINETUNE_DIRS",
+    "HEAD_CONFIG",
+    "HEAD_WEIGHTS",
     "METRICS_NAME",
+    "POOLER_DIR",
     "RUN_CONFIG_NAME",
     "RUN_FORMAT",
     "build_run_config",
@@ -62,6 +66,7 @@ __all__ = [
     "save_epoch",
 ]
 
+# The run-folder layout, defined here only (the loop, fine-tuning, export and the hub import these names).
 RUN_CONFIG_NAME = "run_config.json"
 METRICS_NAME = "metrics.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -70,6 +75,9 @@ EPOCH_META = "epoch.json"
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head_config.json"
 POOLER_DIR = "pooler"
+ADAPTER_DIR = "adapter"  # LoRA runs: the trained adapter
+BACKBONE_DIR = "backbone"  # full fine-tuning runs: the trained backbone
+FINETUNE_DIRS = {"lora": ADAPTER_DIR, "full": BACKBONE_DIR}  # run method -> its trained-weights folder
 
 
 # ---------------------------------------------------------------------------------------------- optimizer
@@ -246,9 +254,6 @@ def load_run(
 ) -> tuple[Pooler, TaskHead, dict[str, Any]]:
     """Load a finished run: ``(pooler, head, run_config)``. ``directory`` is a run folder or a multi-seed
     folder (``seed`` picks one; required when there are several)."""
-    from glot.pooling.poolers import load_pooler
-    from glot.training.heads import build_head
-
     path = Path(directory)
     if not path.is_dir():
         raise FileNotFoundError(f"run directory {path} does not exist; pass the --out folder of `glot train`")

@@ -19,6 +19,9 @@ from glot.errors import InputError
 from glot.viz.figure import DEFAULT_FORMATS, DISPLAY_NAMES
 from glot.viz.plots import plot_readout_weights, plot_similarity_heatmap, plot_token_graph
 
+# torch and glot.pooling (PyG) are imported inside the functions that run a model: `import glot.viz` (the result
+# plots of `glot compare`, matplotlib + numpy only) does not pay for them.
+
 DEFAULT_TAU = 0.6  # tau used to draw a graph for poolers that have none (paper's stress-test setting)
 
 
