@@ -112,7 +112,7 @@ def build_entry(
     Temp files a killed writer left in the partial folder are deleted first (the caller holds the lock, so no
     live writer owns them); shards recorded in ``progress.json`` whose files still hash right are kept.
     """
-    from tqdm.auto import tqdm
+    from glot.progress import tqdm
 
     partial = final.with_name(final.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)

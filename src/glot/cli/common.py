@@ -15,8 +15,20 @@ from rich.table import Table
 
 from glot.io import atomic_write_json
 
+
+class _Console(Console):
+    """stdout for results: under ``--quiet`` only tables (the results) print, every other line is dropped."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        from glot.progress import verbosity
+
+        if verbosity() == "quiet" and not any(isinstance(o, Table) for o in objects):
+            return
+        super().print(*objects, **kwargs)
+
+
 # Piped output (logs, CI, `| tee`) gets 120 columns instead of rich's 80, so result tables stay unsquashed.
-console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
+console = _Console(stderr=False, width=None if sys.stdout.isatty() else 120)
 
 
 class CLIError(Exception):
@@ -85,6 +97,19 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """--quiet / --verbose (and --no-progress where the command has no such option yet), for every command."""
+    g = parser.add_argument_group("output")
+    level = g.add_mutually_exclusive_group()
+    level.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const="quiet",
+                       help="print only the result table(s) and errors: no notes, warnings or progress bars")
+    level.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const="verbose",
+                       help="also library warnings, transformers' logs and progress bars even when piped")  # fmt: skip
+    parser.set_defaults(verbosity="normal")
+    if "--no-progress" not in parser._option_string_actions:
+        g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def add_json_argument(parser: argparse.ArgumentParser) -> None:

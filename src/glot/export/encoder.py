@@ -183,7 +183,7 @@ class Encoder:
 
         Shapes: cache of B items -> (B, out_dim) float32.
         """
-        from tqdm.auto import tqdm
+        from glot.progress import tqdm
 
         if cached.dim != getattr(self.backbone, "hidden_size", cached.dim):
             raise InputError(

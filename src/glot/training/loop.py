@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from glot.cache.task import CachedTask, cache_task
 from glot.data import stratified_indices
 from glot.errors import InputError
 from glot.io import atomic_save_tensors, atomic_write_json
 from glot.pooling.poolers import Pooler, build_pooler
+from glot.progress import tqdm
 from glot.training.checkpoint import (
     HEAD_CONFIG,
     HEAD_WEIGHTS,

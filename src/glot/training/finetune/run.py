@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from glot.backbones.frozen import FrozenBackbone
 from glot.data import Task
 from glot.io import atomic_save_tensors, atomic_write_json
+from glot.progress import tqdm
 from glot.training.checkpoint import METRICS_NAME
 from glot.training.config import TrainConfig
 from glot.training.finetune.costs import _timing, peak_rss_mb, trainable_parameters
