@@ -159,5 +159,8 @@ def _environment(verbose: bool, bars: bool) -> Iterator[None]:
 
             if saved["TRANSFORMERS_VERBOSITY"] is None and env["TRANSFORMERS_VERBOSITY"] is not None:
                 hf_logging.set_verbosity(logging.WARNING)
-            if saved["HF_HUB_DISABLE_PROGRESS_BARS"] is None and env["HF_HUB_DISABLE_PROGRESS_BARS"] is not None:
+            if (
+                saved["HF_HUB_DISABLE_PROGRESS_BARS"] is None
+                and env["HF_HUB_DISABLE_PROGRESS_BARS"] is not None
+            ):
                 hf_logging.enable_progress_bar()

@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich import box
 from rich.console import Console
@@ -104,8 +104,10 @@ def print_table(
     if wrap is not None:  # a compact frame (no inner rules) leaves the room to the cells
         table.box, table.show_edge = box.SIMPLE_HEAD, False
     for i, col in enumerate(columns):
-        justify = "left" if i < left else "right"
-        table.add_column(str(col), justify=justify, overflow="fold", no_wrap=wrap is not None and i not in wrap)
+        justify: Literal["left", "right"] = "left" if i < left else "right"
+        table.add_column(
+            str(col), justify=justify, overflow="fold", no_wrap=wrap is not None and i not in wrap
+        )
     for row in rows:
         table.add_row(*[_fmt(v) for v in row])
     console.print(table)
@@ -128,8 +130,14 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """--quiet / --verbose (and --no-progress where the command has no such option yet), for every command."""
     g = parser.add_argument_group("output")
     level = g.add_mutually_exclusive_group()
-    level.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const="quiet",
-                       help="print only the result table(s) and errors: no notes, warnings or progress bars")
+    level.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const="quiet",
+        help="print only the result table(s) and errors: no notes, warnings or progress bars",
+    )
     level.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const="verbose",
                        help="also library warnings, transformers' logs and progress bars even when piped")  # fmt: skip
     parser.set_defaults(verbosity="normal")

@@ -33,10 +33,19 @@ def run(args: argparse.Namespace) -> int:
         for m in infos
     ]  # fmt: skip
     columns = ["alias", "model", "kind", "D", "layers", "params", "licence", "ready"]
-    print_table("glot model zoo (offline, from PyPI packages)", columns, rows, caption=READY_LEGEND, left=3, wrap=(1, 6))
+    print_table(
+        "glot model zoo (offline, from PyPI packages)",
+        columns,
+        rows,
+        caption=READY_LEGEND,
+        left=3,
+        wrap=(1, 6),
+    )
     for m in infos:  # install hints below the table: long commands would squash its columns
         if not m.installed:
             note(f"  to install {m.alias}: {m.install}")
-    note("Pooling default per kind: cls for encoders, eos for decoders (glot compare picks it automatically).")
+    note(
+        "Pooling default per kind: cls for encoders, eos for decoders (glot compare picks it automatically)."
+    )
     maybe_write_json(args.json, [m.to_dict() for m in infos])
     return 0
