@@ -146,3 +146,17 @@ def test_models_has_a_ready_legend_and_whole_ids_when_piped(tmp_path: Path) -> N
     assert "…" not in narrow and max(len(line) for line in table) <= 80  # commands stay unwrapped (copyable)
     assert _glot_to_file(["models", "--quiet"], log) == 0
     assert "to install" not in log.read_text() and "ready: yes = " in log.read_text()
+
+
+def test_cli_warn_and_note_follow_the_level(capsys: pytest.CaptureFixture[str]) -> None:
+    from glot.cli.common import note, warn
+
+    with progress.output("normal"):
+        warn("3 of 9 texts were cut")
+        note("wrote x.json")
+    captured = capsys.readouterr()
+    assert captured.err == "glot: warning: 3 of 9 texts were cut\n" and captured.out == "wrote x.json\n"
+    with progress.output("quiet"):
+        warn("3 of 9 texts were cut")
+        note("wrote x.json")
+    assert capsys.readouterr() == ("", "")

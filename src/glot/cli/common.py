@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import re
 import sys
@@ -37,6 +38,11 @@ def _piped_width() -> int:
 
 # Piped output (logs, CI, `| tee`) gets 120 columns instead of rich's 80, so result tables stay unsquashed.
 console = _Console(stderr=False, width=None if sys.stdout.isatty() else _piped_width())
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr, ``glot: warning: ...`` (through logging: --quiet drops it)."""
+    logging.getLogger("glot.cli").warning("%s", message)
 
 
 def note(text: str) -> None:
