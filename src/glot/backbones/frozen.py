@@ -23,7 +23,6 @@ import numpy as np
 import torch
 import transformers
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -38,6 +37,7 @@ from glot.backbones.dtypes import FROM_PRETRAINED_DTYPE_KW, dtype_name, resolve_
 from glot.backbones.tokenize import TokenPlan, Truncation, TruncationWarning, check_texts
 from glot.errors import InputError, InputTypeError
 from glot.pooling.packing import pack
+from glot.progress import tqdm
 
 #: PromptEOL (Jiang et al., 2023), a common one-word-summary prompt for decoder sentence embeddings.
 PROMPT_EOL = 'This sentence : "{text}" means in one word:"'

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from glot import __version__
 from glot.backbones.tokenize import Truncation, TruncationWarning
@@ -24,6 +23,7 @@ from glot.cache.manifest import CacheCorruptError, num_shards, plain_name, shard
 from glot.cache.store import mark_verified
 from glot.errors import InputError
 from glot.io import atomic_save_npy, atomic_write_json, remove_stale_temps, sha256_file
+from glot.progress import tqdm
 
 
 def save_npy(path: Path, arr: np.ndarray) -> dict[str, Any]:

@@ -6,19 +6,23 @@ Error boundary: a problem the user caused prints ONE line ``glot: error: ...`` (
 ``CLIError``, ``glot.errors.GlotError`` (InputError / InputTypeError, raised by every validator of the library)
 and file-system errors on a path (missing file, a file where a folder is needed, no permission, read-only or
 full disk), named with the path and the fix. Anything else is a bug of ours and keeps its traceback.
+
+Output: every command takes ``--quiet`` (only the result tables and errors), ``--verbose`` (library warnings,
+transformers' logs, progress bars even when piped) and ``--no-progress``; :func:`glot.progress.output` applies
+them in one place. Progress bars draw only on a terminal, so piped logs stay free of bar lines.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-from glot.cli.common import CLIError, error, os_error_message
+from glot.cli.common import CLIError, add_output_arguments, error, os_error_message
 from glot.errors import GlotError
+from glot.progress import output
 
 # name -> module under glot.cli (module names avoid clashing with stdlib/builtins)
 COMMANDS: dict[str, str] = {
@@ -68,6 +72,7 @@ def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     parser = argparse.ArgumentParser(prog=f"glot {name}", description=HELPS[name])
     one_line_errors(parser)  # every command, not only those with model arguments
     module.add_arguments(parser)
+    add_output_arguments(parser)
     return parser, module
 
 
@@ -83,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, module = _command_parser(name)
     args = parser.parse_args(rest)
     try:
-        with _quiet_libraries(bool(getattr(args, "no_progress", False))):
+        with output(args.verbosity, progress=not args.no_progress):
             return int(module.run(args) or 0)  # type: ignore[attr-defined]
     except (CLIError, GlotError) as err:  # user errors: one line; every other exception is a bug (traceback)
         return error(_one_line(err))
@@ -101,23 +106,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if message is None:  # not about a user's path: a bug or the machine; keep the traceback
             raise
         return error(message)
-
-
-@contextlib.contextmanager
-def _quiet_libraries(quiet: bool) -> Iterator[None]:
-    """``--no-progress`` also silences the progress bars of transformers (e.g. "Loading weights")."""
-    if not quiet:
-        yield
-        return
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _one_line(err: BaseException) -> str:

@@ -4,19 +4,50 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from glot.io import atomic_write_json
 
+
+class _Console(Console):
+    """stdout for results: under ``--quiet`` only tables (the results) print, every other line is dropped."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        from glot.progress import verbosity
+
+        if verbosity() == "quiet" and not any(isinstance(o, Table) for o in objects):
+            return
+        super().print(*objects, **kwargs)
+
+
+def _piped_width() -> int:
+    """Columns for piped output: $COLUMNS when set (a CI log, `COLUMNS=80 glot models | cat`), else 120."""
+    raw = os.environ.get("COLUMNS", "")
+    return int(raw) if raw.isdigit() and int(raw) >= 40 else 120
+
+
 # Piped output (logs, CI, `| tee`) gets 120 columns instead of rich's 80, so result tables stay unsquashed.
-console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
+console = _Console(stderr=False, width=None if sys.stdout.isatty() else _piped_width())
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr, ``glot: warning: ...`` (through logging: --quiet drops it)."""
+    logging.getLogger("glot.cli").warning("%s", message)
+
+
+def note(text: str) -> None:
+    """A plain informational line on stdout (dropped by --quiet; never re-wrapped, so commands stay copyable)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 class CLIError(Exception):
@@ -64,11 +95,25 @@ def os_error_message(err: OSError) -> str | None:
     return f"{shown}: {err.strerror or err}; {fix}"
 
 
-def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Print a readable table (rich) to stdout."""
-    table = Table(title=title, show_lines=False)
+def print_table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    caption: str | None = None,
+    left: int = 1,
+    wrap: Sequence[int] | None = None,
+) -> None:
+    """Print a readable table (rich) to stdout: the first ``left`` columns left-aligned, the rest right-aligned;
+    ``caption`` (e.g. a legend) below it. A cell too wide for the terminal wraps (folds), it is never cut. With
+    ``wrap`` only those columns (e.g. model ids, licences) may wrap; the short ones (numbers) stay on one line."""
+    table = Table(title=title, caption=caption, caption_justify="left", show_lines=False)
+    if wrap is not None:  # a compact frame (no inner rules) leaves the room to the cells
+        table.box, table.show_edge = box.SIMPLE_HEAD, False
     for i, col in enumerate(columns):
-        table.add_column(str(col), justify="left" if i == 0 else "right")
+        justify: Literal["left", "right"] = "left" if i < left else "right"
+        table.add_column(
+            str(col), justify=justify, overflow="fold", no_wrap=wrap is not None and i not in wrap
+        )
     for row in rows:
         table.add_row(*[_fmt(v) for v in row])
     console.print(table)
@@ -87,6 +132,25 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines) + "\n"
 
 
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """--quiet / --verbose (and --no-progress where the command has no such option yet), for every command."""
+    g = parser.add_argument_group("output")
+    level = g.add_mutually_exclusive_group()
+    level.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const="quiet",
+        help="print only the result table(s) and errors: no notes, warnings or progress bars",
+    )
+    level.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const="verbose",
+                       help="also library warnings, transformers' logs and progress bars even when piped")  # fmt: skip
+    parser.set_defaults(verbosity="normal")
+    if "--no-progress" not in parser._option_string_actions:
+        g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write the results as JSON to PATH")
 
@@ -101,4 +165,4 @@ def maybe_write_json(path: Path | None, data: Any) -> None:
             if fix is None:
                 raise
             raise CLIError(f"--json {path}: {err.strerror or err}; {fix}") from err
-        console.print(f"wrote {path}")
+        note(f"wrote {path}")

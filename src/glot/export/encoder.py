@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from glot.cache import BackboneLike, CachedStates
 from glot.data import check_texts
 from glot.errors import InputError, InputTypeError
 from glot.export import pretrained
+from glot.progress import tqdm
 
 
 class PoolerLike(Protocol):

@@ -31,17 +31,15 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import huggingface_hub
 
 from glot.backbones.reference import backbone_reference, load_backbone
-from glot.export.card import CITATION, model_card
+from glot.export.card import CITATION, model_card, run_training_info
 from glot.export.encoder import Encoder
 from glot.export.pretrained import load_head, save_pretrained
 from glot.export.saved import CARD_NAME, CONFIG_NAME, inside, read_config, read_reference
-from glot.io import atomic_write_text, read_json
-from glot.training.checkpoint import METRICS_NAME, RUN_CONFIG_NAME
+from glot.io import atomic_write_text
 
 __all__ = [
     "CITATION",
@@ -63,28 +61,6 @@ __all__ = [
 
 #: Load an Encoder saved by :func:`save_pretrained` (folder or Hub repo id) or a training run folder.
 from_pretrained = Encoder.from_pretrained
-
-
-def run_training_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """``training_info`` for :func:`save_pretrained` from a ``glot train`` run (task, metrics, settings)."""
-    root = Path(run_dir)
-    run_config = read_json(root / RUN_CONFIG_NAME)
-    metrics = read_json(root / METRICS_NAME) if (root / METRICS_NAME).is_file() else {}
-    task = run_config.get("task") or {}
-    name = metrics.get("metric") or task.get("metric") or "score"
-    scores = {
-        f"{split} {name}": metrics[split]
-        for split in ("val", "eval")
-        if isinstance(metrics.get(split), float)
-    }
-    train = run_config.get("train") or {}
-    return {
-        "task": task.get("name"),
-        "data": task.get("info") or task.get("name"),
-        "metrics": scores,
-        "hyperparameters": {k: v for k, v in train.items() if isinstance(v, (int, float, str, bool))},
-        "sizes": task.get("sizes"),
-    }
 
 
 def upload_files(directory: str | os.PathLike[str]) -> list[str]:

@@ -20,9 +20,10 @@ from glot.backbones import zoo
 from glot.backbones.dtypes import resolve_dtype
 from glot.backbones.reference import resolve_local
 from glot.errors import InputError
+from glot.export.card import st_card_for
 from glot.export.saved import read_parts
 from glot.integrations.sentence_transformers import GLOTPooling
-from glot.io import atomic_write_json
+from glot.io import atomic_write_json, atomic_write_text
 from glot.pooling.poolers import load_pooler
 from glot.training.finetune.export import trained_backbone
 
@@ -130,5 +131,7 @@ def run_to_sentence_transformer(
     )  # fmt: skip
     out = Path(out_dir)
     model.save(str(out))
+    dim = int(model.get_sentence_embedding_dimension() or 0)
+    atomic_write_text(out / "README.md", st_card_for(run_dir, parts.pooler_dir, ref, dim))  # glot's card
     atomic_write_json(out / "glot_export.json", {"glot_version": __version__, "backbone": ref})
     return out

@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from glot.cache.task import CachedTask, cache_task
 from glot.errors import InputError
 from glot.io import atomic_write_json
 from glot.pooling.poolers import Pooler, from_config
+from glot.progress import tqdm
 from glot.training.checkpoint import (
     load_checkpoint_state,
     load_epoch,
