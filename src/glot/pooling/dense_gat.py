@@ -16,7 +16,7 @@ incoming edges, attention dropout, ``concat`` or head mean, ``res`` and ``bias``
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +33,12 @@ DENSE_MAX_TOKENS = 256
 
 class DenseBucket(NamedTuple):
     """One padded length bucket. Shapes: slots (b, L) packed row of each slot (N for padding), mask (b, L),
-    adj (b, L, L) bool with adj[., i, j] = token i receives from token j, sim (b, L, L) cosines or None."""
+    real (n_b,) flat positions of the real slots, adj (b, L, L) bool with adj[., i, j] = token i receives from
+    token j, sim (b, L, L) cosines or None."""
 
     slots: Tensor
     mask: Tensor
+    real: Tensor
     adj: Tensor
     sim: Tensor | None
 
@@ -47,6 +49,7 @@ class DenseTokenGraph(NamedTuple):
     buckets: list[DenseBucket]
     order: Tensor
     num_nodes: int
+    memo: dict[Any, Any]  # per-conv-rule masks, filled by the first layer that needs them
 
 
 def build_dense_graph(
@@ -70,10 +73,11 @@ def build_dense_graph(
         gidx = (ptr[group][:, None] + pos[None, :]).clamp_max(n - 1)
         adj, sim = block_adjacency(xn[gidx] * mask[..., None], mask, slice(0, lmax), cfg)
         slots = torch.where(mask, gidx, n)
-        buckets.append(DenseBucket(slots, mask, adj, sim if cfg.weighted else None))
+        real = mask.reshape(-1).nonzero().squeeze(1)
+        buckets.append(DenseBucket(slots, mask, real, adj, sim if cfg.weighted else None))
         rows.append(slots[mask])
     order = torch.argsort(torch.cat(rows))  # packed row r is row order[r] of the concatenated bucket outputs
-    return DenseTokenGraph(buckets, order, n)
+    return DenseTokenGraph(buckets, order, n, {})
 
 
 def supports_dense(conv: object) -> bool:
@@ -113,6 +117,20 @@ def _loop_adjacency(bucket: DenseBucket, conv: GATConv, dtype: torch.dtype) -> t
     return adj, attr
 
 
+def _bucket_terms(
+    graph: DenseTokenGraph, k: int, conv: GATConv, dtype: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(adj, additive mask, attr) of bucket ``k`` for this conv's self-loop rule, computed once per graph and
+    shared by every layer. Shapes: adj (b, 1, L, L) bool, mask (b, 1, L, L): 0 on edges, dtype's min elsewhere.
+    """
+    key = (k, conv.add_self_loops, str(conv.fill_value), conv.lin_edge is not None, dtype)
+    if key not in graph.memo:
+        adj, attr = _loop_adjacency(graph.buckets[k], conv, dtype)
+        neg = torch.zeros(adj.shape, dtype=dtype, device=adj.device).masked_fill_(~adj, torch.finfo(dtype).min)
+        graph.memo[key] = (adj[:, None], neg[:, None], None if attr is None else attr[:, None])
+    return graph.memo[key]
+
+
 def dense_gat(conv: GATConv, x: Tensor, graph: DenseTokenGraph) -> Tensor:
     """``conv(x, edge_index[, edge_attr])`` on the token graph that ``graph`` holds, bucket by bucket.
 
@@ -122,28 +140,30 @@ def dense_gat(conv: GATConv, x: Tensor, graph: DenseTokenGraph) -> Tensor:
     assert x.shape[0] == graph.num_nodes, "the dense graph was built for another batch"
     heads, width = conv.heads, conv.out_channels
     h = conv.lin(x).view(-1, heads, width)
-    pad = h.new_zeros(1, heads, width)  # the row padding slots point at; masked out of every softmax
-    hz = torch.cat([h, pad])
+    hz = torch.cat([h, h.new_zeros(1, heads, width)])  # padding slots point at the zero row N
     a_src = (hz * conv.att_src).sum(-1)  # (N + 1, heads)
     a_dst = (hz * conv.att_dst).sum(-1)
     coef = None
     if conv.lin_edge is not None:  # lin_edge(a) = a * w for a one-feature attribute: alpha_edge = a * coef
         coef = (conv.lin_edge.weight.view(heads, width) * conv.att_edge.view(heads, width)).sum(-1)
     outs = []
-    for bucket in graph.buckets:
-        adj, attr = _loop_adjacency(bucket, conv, h.dtype)
-        idx = bucket.slots
-        score = a_dst[idx].transpose(1, 2)[..., :, None] + a_src[idx].transpose(1, 2)[..., None, :]
+    for k, bucket in enumerate(graph.buckets):
+        edges, neg, attr = _bucket_terms(graph, k, conv, h.dtype)
+        b, length = bucket.slots.shape
+        flat = bucket.slots.reshape(-1)  # index_select, not x[idx]: its backward is one index_add, no sort
+        src = a_src.index_select(0, flat).view(b, length, heads).transpose(1, 2)
+        dst = a_dst.index_select(0, flat).view(b, length, heads).transpose(1, 2)
+        score = dst[..., :, None] + src[..., None, :]  # (b, heads, L_dst, L_src)
         if attr is not None and coef is not None:
-            score = score + attr[:, None] * coef[None, :, None, None]
-        score = F.leaky_relu(score, conv.negative_slope)  # (b, heads, L_dst, L_src)
-        edges = adj[:, None]
-        score = score.masked_fill(~edges, torch.finfo(score.dtype).min)
-        alpha = torch.softmax(score, dim=-1) * edges  # a token without any edge receives nothing
+            score = score + attr * coef[None, :, None, None]
+        alpha = torch.softmax(F.leaky_relu(score, conv.negative_slope) + neg, dim=-1)  # neg: non-edges -> 0
+        if not conv.add_self_loops:  # a token without any incoming edge receives nothing (with loops, only
+            alpha = alpha * edges  # padding rows have none, and they are dropped below)
         alpha = F.dropout(alpha, p=conv.dropout, training=conv.training)
-        out = alpha @ hz[idx].transpose(1, 2)  # (b, heads, L, P)
-        outs.append(out.transpose(1, 2)[bucket.mask])  # (n_b, heads, P)
-    out = torch.cat(outs)[graph.order]
+        msg = hz.index_select(0, flat).view(b, length, heads, width).transpose(1, 2)
+        out = (alpha @ msg).transpose(1, 2).reshape(b * length, heads, width)
+        outs.append(out.index_select(0, bucket.real))  # (n_b, heads, P)
+    out = torch.cat(outs).index_select(0, graph.order)
     out = out.reshape(-1, heads * width) if conv.concat else out.mean(dim=1)
     if conv.res is not None:
         out = out + conv.res(x)
