@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common import add_common_arguments, apply_quick, apply_threads, compare_times, machine_info, median_time
-from glot import GraphConfig, build_pooler, build_token_graph
+from glot import build_pooler, build_token_graph
 from glot.pooling.dense_gat import build_dense_graph
 from glot.pooling.packing import lengths_to_ptr, pack
 from report import args_json, check_out, command_line, fmt_ms, header, md_table, write_results
@@ -95,15 +95,37 @@ def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor, train: bool) -> dict[s
         torch.manual_seed(1)
         head = nn.Linear(p.out_dim, 3)
         opt = torch.optim.Adam([*p.parameters(), *head.parameters()], lr=2e-4)
-        labels = torch.arange(ptr.numel() - 1) % 3
+        labels = torch.arange(ptr.numel() - 1) % 3  # fixed per contender
 
-        def step(p: nn.Module = p, head: nn.Module = head, opt: Any = opt) -> None:
+        def step(p: nn.Module = p, head: nn.Module = head, opt: Any = opt, labels: Tensor = labels) -> None:
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(head(p.forward_packed(x, ptr)), labels).backward()
             opt.step()
 
         fns[name] = step
     return fns
+
+
+def part_contenders(pooler: nn.Module, x: Tensor, ptr: Tensor, train: bool) -> dict[str, Callable[[], Any]]:
+    """The parts the dense path replaces: graph construction, and the K GAT layers on a prebuilt graph
+    (forward, or forward + backward of their sum)."""
+    cfg, gnn = pooler.config.graph, pooler.gnn
+    edges, dense = build_token_graph(x, ptr, cfg), build_dense_graph(x, ptr, cfg)
+    xg = x.clone().requires_grad_(train)
+
+    def layers(**graph: Any) -> None:
+        if train:
+            gnn(xg, **graph).sum().backward()
+        else:
+            with torch.no_grad():
+                gnn(xg, **graph)
+
+    return {
+        "graph edge": lambda: build_token_graph(x, ptr, cfg),
+        "graph dense": lambda: build_dense_graph(x, ptr, cfg),
+        "gnn edge": lambda: layers(edge_index=edges.edge_index, edge_weight=edges.edge_weight),
+        "gnn dense": lambda: layers(dense=dense._replace(memo={})),  # masks rebuilt per call, as in a step
+    }
 
 
 def run_case(
@@ -116,16 +138,23 @@ def run_case(
         fns = contenders(pooler, x, ptr, train=False)
         torch.testing.assert_close(fns["dense"](), fns["edge"](), rtol=1e-4, atol=1e-4)
     times = compare_times(contenders(pooler, x, ptr, train), repeats=args.repeats, warmup=args.warmup)
+    parts = compare_times(part_contenders(pooler, x, ptr, train), repeats=args.repeats, warmup=args.warmup)
     lengths = (ptr[1:] - ptr[:-1]).tolist()
     flops = floor_gflop(pooler, x, ptr)
     floor_ms = 1e3 * (flops["linear_gflop"] + flops["edge_agg_gflop"]) / rate
     row = {"case": name, "stage": "train step" if train else "forward (no_grad)", "B": len(lengths),
            "N": x.shape[0], "L_max": max(lengths), **options, **flops, "gemm_gflops": rate,
            "floor_ms": floor_ms, "edge": times["edge"], "dense": times["dense"],
-           "speedup": times["edge"]["median_s"] / times["dense"]["median_s"]}  # fmt: skip
+           "speedup": times["edge"]["median_s"] / times["dense"]["median_s"], "parts": parts}  # fmt: skip
     print(f"{name:>10} {row['stage']:>17}: edge {fmt_ms(times['edge'])} ms, dense {fmt_ms(times['dense'])} ms, "
-          f"x{row['speedup']:.2f}, forward floor {floor_ms:.2f} ms")  # fmt: skip
+          f"x{row['speedup']:.2f}, forward floor {floor_ms:.2f} ms; "
+          + ", ".join(f"{k} {fmt_ms(v)}" for k, v in parts.items()))  # fmt: skip
     return row
+
+
+def _pair(parts: dict[str, Any], what: str) -> str:
+    ms = 1000.0
+    return f"{parts[what + ' edge']['median_s'] * ms:.2f} / {parts[what + ' dense']['median_s'] * ms:.2f}"
 
 
 def markdown(rows: list[dict[str, Any]], info: dict[str, Any], cmd: str, args: argparse.Namespace) -> str:
@@ -133,13 +162,17 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], cmd: str, args: a
     text += (
         f"Real MiniLM states; medians [min-max] over {args.repeats} interleaved repeats; both paths share the "
         "weights and were checked equal. 'floor' = the forward's matmul FLOPs (per-token linears + edge-list "
-        "aggregation) at the fp32 GEMM rate measured in this run. The machine was shared with other jobs.\n\n"
+        "aggregation) at the fp32 GEMM rate measured in this run. 'graph' = graph construction alone (edge "
+        "list vs bucket masks); 'K GAT layers' = the GNN alone on a prebuilt graph (train: forward + backward "
+        "of its sum). The machine was shared with other jobs (4 other sessions running tests).\n\n"
     )
     cols = ["case", "stage", "B", "N", "L max", "K", "P", "tau", "E' (GAT)", "edge ms", "dense ms",
-            "dense speed-up", "forward GFLOP", "GEMM GFLOP/s", "forward floor ms"]  # fmt: skip
+            "dense speed-up", "graph edge / dense ms", "K GAT layers edge / dense ms", "forward GFLOP",
+            "GEMM GFLOP/s", "forward floor ms"]  # fmt: skip
     table = [
         [r["case"], r["stage"], r["B"], r["N"], r["L_max"], r.get("num_layers", 2), r.get("hidden_dim", 256),
          r["tau"], r["edges_gat"], fmt_ms(r["edge"]), fmt_ms(r["dense"]), f"{r['speedup']:.2f}x",
+         _pair(r["parts"], "graph"), _pair(r["parts"], "gnn"),
          f"{r['linear_gflop'] + r['edge_agg_gflop']:.2f}", f"{r['gemm_gflops']:.0f}", f"{r['floor_ms']:.2f}"]
         for r in rows
     ]  # fmt: skip

@@ -141,6 +141,9 @@ def test_dense_path_chosen_by_longest_sentence(monkeypatch) -> None:
     pooler.gnn.dense_max_tokens = 70
     assert pooler.gnn.prefers_dense(ptr)
     assert not glot.build_pooler("adapool", 16).gnn.prefers_dense(ptr)  # no layers: nothing to do
+    empty = torch.zeros(1, dtype=torch.long)  # B = 0: the edge path, an empty result
+    assert not pooler.gnn.prefers_dense(empty)
+    assert pooler.forward_packed(torch.zeros(0, 16), empty).shape == (0, pooler.out_dim)
     with torch.no_grad():  # and the pooler's output does not depend on the path
         dense_out = pooler.forward_packed(x, ptr)
         pooler.gnn.dense_max_tokens = 0

@@ -126,7 +126,9 @@ def _bucket_terms(
     key = (k, conv.add_self_loops, str(conv.fill_value), conv.lin_edge is not None, dtype)
     if key not in graph.memo:
         adj, attr = _loop_adjacency(graph.buckets[k], conv, dtype)
-        neg = torch.zeros(adj.shape, dtype=dtype, device=adj.device).masked_fill_(~adj, torch.finfo(dtype).min)
+        neg = torch.zeros(adj.shape, dtype=dtype, device=adj.device).masked_fill_(
+            ~adj, torch.finfo(dtype).min
+        )
         graph.memo[key] = (adj[:, None], neg[:, None], None if attr is None else attr[:, None])
     return graph.memo[key]
 

@@ -139,7 +139,8 @@ class TokenGNN(nn.Module):
         limit = dense_path.DENSE_MAX_TOKENS if self.dense_max_tokens is None else self.dense_max_tokens
         if not self.convs or limit <= 0 or not all(supports_dense(conv) for conv in self.convs):
             return False
-        return int((ptr[1:] - ptr[:-1]).max()) <= limit
+        lengths = ptr[1:] - ptr[:-1]
+        return lengths.numel() > 0 and int(lengths.max()) <= limit
 
     def dense_graph(self, x: Tensor, ptr: Tensor, graph: GraphConfig) -> DenseTokenGraph | None:
         """The batch's token graph in dense form where :meth:`prefers_dense`, else None (use an edge list).
