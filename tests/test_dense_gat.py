@@ -148,3 +148,27 @@ def test_dense_path_chosen_by_longest_sentence(monkeypatch) -> None:
         dense_out = pooler.forward_packed(x, ptr)
         pooler.gnn.dense_max_tokens = 0
         torch.testing.assert_close(pooler.forward_packed(x, ptr), dense_out, rtol=1e-5, atol=1e-5)
+
+
+def test_training_run_is_the_same_on_either_path(tmp_path, monkeypatch) -> None:
+    """End to end through the training loop (cache -> GLOT train -> eval): the dense path changes no number
+    beyond float rounding: the same losses every epoch and eval accuracy."""
+    from glot.training.loop import TrainConfig, cache_task, fit
+    from test_train import WordBackbone, _stress
+
+    cached = cache_task(_stress(160, 40), WordBackbone(), cache_dir=tmp_path / "cache", progress=False)
+    config = TrainConfig(pooler="glot", lr=1e-2, epochs=2, batch_size=16, pooler_options={"hidden_dim": 8})
+    calls: list[int] = []
+    real = dense_gat.dense_gat
+    monkeypatch.setattr(gnn, "dense_gat", lambda *a, **k: calls.append(1) or real(*a, **k))
+    runs, used = [], []
+    for limit in (dense_gat.DENSE_MAX_TOKENS, 0):  # sentences of <= 13 tokens: dense, then the edge list
+        monkeypatch.setattr(dense_gat, "DENSE_MAX_TOKENS", limit)
+        runs.append(fit(cached, config, tmp_path / f"run{limit}", progress=False))
+        used.append(len(calls))
+        calls.clear()
+    assert used[0] > 0 and used[1] == 0
+    dense, edge = ([h["train_loss"] for h in r["history"]] for r in runs)
+    assert dense == pytest.approx(edge, rel=1e-4)
+    # at most one of the 40 eval items may flip, and only if its two logits tie to float rounding
+    assert abs(runs[0]["eval"] - runs[1]["eval"]) <= 1 / 40 + 1e-9
