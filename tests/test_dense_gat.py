@@ -144,6 +144,10 @@ def test_dense_path_chosen_by_longest_sentence(monkeypatch) -> None:
     empty = torch.zeros(1, dtype=torch.long)  # B = 0: the edge path, an empty result
     assert not pooler.gnn.prefers_dense(empty)
     assert pooler.forward_packed(torch.zeros(0, 16), empty).shape == (0, pooler.out_dim)
+    conv = pooler.gnn.convs[0]
+    assert dense_gat.dense_gat(
+        conv, torch.zeros(0, 16), build_dense_graph(torch.zeros(0, 16), empty)
+    ).shape == (0, 8)
     with torch.no_grad():  # and the pooler's output does not depend on the path
         dense_out = pooler.forward_packed(x, ptr)
         pooler.gnn.dense_max_tokens = 0

@@ -57,6 +57,8 @@ def build_dense_graph(
 ) -> DenseTokenGraph:
     """The graph :func:`build_token_graph` builds, kept as bucket adjacency masks (no edge list).
 
+    Each bucket's (b, L, L) similarities exist whole (no row blocks), so this is for sentences well below
+    sqrt(max_block_elems) = 4096 tokens; TokenGNN uses it up to :data:`DENSE_MAX_TOKENS`.
     Shapes: x (N, D) packed real tokens, ptr (B + 1,) -> buckets of (b, L, L) masks.
     """
     cfg = config or GraphConfig()
@@ -76,7 +78,9 @@ def build_dense_graph(
         real = mask.reshape(-1).nonzero().squeeze(1)
         buckets.append(DenseBucket(slots, mask, real, adj, sim if cfg.weighted else None))
         rows.append(slots[mask])
-    order = torch.argsort(torch.cat(rows))  # packed row r is row order[r] of the concatenated bucket outputs
+    order = (
+        torch.argsort(torch.cat(rows)) if rows else ptr.new_zeros(0)
+    )  # packed row r is row order[r] of the concatenated bucket outputs
     return DenseTokenGraph(buckets, order, n, {})
 
 
@@ -165,7 +169,7 @@ def dense_gat(conv: GATConv, x: Tensor, graph: DenseTokenGraph) -> Tensor:
         msg = hz.index_select(0, flat).view(b, length, heads, width).transpose(1, 2)
         out = (alpha @ msg).transpose(1, 2).reshape(b * length, heads, width)
         outs.append(out.index_select(0, bucket.real))  # (n_b, heads, P)
-    out = torch.cat(outs).index_select(0, graph.order)
+    out = (torch.cat(outs) if outs else h[:0]).index_select(0, graph.order)
     out = out.reshape(-1, heads * width) if conv.concat else out.mean(dim=1)
     if conv.res is not None:
         out = out + conv.res(x)
