@@ -35,6 +35,7 @@ def test_glot_takes_the_chunked_path_only_without_autograd(monkeypatch) -> None:
     hidden = torch.randn(3, 30, 16)
     mask = torch.ones(3, 30, dtype=torch.bool)
     pooler = glot.build_pooler("glot", 16, hidden_dim=8, tau=0.0).eval()
+    pooler.gnn.dense_max_tokens = 0  # the edge-list path (short sentences would take the dense GAT path)
     with torch.no_grad():
         expected = pooler(hidden, mask)
     calls = []

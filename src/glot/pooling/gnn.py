@@ -9,6 +9,10 @@ Memory: PyG's GATConv materialises one (E, heads, P) message tensor per layer (1
 a 32K-token document at P=256). Without autograd (inference) a GAT layer whose messages would exceed
 ``MESSAGE_ELEMS`` runs :func:`gat_edge_chunked` instead: the same parameters and attention, messages
 aggregated ``MESSAGE_ELEMS`` elements at a time, so peak memory no longer grows with E x P.
+
+Short sentences: when every layer is a GATConv and the longest sentence has at most ``dense_max_tokens`` tokens
+(default :data:`glot.pooling.dense_gat.DENSE_MAX_TOKENS`), :meth:`TokenGNN.dense_graph` gives the graph for the
+dense, length-bucketed path (:mod:`glot.pooling.dense_gat`): the same function, without an edge list.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GATv2Conv, GCNConv, GINConv, GINEConv
 from torch_geometric.utils import add_self_loops, remove_self_loops
 
+import glot.pooling.dense_gat as dense_path
 from glot.errors import InputError
-from glot.pooling.config import GNNConfig
+from glot.pooling.config import GNNConfig, GraphConfig
+from glot.pooling.dense_gat import DenseTokenGraph, build_dense_graph, dense_gat, supports_dense
 
 
 def _gin_mlp(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -103,7 +109,13 @@ def _apply_conv(
 
 
 class TokenGNN(nn.Module):
-    """K layers + jumping knowledge. Shapes: x (N, D), edge_index (2, E) -> u (N, out_dim)."""
+    """K layers + jumping knowledge. Shapes: x (N, D), edge_index (2, E) -> u (N, out_dim).
+
+    ``dense_max_tokens`` (instance attribute; None = :data:`glot.pooling.dense_gat.DENSE_MAX_TOKENS`) is the
+    longest sentence for which :meth:`dense_graph` builds a dense graph (the dense GAT path); 0 turns it off.
+    """
+
+    dense_max_tokens: int | None = None
 
     def __init__(self, in_dim: int, config: GNNConfig, weighted: bool = False) -> None:
         super().__init__()
@@ -122,11 +134,40 @@ class TokenGNN(nn.Module):
             return self.in_dim
         return self.in_dim + k * p if self.config.jk == "cat" else p
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+    def prefers_dense(self, ptr: Tensor) -> bool:
+        """Whether this batch takes the dense GAT path (see the class docstring). Shapes: ptr (B + 1,)."""
+        limit = dense_path.DENSE_MAX_TOKENS if self.dense_max_tokens is None else self.dense_max_tokens
+        if not self.convs or limit <= 0 or not all(supports_dense(conv) for conv in self.convs):
+            return False
+        lengths = ptr[1:] - ptr[:-1]
+        return lengths.numel() > 0 and int(lengths.max()) <= limit
+
+    def dense_graph(self, x: Tensor, ptr: Tensor, graph: GraphConfig) -> DenseTokenGraph | None:
+        """The batch's token graph in dense form where :meth:`prefers_dense`, else None (use an edge list).
+
+        Shapes: x (N, D), ptr (B + 1,) -> buckets of (b, L, L) masks, see :mod:`glot.pooling.dense_gat`.
+        """
+        return build_dense_graph(x, ptr, graph) if self.prefers_dense(ptr) else None
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor | None = None,
+        edge_weight: Tensor | None = None,
+        *,
+        dense: DenseTokenGraph | None = None,
+    ) -> Tensor:
+        """Shapes: x (N, D) and either edge_index (2, E) [+ edge_weight (E,)] or ``dense`` -> u (N, out_dim)."""
+        if dense is None and edge_index is None:
+            edge_index = x.new_zeros(2, 0, dtype=torch.long)
         layers: list[Tensor] = []
         h = x
         for conv in self.convs:
-            h = torch.relu(_apply_conv(self.config.conv, conv, h, edge_index, edge_weight))
+            if dense is not None:
+                h = torch.relu(dense_gat(conv, h, dense))
+            else:
+                assert edge_index is not None
+                h = torch.relu(_apply_conv(self.config.conv, conv, h, edge_index, edge_weight))
             layers.append(h)
         if not layers:
             return x

@@ -58,12 +58,10 @@ def length_buckets(lengths: Tensor, max_block_elems: int, shrink: float = 0.75) 
     return groups
 
 
-def _block_edges(
-    xp: Tensor, mask: Tensor, rows: slice, cfg: GraphConfig
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Edges whose source row lies in ``rows`` for a padded bucket.
+def block_adjacency(xp: Tensor, mask: Tensor, rows: slice, cfg: GraphConfig) -> tuple[Tensor, Tensor]:
+    """The graph rule on rows ``rows`` of a padded bucket: adj[b, i, j] = token i receives from token j.
 
-    Shapes: xp (b, L, D) unit-norm, mask (b, L) -> (bucket idx, i, j, cos) each (E_block,).
+    Shapes: xp (b, L, D) unit-norm, mask (b, L) -> adj (b, r, L) bool, sim (b, r, L) cosines.
     """
     sim = torch.bmm(xp[:, rows], xp.transpose(1, 2)).clamp_(-1.0, 1.0)  # (b, r, L)
     r_idx = torch.arange(rows.start, rows.stop, device=xp.device)
@@ -78,6 +76,17 @@ def _block_edges(
         adj &= top
     if cfg.self_loops:
         adj |= diag & valid
+    return adj, sim
+
+
+def _block_edges(
+    xp: Tensor, mask: Tensor, rows: slice, cfg: GraphConfig
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Edges whose source row lies in ``rows`` for a padded bucket.
+
+    Shapes: xp (b, L, D) unit-norm, mask (b, L) -> (bucket idx, i, j, cos) each (E_block,).
+    """
+    adj, sim = block_adjacency(xp, mask, rows, cfg)
     b, i, j = adj.nonzero(as_tuple=True)
     return b, i + rows.start, j, sim[b, i, j]
 

@@ -228,6 +228,9 @@ class _ReadoutPooler(Pooler):
 
     def token_states(self, x: Tensor, ptr: Tensor) -> Tensor:
         """Refined token states u_i. Shapes: (N, D) -> (N, out_dim)."""
+        dense = self.gnn.dense_graph(x, ptr, self.config.graph) if self.uses_graph else None
+        if dense is not None:  # short sentences, GAT: masked softmax per length bucket, no edge list
+            return self.gnn(x, dense=dense)
         graph = self.build_graph(x, ptr)
         return self.gnn(x, graph.edge_index, graph.edge_weight)
 
