@@ -118,14 +118,14 @@ def test_glot_pooler_dense_equals_edge_path(options, monkeypatch) -> None:
     real = dense_gat.dense_gat
     monkeypatch.setattr(gnn, "dense_gat", lambda *a, **k: calls.append(1) or real(*a, **k))
     results = []
-    for limit in (None, 0):  # default (dense: every sentence <= DENSE_MAX_TOKENS), then the edge path
+    for limit in (256, 0):  # dense (every sentence <= 256 tokens), then the edge path
         pooler = glot_pooler(**options)
         pooler.gnn.dense_max_tokens = limit
         xi = x.clone().requires_grad_()
         out = pooler.forward_packed(xi, ptr)
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
         results.append([out, xi.grad, *[p.grad for p in pooler.parameters()]])
-        assert len(calls) == (pooler.gnn.config.num_layers if limit is None else 0)
+        assert len(calls) == (pooler.gnn.config.num_layers if limit else 0)
         calls.clear()
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
@@ -135,6 +135,8 @@ def test_dense_path_chosen_by_longest_sentence(monkeypatch) -> None:
     """Above the threshold (module constant or per-instance override) the edge list is used."""
     pooler = glot_pooler(tau=0.1)
     x, ptr = batch()
+    assert not pooler.gnn.prefers_dense(ptr)  # opt-in: off by default (not faster on sparse, wide heads)
+    monkeypatch.setattr(dense_gat, "DENSE_MAX_TOKENS", 256)
     assert pooler.gnn.prefers_dense(ptr)  # longest sentence 70 <= DENSE_MAX_TOKENS
     monkeypatch.setattr(dense_gat, "DENSE_MAX_TOKENS", 69)
     assert not pooler.gnn.prefers_dense(ptr)
@@ -166,7 +168,7 @@ def test_training_run_is_the_same_on_either_path(tmp_path, monkeypatch) -> None:
     real = dense_gat.dense_gat
     monkeypatch.setattr(gnn, "dense_gat", lambda *a, **k: calls.append(1) or real(*a, **k))
     runs, used = [], []
-    for limit in (dense_gat.DENSE_MAX_TOKENS, 0):  # sentences of <= 13 tokens: dense, then the edge list
+    for limit in (256, 0):  # sentences of <= 13 tokens: dense, then the edge list
         monkeypatch.setattr(dense_gat, "DENSE_MAX_TOKENS", limit)
         runs.append(fit(cached, config, tmp_path / f"run{limit}", progress=False))
         used.append(len(calls))

@@ -27,8 +27,11 @@ from glot.pooling.config import GraphConfig
 from glot.pooling.graph import DEFAULT_BLOCK_ELEMS, block_adjacency, length_buckets
 from glot.pooling.packing import check_packed
 
-#: Longest sentence (tokens) for which TokenGNN takes the dense path by default (benchmarks/bench_dense_gat.py).
-DENSE_MAX_TOKENS = 256
+#: Longest sentence (tokens) for which TokenGNN takes the dense path; 0 = never (the default). Opt-in because it
+#: is not faster everywhere: benchmarks/bench_dense_gat.py measured the GAT layers 1.1-1.5x faster for the stress
+#: demo head (K=4, P=64, tau=0.6) but 0.9-1.0x for the tweets head (K=2, P=256, tau=0.8, very sparse graphs).
+#: A density-aware choice is future work; set 256 (or ``pooler.gnn.dense_max_tokens``) to use it.
+DENSE_MAX_TOKENS = 0
 
 
 class DenseBucket(NamedTuple):

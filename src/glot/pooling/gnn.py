@@ -11,7 +11,7 @@ a 32K-token document at P=256). Without autograd (inference) a GAT layer whose m
 aggregated ``MESSAGE_ELEMS`` elements at a time, so peak memory no longer grows with E x P.
 
 Short sentences: when every layer is a GATConv and the longest sentence has at most ``dense_max_tokens`` tokens
-(default :data:`glot.pooling.dense_gat.DENSE_MAX_TOKENS`), :meth:`TokenGNN.dense_graph` gives the graph for the
+(default :data:`glot.pooling.dense_gat.DENSE_MAX_TOKENS`, 0 = off: opt-in), :meth:`TokenGNN.dense_graph` gives the graph for the
 dense, length-bucketed path (:mod:`glot.pooling.dense_gat`): the same function, without an edge list.
 """
 
