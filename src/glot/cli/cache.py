@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from glot.cli.common import add_json_argument, maybe_write_json, print_table
+from glot.cli.common import add_json_argument, maybe_write_json, print_table, truncation_message, warn
 from glot.cli.options import add_model_arguments, add_task_arguments, load_backbone, load_task
 
 # torch, transformers, PyG and the modules built on them are imported inside the functions (lazy command
 # loading): `glot cache --help` loads none of them (tests/test_imports.py).
 
 if TYPE_CHECKING:
-    from glot.cache import CachedStates
+    pass
 
 HELP = "run a frozen backbone over a task once and store its token states"
 
@@ -25,18 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_task_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=64, help="backbone batch size (default 64)")
     add_json_argument(parser)
-
-
-def truncation_note(states: CachedStates, backbone: Any) -> str | None:
-    """The one-line notice for texts the backbone cut while caching (None when none were cut)."""
-    if not states.num_truncated:
-        return None
-    limit = getattr(backbone, "length_limit", None)
-    upto = f" (up to {limit} for this model)" if limit and limit > (states.truncated_at or 0) else ""
-    return (
-        f"warning: {states.num_truncated} of {len(states)} texts were cut to {states.truncated_at} tokens; "
-        f"pass --max-length N{upto} to keep more of each text"
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
     rows = [[k, v] for k, v in info.items() if k != "splits"]
     rows += [[f"examples ({name})", n] for name, n in info["splits"].items()]
     print_table(f"hidden-state cache: {args.model} on {task.name}", ["", "value"], rows)
-    note = truncation_note(states, backbone)
-    if note:
-        print(note, file=sys.stderr)
+    message = truncation_message(
+        states.num_truncated, len(states), states.truncated_at, getattr(backbone, "length_limit", None)
+    )
+    if message:
+        warn(message)
     maybe_write_json(args.json, info)
     return 0

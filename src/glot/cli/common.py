@@ -45,6 +45,19 @@ def warn(message: str) -> None:
     logging.getLogger("glot.cli").warning("%s", message)
 
 
+def truncation_message(
+    truncated: int | None, total: int, max_length: int | None, limit: int | None = None
+) -> str | None:
+    """The one warning for texts a backbone cut (None when none were): cache, train and eval say it alike."""
+    if not truncated:
+        return None
+    upto = f" (up to {limit} for this model)" if limit and limit > (max_length or 0) else ""
+    return (
+        f"{truncated} of {total} texts were cut to {max_length} tokens by the backbone; "
+        f"pass --max-length N{upto} to keep more of each text"
+    )
+
+
 def note(text: str) -> None:
     """A plain informational line on stdout (dropped by --quiet; never re-wrapped, so commands stay copyable)."""
     console.print(text, markup=False, highlight=False, soft_wrap=True)

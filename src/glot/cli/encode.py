@@ -95,8 +95,8 @@ def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> int:
     if args.output.suffix != ".npy":
         raise CLIError(f"--output must end in .npy, got {args.output}")
+    texts = _read_texts(args.input)  # a bad input file fails before any model loads
     encoder, pooler_name = _encoder(args)
-    texts = _read_texts(args.input)
     emb = encoder.encode(
         texts, batch_size=args.batch_size, progress=not args.no_progress, normalize=args.normalize
     )

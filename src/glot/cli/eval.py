@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from glot.cli.common import CLIError, add_json_argument, console, maybe_write_json, print_table
+from glot.cli.common import CLIError, add_json_argument, console, maybe_write_json, print_table, warn
 from glot.cli.options import add_task_arguments, load_task, one_line_errors, torch_threads
 from glot.data import task_from_spec
 from glot.training.metrics import compute, format_mean_std, mean_std
@@ -95,8 +94,7 @@ def _check_data(run: Path, config: dict[str, Any], task: Any) -> None:
 
     data = config["task"].get("data")
     if data is None:
-        print(f"glot: warning: {run} records no data hash (older glot); cannot check the data is unchanged",
-              file=sys.stderr)  # fmt: skip
+        warn(f"{run} records no data hash (older glot); cannot check the data is unchanged")
         return
     missing = [s for s in data["splits"] if s not in task.splits]
     if missing or data_fingerprint(task, data["splits"]) != data["sha256"]:

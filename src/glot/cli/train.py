@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from glot.cli.common import CLIError, add_json_argument, maybe_write_json, print_table
+from glot.cli.common import (
+    CLIError,
+    add_json_argument,
+    maybe_write_json,
+    note,
+    print_table,
+    truncation_message,
+    warn,
+)
 from glot.cli.options import (
     add_model_arguments,
     add_optim_arguments,
@@ -120,12 +127,9 @@ def _mean_std_cell(values: list[Any]) -> str:
 def _warn_truncation(result: dict[str, Any]) -> None:
     """Say how many of the task's texts the backbone cut (recorded in the cache and in each seed's metrics)."""
     trunc = (result["per_seed"][0].get("truncation") or {}) if result["per_seed"] else {}
-    if trunc.get("truncated"):
-        print(
-            f"warning: {trunc['truncated']} of {trunc['texts']} texts were cut to {trunc['max_length']} tokens "
-            "by the backbone; pass --max-length N to keep more of each text",
-            file=sys.stderr,
-        )
+    message = truncation_message(trunc.get("truncated"), trunc.get("texts", 0), trunc.get("max_length"))
+    if message:
+        warn(message)
 
 
 def _print_result(result: dict[str, Any], task: Any, method: str, out: Path) -> None:
@@ -164,6 +168,6 @@ def _print_result(result: dict[str, Any], task: Any, method: str, out: Path) -> 
         "train s",
     ]
     print_table(f"{task.name} — {method} — {out}", columns, rows)
-    print(
+    note(
         "* optimistic: epoch picked on the eval split, as the paper reports; the 'eval' column is the honest number"
     )

@@ -15,6 +15,8 @@ from glot.errors import InputError
 from glot.io import load_weights, read_json
 from glot.pooling.poolers import load_pooler
 from glot.training.checkpoint import (
+    ADAPTER_DIR,
+    BACKBONE_DIR,
     HEAD_CONFIG,
     HEAD_WEIGHTS,
     METRICS_NAME,
@@ -28,8 +30,6 @@ from glot.training.finetune.model import FinetunedModel
 from glot.training.finetune.options import METHODS, FinetuneOptions
 from glot.training.heads import build_head
 
-ADAPTER_DIR = "adapter"
-BACKBONE_DIR = "backbone"
 EVAL_OUTPUTS = "eval_outputs.safetensors"
 
 
