@@ -16,7 +16,7 @@ from glot.io import atomic_write_text
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "benchmarks.md"
-ORDER = ["summary", "pooler", "encode", "long", "cache", "efficiency", "gpu_heads"]
+ORDER = ["summary", "startup", "pooler", "dense_gat", "encode", "long", "cache", "efficiency", "gpu_heads"]
 
 INTRO = """# Benchmarks
 
@@ -33,7 +33,9 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 
 | Section | Script | What it measures |
 |---|---|---|
+| Start-up | `bench_startup.py` | `import glot`, `glot --help`, `glot train --help` as fresh processes (vs an older checkout) |
 | Pooler head | `bench_pooler.py` | glot vs a per-sentence loop: graph construction, inference, train step (B=32/128) |
+| Dense GAT | `bench_dense_gat.py` | the opt-in dense, length-bucketed GAT vs the edge-list path (demo and tweets heads, length sweep) |
 | Encode | `bench_encode.py` | texts/s of MiniLM + GLOT vs MiniLM + mean through the same `Encoder`; head overhead % |
 | Long documents | `bench_long.py` | one 2K/8K/32K-token document: time, edges, peak extra memory (tau only vs + kNN) |
 | Cache | `bench_cache.py` | hidden-state cache build time, bytes per sentence and epoch read time vs the reference code's way |

@@ -213,5 +213,8 @@ def test_glot_cache_reports_truncation(tmp_path: Path, capsys: pytest.CaptureFix
     info = json.loads((tmp_path / "info.json").read_text())
     assert (info["texts"], info["truncated"], info["max_length"]) == (12, 7, 8)
     err = capsys.readouterr().err
-    assert "7 of 12 texts were cut to 8 tokens by the backbone; pass --max-length N (up to 128 for this model)" in err
+    assert (
+        "7 of 12 texts were cut to 8 tokens by the backbone; pass --max-length N (up to 128 for this model)"
+        in err
+    )
     assert CachedStates.open(info["path"]).num_truncated == 7
