@@ -95,6 +95,8 @@ def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> int:
     if args.output.suffix != ".npy":
         raise CLIError(f"--output must end in .npy, got {args.output}")
+    if args.run is not None:
+        _run_folder(args.run, args.seed)  # cheap checks first: a missing run fails before texts are read
     texts = _read_texts(args.input)  # a bad input file fails before any model loads
     encoder, pooler_name = _encoder(args)
     emb = encoder.encode(
