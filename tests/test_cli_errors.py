@@ -309,17 +309,17 @@ CASES: list = [
         "folder.npy",
     ),
     case(
-        "lr-inf",  # slice `runs`
+        "lr-inf",
         lambda t, w, r, x: ["train", *stress_args(t, w), "--lr", "inf", "--out", str(w / "lrinf")],
         "lr",
     ),
     case(
-        "cache-dir-is-a-file",  # slice `cache`
+        "cache-dir-is-a-file",
         lambda t, w, r, x: ["cache", *stress_args(t, w)[:-3], "--cache-dir", str(x), "--no-progress"],
         "texts.txt",
     ),
     case(
-        "task-option-unknown",  # slice `data`
+        "task-option-unknown",
         lambda t, w, r, x: ["train", *stress_args(t, w), "--task-option", "bogus=1", "--out", str(w / "tb")],
         "bogus",
     ),

@@ -90,7 +90,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, default: str | None = "
     g.add_argument("--model", default=default, help=f"zoo alias, local folder or hub id (default: {default})")
     g.add_argument("--dtype", default="auto", help="backbone compute dtype: auto, float32, bfloat16, float16")
     g.add_argument("--layer", type=int, default=-1, help="hidden_states index (-1 = last layer, the paper)")
-    g.add_argument("--max-length", type=int, default=None, help="truncation (default: the task's, e.g. 128)")
+    g.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="truncation in tokens (default: the task's: 128 for stress, tweets and GLUE, 512 for imdb; "
+        "csv/jsonl: the model's own limit, e.g. 256 for minilm)",
+    )
     g.add_argument(
         "--cache-dir", type=Path, default=None, help="hidden-state cache (default $GLOT_HOME/cache)"
     )
