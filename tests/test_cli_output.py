@@ -160,3 +160,18 @@ def test_cli_warn_and_note_follow_the_level(capsys: pytest.CaptureFixture[str]) 
         warn("3 of 9 texts were cut")
         note("wrote x.json")
     assert capsys.readouterr() == ("", "")
+
+
+def test_python_api_loads_a_model_without_bars_when_piped(tiny: Path) -> None:
+    """Not only the CLI: FrozenBackbone.from_pretrained in a script piped to a file prints no transformers bar,
+    and the embedding still works."""
+    code = (
+        "import glot\n"
+        f"b = glot.FrozenBackbone.from_pretrained({str(tiny)!r})\n"
+        "e = glot.Encoder(b, glot.build_pooler('mean', b.hidden_size))\n"
+        "print(e.encode(['a short text'], progress=True).shape)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip().startswith("(1, ")
+    assert "Loading weights" not in out.stderr and "\r" not in out.stderr and "it/s" not in out.stderr

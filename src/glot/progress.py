@@ -109,6 +109,22 @@ def output(verbosity: Verbosity = "normal", progress: bool = True) -> Iterator[N
 
 
 @contextlib.contextmanager
+def library_bars() -> Iterator[None]:
+    """transformers' own bars (e.g. "Loading weights") follow glot's rule inside the block: drawn only where a
+    glot bar would draw (a terminal, or --verbose), so the Python API stays quiet when piped too."""
+    from transformers.utils import logging as hf_logging
+
+    if bars_enabled() or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
 def _libraries(verbose: bool, bars: bool) -> Iterator[None]:
     """transformers' logs (unless verbose) and its bars (e.g. "Loading weights", unless bars draw) silenced.
 

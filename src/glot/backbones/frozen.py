@@ -37,7 +37,7 @@ from glot.backbones.dtypes import FROM_PRETRAINED_DTYPE_KW, dtype_name, resolve_
 from glot.backbones.tokenize import TokenPlan, Truncation, TruncationWarning, check_texts
 from glot.errors import InputError, InputTypeError
 from glot.pooling.packing import pack
-from glot.progress import tqdm
+from glot.progress import library_bars, tqdm
 
 #: PromptEOL (Jiang et al., 2023), a common one-word-summary prompt for decoder sentence embeddings.
 PROMPT_EOL = 'This sentence : "{text}" means in one word:"'
@@ -150,9 +150,10 @@ class FrozenBackbone:
         if _hf.detect_decoder(config):
             config.use_cache = False
         tokenizer = AutoTokenizer.from_pretrained(source, **kw)
-        model = AutoModel.from_pretrained(
-            source, config=config, **{FROM_PRETRAINED_DTYPE_KW: torch_dtype}, **kw
-        )
+        with library_bars():  # "Loading weights" only where glot's own bars draw
+            model = AutoModel.from_pretrained(
+                source, config=config, **{FROM_PRETRAINED_DTYPE_KW: torch_dtype}, **kw
+            )
         if getattr(config, "is_encoder_decoder", False):
             model = model.get_encoder()
         model.to(dev)

@@ -266,5 +266,8 @@ def plot_ratio_curves(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    caption(fig, "Lines: mean over seeds (n); error bars and bands: ± 1 sample std.", 7.5)
+    if max(seeds for *_, seeds in stats.values()) > 1:
+        caption(fig, "Lines: mean over seeds (n); error bars and bands: ± 1 sample std.", 7.5)
+    else:  # one seed has no spread: say so instead of promising error bars
+        caption(fig, "One seed per point (n=1): no spread is shown; --seeds 0,1,2 adds ± 1 sample std.", 7.5)
     return save_figure(fig, path_stem, formats)
