@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,19 @@ def run(args: argparse.Namespace) -> int:
     if args.finetune is not None:
         result = _finetune(args, task, config, seeds, out)
     else:
+        from glot.backbones.tokenize import TruncationWarning
         from glot.training.loop import cache_task, train
 
         backbone = load_backbone(args, args.max_length or task.max_length)
-        cached = cache_task(
-            task, backbone, cache_dir=args.cache_dir, dtype=args.cache_dtype, progress=not args.no_progress
-        )
+        with warnings.catch_warnings():  # said once, after the table, for a new and a reused cache alike
+            warnings.simplefilter("ignore", TruncationWarning)
+            cached = cache_task(
+                task,
+                backbone,
+                cache_dir=args.cache_dir,
+                dtype=args.cache_dtype,
+                progress=not args.no_progress,
+            )
         with torch_threads(args.threads):
             result = train(
                 cached, config, out, seeds, progress=not args.no_progress, overwrite=args.overwrite
