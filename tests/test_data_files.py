@@ -60,27 +60,12 @@ def test_jsonl_pair_int_labels_separate_files(tmp_path: Path) -> None:
 def test_csv_scores_make_sts_and_carved_eval(tmp_path: Path) -> None:
     path = tmp_path / "sts.csv"
     path.write_text("s1,s2,sim\n" + "".join(f"x{i},y{i},{i / 4}\n" for i in range(20)), encoding="utf-8")
-    task = get_task(
-        "csv",
-        path=path,
-        text_column="s1",
-        text_pair_column="s2",
-        score_column="sim",
-        eval_fraction=0.25,
-        seed=3,
-    )
+    options = {"path": path, "text_column": "s1", "text_pair_column": "s2", "score_column": "sim"}
+    task = get_task("csv", **options, eval_fraction=0.25, seed=3)
     assert (task.kind, task.metric, task.num_labels) == ("sts", "spearman", 1)
     assert len(task.splits["train"]) == 15 and len(task.splits["eval"]) == 5
     assert task.splits["train"].labels.dtype == np.float32
-    again = get_task(
-        "csv",
-        path=path,
-        text_column="s1",
-        text_pair_column="s2",
-        score_column="sim",
-        eval_fraction=0.25,
-        seed=3,
-    )
+    again = get_task("csv", **options, eval_fraction=0.25, seed=3)
     assert again.splits["eval"].texts == task.splits["eval"].texts
 
 
