@@ -37,6 +37,8 @@ from typing import Any
 import platformdirs
 from filelock import FileLock
 
+from glot.progress import library_bars
+
 logger = logging.getLogger(__name__)
 
 MARKER = "glot_zoo.json"
@@ -247,7 +249,8 @@ def _materialise(spec: _Spec) -> Path:
         try:
             start = time.perf_counter()
             logger.warning("glot zoo: materialising %r into %s (one time)", spec.alias, final)
-            spec.build(tmp)
+            with library_bars():  # transformers' GGUF/weights bars only where glot's own bars draw
+                spec.build(tmp)
             _write_marker(spec, tmp, time.perf_counter() - start)
             tmp.chmod(0o755)  # mkdtemp makes it private; a model cache is not secret
             if final.exists():
