@@ -81,6 +81,10 @@ def test_auto_follows_the_one_capability_probe(monkeypatch: pytest.MonkeyPatch, 
         with pytest.raises(InputError, match=r"emulates it \(slower\); use --head-dtype auto or fp32$"):
             precision.resolve_head_dtype("bf16")
     assert precision.saved_head_dtype("bf16") == "auto" and precision.saved_head_dtype(None) == "fp32"
+    pooler = build_pooler("adapool", 8)
+    # a reloaded run (glot eval) scores at its recorded dtype where this machine has it; older runs: fp32
+    assert isinstance(precision.for_run(pooler, "bf16"), precision.MixedPrecisionPooler) == has
+    assert precision.for_run(pooler, "fp32") is pooler and precision.for_run(pooler, None) is pooler
 
 
 def test_cpu_features_read_torch_then_cpuinfo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -184,6 +188,10 @@ def test_cli_train_and_encode_keep_the_runs_precision(native, tmp_path: Path) ->
                  "--dtype", "float32", *common]) == 0  # fmt: skip
     seed = run / "seed-0"
     assert json.loads((seed / "run_config.json").read_text())["train"]["head_dtype"] == "bf16"
+    metrics = json.loads((seed / "metrics.json").read_text())
+    assert main(["eval", str(run), "--json", str(tmp_path / "e.json"), *common]) == 0
+    # glot eval scores at the run's bf16 (precision.for_run): the run's own number
+    assert json.loads((tmp_path / "e.json").read_text())["per_seed"][0]["value"] == metrics["eval"]
     encoder = Encoder.from_pretrained(seed)
     assert encoder.head_dtype == "auto" and all(p.dtype == torch.float32 for p in encoder.pooler.parameters())
     (tmp_path / "texts.txt").write_text("the delivery contains not keys\nthe quick brown fox\n")

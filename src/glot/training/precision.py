@@ -124,6 +124,12 @@ class MixedPrecisionPooler(nn.Module):
         return pool(self.pooler, x, ptr, self.head_dtype)
 
 
+def for_run(pooler: Any, recorded: Any) -> Any:
+    """``pooler`` at the head dtype a run recorded (``train.head_dtype``, read by :func:`saved_head_dtype`) on
+    this machine: how a reloaded run scores (``glot eval``) what it scored while training."""
+    return at_head_dtype(pooler, resolve_head_dtype(saved_head_dtype(recorded), _device(pooler)))
+
+
 def at_head_dtype(pooler: Any, head_dtype: str) -> Any:
     """``pooler`` itself for ``"fp32"`` (bit-identical to a plain forward), a :class:`MixedPrecisionPooler`
     for ``"bf16"``."""
