@@ -118,6 +118,33 @@ class _Dtypes(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("dense", [0, 512], ids=["edge-list", "dense"])
+def test_the_graph_is_built_from_fp32_cosines_under_bf16(dense: int) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(60, 32) + 0.8 * torch.randn(1, 32)  # a shared direction: many cosines near tau = 0.4
+    ptr = lengths_to_ptr(torch.tensor([20, 25, 15]))
+    pooler = build_pooler("glot", 32, hidden_dim=8, tau=0.4, weighted=True)
+    pooler.gnn.dense_max_tokens = dense
+    graphs = []
+    real = (pooler.gnn.dense_graph, pooler.build_graph)
+
+    def spy(build):  # noqa: ANN001, ANN202
+        return lambda *a, **k: graphs.append(build(*a, **k)) or graphs[-1]
+
+    pooler.gnn.dense_graph, pooler.build_graph = spy(real[0]), spy(real[1])  # type: ignore[method-assign]
+    precision.pool(pooler, x, ptr, "bf16")
+    built = next(g for g in graphs if g is not None)
+    exact = real[0](x, ptr, pooler.config.graph) if dense else real[1](x, ptr)
+    # in bf16 the cosines round to 2^-8 and 4 of these 354 edges flip at tau: the graph must be the fp32 one
+    if dense:
+        assert all(torch.equal(a.adj, b.adj) and torch.equal(a.sim, b.sim) for a, b in zip(built.buckets,
+                   exact.buckets, strict=True))  # fmt: skip
+    else:
+        assert torch.equal(built.edge_index, exact.edge_index) and torch.equal(
+            built.edge_weight, exact.edge_weight
+        )
+
+
+@pytest.mark.parametrize("dense", [0, 512], ids=["edge-list", "dense"])
 def test_bf16_runs_matmuls_in_bf16_and_softmaxes_in_fp32(dense: int) -> None:
     torch.manual_seed(0)
     pooler = build_pooler("glot", 32, hidden_dim=16, tau=0.0, weighted=True)
