@@ -101,18 +101,32 @@ def test_cpu_features_read_torch_then_cpuinfo(monkeypatch: pytest.MonkeyPatch, t
 
 
 class _Dtypes(TorchDispatchMode):
-    """Records the input dtype of every exp / softmax and of every matmul that runs."""
+    """Records the input dtype of every exp / softmax, and of every matmul outside graph construction."""
 
     def __init__(self) -> None:
         super().__init__()
         self.softmax: set[torch.dtype] = set()
         self.matmul: set[torch.dtype] = set()
+        self.in_graph = False  # graph construction (fp32 cosines: the test above) is not recorded
+
+    def watch_graphs(self, pooler: torch.nn.Module) -> None:
+        for owner, name in ((pooler, "build_graph"), (pooler.gnn, "dense_graph")):
+            build = getattr(owner, name)
+
+            def flagged(*args, _build=build, **kwargs):  # noqa: ANN002, ANN003, ANN202
+                self.in_graph = True
+                try:
+                    return _build(*args, **kwargs)
+                finally:
+                    self.in_graph = False
+
+            setattr(owner, name, flagged)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
         name = func.overloadpacket.__name__
         if name in ("exp", "_softmax", "_log_softmax"):
             self.softmax.add(args[0].dtype)
-        if name in ("mm", "addmm", "bmm", "baddbmm"):
+        if name in ("mm", "addmm", "bmm", "baddbmm") and not self.in_graph:
             self.matmul.add(args[-1].dtype)
         return func(*args, **(kwargs or {}))
 
@@ -151,10 +165,11 @@ def test_bf16_runs_matmuls_in_bf16_and_softmaxes_in_fp32(dense: int) -> None:
     pooler.gnn.dense_max_tokens = dense
     x, ptr = torch.randn(30, 32), lengths_to_ptr(torch.tensor([12, 10, 8]))
     seen = _Dtypes()
+    seen.watch_graphs(pooler)
     with seen:
         z = precision.pool(pooler, x, ptr, "bf16")
         z.sum().backward()
-    assert seen.matmul == {torch.bfloat16}  # autocast is on: every matmul of the pooler ran in bf16 ...
+    assert seen.matmul == {torch.bfloat16}  # every matmul of the GNN and readout ran in bf16 ...
     assert seen.softmax == {torch.float32}  # ... and every softmax (GAT attention, readout) in fp32
     assert z.dtype == torch.float32 and all(p.grad.dtype == torch.float32 for p in pooler.parameters())
     with torch.no_grad():
