@@ -171,7 +171,10 @@ def markdown(acc: dict[str, list[dict[str, Any]]], native: list[dict[str, Any]],
     flags = ", ".join(cpu_bf16_features()) or "none"
     text = header("bf16 pooler + head (head_dtype)", command, info, args)
     text += (f"CPU bf16 features: {flags}; `head_dtype=\"auto\"` resolves to "
-             f"**{precision.resolve_head_dtype('auto')}** here. Seeds {args.seeds}.\n\n")  # fmt: skip
+             f"**{precision.resolve_head_dtype('auto')}** here (auto = bf16 on CUDA with bf16 and on CPUs with "
+             "avx512_bf16 or AMX, fp32 elsewhere: compare the two step-time tables). Under bf16 only the "
+             "GNN / readout matmuls run in bf16; weights, graph construction, softmaxes, the pooled embedding, the "
+             f"head and its loss stay fp32. Seeds {args.seeds}.\n\n")  # fmt: skip
     rows = []
     for task, results in acc.items():
         for r in results:
@@ -183,7 +186,11 @@ def markdown(acc: dict[str, list[dict[str, Any]]], native: list[dict[str, Any]],
                          f"{statistics.median(r['train_seconds']['fp32']):.0f} / "
                          f"{statistics.median(r['train_seconds']['bf16']):.0f}"])  # fmt: skip
     if rows:
-        text += "Accuracy (eval, %; mean ± sample std over seeds) and training time (median s):\n\n"
+        text += (
+            "Accuracy (eval, %; mean ± sample std over seeds) and training time (median s). A pair of runs "
+            "shares its seed, data and initial weights; bf16 rounding still sends training down another path, "
+            "so read each difference against the fp32 spread over seeds.\n\n"
+        )
         text += md_table(["task", "pooler", "fp32", "bf16", "bf16 - fp32 per seed: mean [min, max]",
                           "fp32 per seed", "bf16 per seed", "train s fp32 / bf16"], rows)  # fmt: skip
         text += "\n"
