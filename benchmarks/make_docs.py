@@ -1,8 +1,8 @@
 """Assemble docs/benchmarks.md from every ``benchmarks/results/*.md`` file.
 
-Run: ``python benchmarks/make_docs.py`` after any benchmark run. Known sections come in a fixed order (summary,
-pooler, encode, long, cache, efficiency, gpu_heads); any other result file follows, alphabetically. Each result file is
-a self-contained markdown section that starts with ``## <title>`` (see ``report.write_results``).
+Run: ``python benchmarks/make_docs.py`` after any benchmark run. Known sections come in a fixed order (``ORDER``);
+any other result file follows, alphabetically. Each result file is a self-contained markdown section that starts
+with ``## <title>`` (see ``report.write_results``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from glot.io import atomic_write_text
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "benchmarks.md"
-ORDER = ["summary", "startup", "pooler", "dense_gat", "encode", "long", "cache", "efficiency", "gpu_heads"]
+ORDER = ["summary", "startup", "pooler", "dense_gat", "bf16", "encode", "long", "cache", "efficiency",
+         "gpu_heads"]  # fmt: skip
 
 INTRO = """# Benchmarks
 
@@ -36,6 +37,7 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 | Start-up | `bench_startup.py` | `import glot`, `glot --help`, `glot train --help` as fresh processes (vs an older checkout) |
 | Pooler head | `bench_pooler.py` | glot vs a per-sentence loop: graph construction, inference, train step (B=32/128) |
 | Dense GAT | `bench_dense_gat.py` | the opt-in dense, length-bucketed GAT vs the edge-list path (demo and tweets heads, length sweep) |
+| bf16 head | `bench_bf16.py` | `head_dtype` fp32 vs bf16: accuracy over 3 seeds (stress 0.9, tweets; GLOT, AdaPool), step time natively and with bf16 masked |
 | Encode | `bench_encode.py` | texts/s of MiniLM + GLOT vs MiniLM + mean through the same `Encoder`; head overhead % |
 | Long documents | `bench_long.py` | one 2K/8K/32K-token document: time, edges, peak extra memory (tau only vs + kNN) |
 | Cache | `bench_cache.py` | hidden-state cache build time, bytes per sentence and epoch read time vs the reference code's way |

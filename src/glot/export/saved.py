@@ -72,6 +72,7 @@ class EncoderParts:
     transform: nn.Module | None
     trained: str | None = None  # "lora" | "full" | "bundled": the backbone's weights are not the reference's
     weights_dir: Path | None = None  # adapter/ (lora) or a full backbone folder (full, bundled)
+    head_dtype: Any = None  # the pooler precision recorded (run: train.head_dtype); None: not recorded
 
 
 def inside(
@@ -239,8 +240,11 @@ def _run_parts(root: Path, bound: Path | None) -> EncoderParts:
             raise FileNotFoundError(
                 f"{root} is a {method} fine-tuning run without its {weights.name}/ folder"
             )
+    train = run_config.get("train")
+    train = train if isinstance(train, dict) else {}
     return EncoderParts(root, _run_reference(root, run_config), tree_inside(root, POOLER_DIR, "pooler", bound),
-                        _head_transform(root, bound), method if weights is not None else None, weights)  # fmt: skip
+                        _head_transform(root, bound), method if weights is not None else None, weights,
+                        train.get("head_dtype"))  # fmt: skip
 
 
 def _saved_parts(root: Path, bound: Path | None) -> EncoderParts:
@@ -259,7 +263,8 @@ def _saved_parts(root: Path, bound: Path | None) -> EncoderParts:
         transform = load_transform(tree_inside(root, path, "transform", bound))
     bundled = reference.get("bundled")
     weights = tree_inside(root, bundled, "bundled backbone", bound) if bundled is not None else None
-    return EncoderParts(root, reference, pooler_dir, transform, "bundled" if weights else None, weights)
+    return EncoderParts(root, reference, pooler_dir, transform, "bundled" if weights else None, weights,
+                        config.get("head_dtype"))  # fmt: skip
 
 
 def read_parts(

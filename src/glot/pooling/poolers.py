@@ -228,10 +228,12 @@ class _ReadoutPooler(Pooler):
 
     def token_states(self, x: Tensor, ptr: Tensor) -> Tensor:
         """Refined token states u_i. Shapes: (N, D) -> (N, out_dim)."""
-        dense = self.gnn.dense_graph(x, ptr, self.config.graph) if self.uses_graph else None
+        with torch.autocast(x.device.type, enabled=False):  # fp32 cosines vs tau under bf16 autocast too
+            dense = self.gnn.dense_graph(x, ptr, self.config.graph) if self.uses_graph else None
+            graph = self.build_graph(x, ptr) if dense is None else None
         if dense is not None:  # short sentences, GAT: masked softmax per length bucket, no edge list
             return self.gnn(x, dense=dense)
-        graph = self.build_graph(x, ptr)
+        assert graph is not None
         return self.gnn(x, graph.edge_index, graph.edge_weight)
 
     def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:

@@ -41,7 +41,8 @@ class AttentionReadout(nn.Module):
     def weights(self, u: Tensor, ptr: Tensor) -> Tensor:
         """Per-token readout weights pi, summing to 1 within each sentence. Shapes: (N, F) -> (N,)."""
         m = self.score(self.proj(u).tanh()).squeeze(-1)
-        return softmax(m, ptr=ptr)
+        # the softmax in fp32, also under bf16 autocast (glot.training.precision); pi in the dtype of u
+        return softmax(m.float(), ptr=ptr).to(u.dtype)
 
     def forward(self, u: Tensor, ptr: Tensor) -> Tensor:
         pi = self.weights(u, ptr)

@@ -20,9 +20,11 @@ from glot.pooling.config import SECTION_NAMES, PoolerConfig, PoolerSections
 if TYPE_CHECKING:
     from glot.pooling.poolers import Pooler
 
-__all__ = ["OPTIMIZERS", "TrainConfig"]
+__all__ = ["HEAD_DTYPES", "OPTIMIZERS", "TrainConfig"]
 
 OPTIMIZERS = ("adam", "adamw")
+#: Precisions of the pooler + head (:mod:`glot.training.precision`); "auto" = bf16 where the hardware has it.
+HEAD_DTYPES = ("auto", "fp32", "bf16")
 #: Largest learning rate accepted: Adam's steps are ~lr per weight, so anything near this is already absurd
 #: (and lr > ~3e37 overflows inside torch's Adam step).
 MAX_LR = 10.0
@@ -66,7 +68,8 @@ class TrainConfig:
     run key. It may be given as ``glot.build_pooler`` keywords (e.g. ``{"tau": 0.6, "num_layers": 4}``), as
     sections or as their JSON. ``head_options`` go to ``glot.training.heads.build_head``. ``patience`` = stop
     after that many epochs without a validation improvement (None = never). ``max_length`` = backbone
-    truncation (None = the task's). ``grad_clip`` = max gradient norm (None = off).
+    truncation (None = the task's). ``grad_clip`` = max gradient norm (None = off). ``head_dtype``: see
+    :mod:`glot.training.precision`; a run records the dtype it used (``"auto"`` resolved) in its key.
     """
 
     pooler: str = "glot"
@@ -83,6 +86,12 @@ class TrainConfig:
     patience: int | None = _flag(None, "stop after N epochs without a validation improvement; default off")
     max_length: int | None = None
     grad_clip: float | None = _flag(None, "max gradient norm; default off")
+    head_dtype: str = _flag(
+        "auto",
+        "precision of the pooler's matmuls (training and inference; weights, softmaxes and losses stay fp32): "
+        "auto = bf16 on CUDA or a CPU with avx512_bf16/AMX, else fp32",
+        choices=HEAD_DTYPES,
+    )
 
     def __post_init__(self) -> None:
         """Normalise ``pooler_options`` to the pooler's full settings (keywords, sections or their JSON)."""
@@ -130,6 +139,10 @@ class TrainConfig:
         if self.grad_clip is not None:
             _finite(
                 "grad_clip", self.grad_clip, "None (off) or a finite number > 0, e.g. 1.0", lambda v: v > 0
+            )
+        if self.head_dtype not in HEAD_DTYPES:
+            raise InputError(
+                f"head_dtype must be one of {', '.join(HEAD_DTYPES)} (--head-dtype), got {self.head_dtype!r}"
             )
         if not isinstance(self.head_options, dict):
             raise InputError(f"head_options must be a dict of build_head keywords, got {self.head_options!r}")

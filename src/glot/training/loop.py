@@ -45,6 +45,7 @@ from glot.training.checkpoint import (
 )
 from glot.training.config import TrainConfig
 from glot.training.heads import TaskHead, build_head
+from glot.training.precision import at_head_dtype, resolve_head_dtype
 from glot.training.results import finish_run, summarize
 from glot.training.setup import Rows, Setup, carve_validation, make_optimizer, row_counts, split_rows
 from glot.training.sources import CacheSource, predict, score
@@ -123,6 +124,8 @@ def fit(
     """Train one seed of a pooler + head on cached states into ``run_dir`` (resuming a checkpoint of the same
     run) and return its metrics dict."""
     config.validate()
+    requested = config.head_dtype  # "auto" is keyed as what it resolves to here (numbers differ slightly)
+    config = config.replace(head_dtype=resolve_head_dtype(config.head_dtype))
     rows = split_rows(cached.task, config, has_eval="eval" in cached.ids)
     config_json = make_run_config(cached, config, row_counts(rows))
     pooler, head = build_models(cached, config)  # bad pooler/head options fail before any folder is written
@@ -130,6 +133,7 @@ def fit(
     def finish(run_dir: Path, state: dict[str, Any], optimizer: Any, metrics: dict[str, Any]) -> None:
         states, head_params = cached.states, sum(p.numel() for p in head.parameters())
         metrics["pooler"] = config.pooler
+        metrics["precision"] = {"head_dtype": config.head_dtype, "requested": requested}
         metrics["params"] = {"pooler": pooler.num_parameters(), "head": head_params}
         metrics["truncation"] = {"truncated": states.num_truncated, "max_length": states.truncated_at,
                                  "texts": len(states)}  # fmt: skip
@@ -199,7 +203,7 @@ def _epoch(
     t2 = time.perf_counter()
     if setup.evaluate and rows["eval"] is not None:
         eval_preds[f"epoch_{epoch}"] = predict(
-            setup.pooler, setup.head, setup.source, "eval", rows["eval"], setup.task.metric,
+            _pooler(setup, config), setup.head, setup.source, "eval", rows["eval"], setup.task.metric,
             config.eval_batch_size,
         )  # fmt: skip
     if val is None or state["best_val"] is None or val > state["best_val"]:  # no validation: the last
@@ -233,11 +237,12 @@ def _train_epoch(
     setup.source.train(True)
     order = rows[np.random.default_rng([config.seed, epoch]).permutation(len(rows))]
     params = [p for _, group in setup.param_groups(config.lr) for p in group]
+    pooler = _pooler(setup, config)
     total, count, steps = 0.0, 0, []
     starts = range(0, len(order), config.batch_size)[:budget]
     for start in tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch", disable=not progress):
         chunk, wall, cpu = order[start : start + config.batch_size], time.perf_counter(), time.process_time()
-        z = setup.pooler.forward_packed(*setup.source.packed("train", chunk))  # every text column at once
+        z = pooler.forward_packed(*setup.source.packed("train", chunk))  # every text column at once
         loss = setup.head.loss(
             setup.head(*torch.split(z, len(chunk))), None if labels is None else labels[chunk]
         )
@@ -268,11 +273,17 @@ def _budget(setup: Setup, state: dict[str, Any]) -> int | None:
     return max(0, setup.max_steps - sum(len(c["steps"]) for c in state["costs"]))
 
 
+def _pooler(setup: Setup, config: TrainConfig) -> Pooler:
+    """The pooler at the run's head dtype (bf16 autocast, fp32 out; :mod:`glot.training.precision`)."""
+    device = next((p.device for p in setup.pooler.parameters()), torch.device("cpu"))
+    return at_head_dtype(setup.pooler, resolve_head_dtype(config.head_dtype, device))  # type: ignore[no-any-return]
+
+
 def _validate(setup: Setup, config: TrainConfig, rows: Rows) -> float:
     """The task metric on the validation rows (carved from train)."""
     assert rows["val"] is not None
     labels = setup.task.splits["train"].labels
-    preds = predict(setup.pooler, setup.head, setup.source, "train", rows["val"], setup.task.metric,
+    preds = predict(_pooler(setup, config), setup.head, setup.source, "train", rows["val"], setup.task.metric,
                     config.eval_batch_size)  # fmt: skip
     return score(setup.task.metric, preds, None if labels is None else labels[rows["val"]])
 
