@@ -1,0 +1,72 @@
+"""``torchrun -m glot cache`` over 2 CPU processes (gloo): the same entry as a one-process build, state for
+state, and a rerun after a rank was killed mid-build computes only the shards that are missing.
+
+The kill uses the documented test hook ``GLOT_TEST_EXIT_AFTER_SHARDS=R:K`` (rank R exits right after
+recording its K-th shard; glot.cache.shards)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from glot.cache import CachedStates
+from glot.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_models import make_tiny_bert  # noqa: E402
+from torchrun import glot  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("dist-cache")
+    model = make_tiny_bert(root / "bert")
+    args = ["cache", "--model", str(model), "--task", "stress", "--n-train", "120", "--n-eval", "40",
+            "--shard-size", "16", "--batch-size", "8", "--no-progress"]  # fmt: skip
+    out = root / "one.json"
+    assert main([*args, "--cache-dir", str(root / "one"), "--json", str(out)]) == 0  # one process, 1 thread
+    return {"root": root, "args": args, "one": json.loads(out.read_text())}
+
+
+def _same_entry(a: dict[str, object], b: dict[str, object]) -> None:
+    assert a["key"] == b["key"] and a["texts"] == b["texts"] == 160 and a["shards"] == b["shards"] == 10
+    x, y = CachedStates.open(str(a["path"])), CachedStates.open(str(b["path"]))
+    assert np.array_equal(x.offsets, y.offsets)
+    assert all(np.array_equal(x.get(i).numpy(), y.get(i).numpy()) for i in range(len(x)))
+    assert x.manifest["shards"] == y.manifest["shards"]  # same files, same sha256
+
+
+def test_two_ranks_build_the_same_entry_as_one_process(setup: dict[str, object]) -> None:
+    root, out = Path(str(setup["root"])), Path(str(setup["root"])) / "two.json"
+    proc = glot(2, *setup["args"], "--cache-dir", str(root / "two"), "--json", str(out))  # type: ignore[misc]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads(out.read_text())
+    assert two["ranks"] == 2 and two["shards_computed"] == 10
+    _same_entry(setup["one"], two)  # type: ignore[arg-type]
+    assert proc.stdout.count("hidden-state cache") == 1  # rank 0 reports for the group
+
+
+def test_rerun_after_a_killed_rank_computes_only_the_missing_shards(setup: dict[str, object]) -> None:
+    root = Path(str(setup["root"]))
+    cache, out = root / "killed", root / "killed.json"
+    flags = [*setup["args"], "--cache-dir", str(cache), "--json", str(out)]  # type: ignore[misc]
+    proc = glot(2, *flags, GLOT_TEST_EXIT_AFTER_SHARDS="1:1")
+    assert proc.returncode != 0 and not out.exists()
+    (partial,) = cache.glob("*.partial")
+    done = set()
+    for record in partial.glob("progress*.json"):
+        done |= set(json.loads(record.read_text())["done"])
+    assert 1 <= len(done) < 10  # rank 1 recorded its first shard, then died; rank 0 was stopped mid-way
+
+    proc = glot(2, *flags)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = json.loads(out.read_text())
+    assert resumed["shards_computed"] == 10 - len(done)
+    _same_entry(setup["one"], resumed)
+    assert list(cache.glob("*.partial")) == []
