@@ -70,3 +70,11 @@ def test_rerun_after_a_killed_rank_computes_only_the_missing_shards(setup: dict[
     assert resumed["shards_computed"] == 10 - len(done)
     _same_entry(setup["one"], resumed)
     assert list(cache.glob("*.partial")) == []
+
+
+def test_a_backbone_placed_with_device_map_auto_caches_the_same_states(setup: dict[str, object]) -> None:
+    root = Path(str(setup["root"]))
+    out = root / "mapped.json"
+    flags = [*setup["args"], "--device-map", "auto", "--cache-dir", str(root / "mapped"), "--json", str(out)]  # type: ignore[misc]
+    assert main(flags) == 0  # Accelerate places the layers (all on the CPU here); the states do not change
+    _same_entry(setup["one"], json.loads(out.read_text()))  # type: ignore[arg-type]
