@@ -78,3 +78,29 @@ def test_a_backbone_placed_with_device_map_auto_caches_the_same_states(setup: di
     flags = [*setup["args"], "--device-map", "auto", "--cache-dir", str(root / "mapped"), "--json", str(out)]  # type: ignore[misc]
     assert main(flags) == 0  # Accelerate places the layers (all on the CPU here); the states do not change
     _same_entry(setup["one"], json.loads(out.read_text()))  # type: ignore[arg-type]
+
+
+def test_split_is_disjoint_covering_and_length_balanced() -> None:
+    from glot.distributed import shard, split
+
+    rng = np.random.default_rng(0)
+    weights = rng.integers(1, 200, size=37).tolist()
+    items = list(range(100, 137))
+    parts = split(items, weights, 3)
+    assert sorted(i for p in parts for i in p) == items and all(p == sorted(p) for p in parts)
+    loads = [sum(weights[i - 100] for i in p) for p in parts]
+    assert max(loads) - min(loads) <= max(weights)  # greedy, heaviest first: within one item of each other
+    assert [shard(items, weights, for_rank=r, world=3) for r in range(3)] == parts
+    assert split(range(7), None, 3) == [[0, 1, 2], [3, 4], [5, 6]]
+
+
+def test_a_half_set_launcher_environment_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    assert main(["cache", "--task", "stress", "--n-train", "10", "--model", "/no/such/model"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("glot: error: WORLD_SIZE=2 but MASTER_ADDR, MASTER_PORT unset") and "\n" not in err
