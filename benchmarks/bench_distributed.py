@@ -134,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "excluded); wall s = the whole command (start-up, model load, launcher). Speed-up = 1 process, 1 "
         "thread / row.\n\n"
         + md_table(["run", "build s", "wall s", "build speed-up", "wall speed-up"], _rows(results))
+        + f"\nShards are the unit of work: {first['shards']} shards over {args.nproc} ranks give the busiest rank "
+        f"{-(-first['shards'] // args.nproc)} of them, so the build speed-up is at most "
+        f"{first['shards'] / -(-first['shards'] // args.nproc):.2f}x (equal shards) even on idle cores; each rank "
+        "also starts Python and loads the backbone itself, which the wall time pays once per rank.\n"
         + f"\nLoad average (1/5/15 min) before {'/'.join(f'{x:.1f}' for x in load_before)}, after "
         f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())}.\n"
     )

@@ -202,6 +202,11 @@ def _build_or_load_ranks(
         if plan is not None:
             size, todo = plan
             spans = [shard_items(s, size, n) for s in todo]
+            if dist.is_main() and 0 < len(todo) < 2 * dist.world_size():
+                log.warning(
+                    "%d shard(s) of %d texts to compute over %d ranks: some ranks idle or wait; a smaller "
+                    "shard size (--shard-size) spreads the work better", len(todo), size, dist.world_size(),
+                )  # fmt: skip
             mine = dist.shard(todo, weights=[sum(len(t) for t in texts[lo:hi]) for lo, hi in spans])
             dist.everywhere(
                 compute_shards, backbone, texts, final, key, size, mine, dtype, batch_size,
