@@ -16,8 +16,19 @@ from glot.io import atomic_write_text
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "benchmarks.md"
-ORDER = ["summary", "startup", "pooler", "dense_gat", "bf16", "encode", "long", "cache", "efficiency",
-         "gpu_heads"]  # fmt: skip
+ORDER = [
+    "summary",
+    "startup",
+    "pooler",
+    "dense_gat",
+    "bf16",
+    "encode",
+    "long",
+    "cache",
+    "distributed",
+    "efficiency",
+    "gpu_heads",
+]
 
 INTRO = """# Benchmarks
 
@@ -41,6 +52,7 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 | Encode | `bench_encode.py` | texts/s of MiniLM + GLOT vs MiniLM + mean through the same `Encoder`; head overhead % |
 | Long documents | `bench_long.py` | one 2K/8K/32K-token document: time, edges, peak extra memory (tau only vs + kNN) |
 | Cache | `bench_cache.py` | hidden-state cache build time, bytes per sentence and epoch read time vs the reference code's way |
+| Distributed cache | `bench_distributed.py` | `glot cache` as 1 process (1 / all threads) vs `torchrun --nproc_per_node N` |
 | Efficiency | `bench_efficiency.py` | GLOT vs LoRA r=64 vs full fine-tuning: params, peak RSS, ms per step, metric |
 | GPU heads | `gpu_heads.py` | the head benchmarks on CUDA (run on a GPU machine; not in CI) |
 

@@ -125,6 +125,7 @@ class FrozenBackbone:
         device: str | torch.device | None = None,
         revision: str | None = None,
         trust_remote_code: bool = False,
+        device_map: str | dict[str, Any] | None = None,
     ) -> FrozenBackbone:
         """Load a hub id, a local folder or a glot zoo alias (``minilm``, ``mpnet``, ``smollm2-135m``,
         ``gemma3-270m``; see :mod:`glot.backbones.zoo`) as a frozen backbone.
@@ -136,7 +137,9 @@ class FrozenBackbone:
         sentence-transformers uses it: sentence_bert_config.json ``max_seq_length``, else the tokenizer's
         ``model_max_length``, else the position embeddings, else 512 (see ``glot.backbones.introspect.configured_max_length``;
         ``max_length_origin`` says which). ``append_eos`` defaults to True for decoders, False for encoders.
-        ``prompt`` is a template with ``{text}``, e.g. :data:`PROMPT_EOL`.
+        ``prompt`` is a template with ``{text}``, e.g. :data:`PROMPT_EOL`. ``device_map`` ("auto" or a
+        transformers device map) spreads a model too big for one GPU over the visible GPUs (and CPU), via
+        Accelerate; ``device`` is then ignored.
 
         Shapes: none (loads a model).
         """
@@ -150,13 +153,15 @@ class FrozenBackbone:
         if _hf.detect_decoder(config):
             config.use_cache = False
         tokenizer = AutoTokenizer.from_pretrained(source, **kw)
+        placement = {} if device_map is None else {"device_map": device_map}
         with library_bars():  # "Loading weights" only where glot's own bars draw
             model = AutoModel.from_pretrained(
-                source, config=config, **{FROM_PRETRAINED_DTYPE_KW: torch_dtype}, **kw
+                source, config=config, **{FROM_PRETRAINED_DTYPE_KW: torch_dtype}, **kw, **placement
             )
         if getattr(config, "is_encoder_decoder", False):
             model = model.get_encoder()
-        model.to(dev)
+        if device_map is None:  # with a device map, Accelerate placed the layers (inputs go to the first)
+            model.to(dev)
         return cls(
             model, tokenizer, name=str(name_or_path), source=source, revision=revision, layer=layer,
             max_length=max_length, padding_side=padding_side, append_eos=append_eos, prompt=prompt,

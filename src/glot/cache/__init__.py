@@ -28,6 +28,11 @@ A build writes into ``<key[:16]>.partial/``; every finished shard is saved atomi
 the temp files of a write the kill interrupted (``glot.io.TEMP_GLOB``) are deleted, recorded shards are kept
 only if their files still hash right, and finalizing removes every file the manifest does not list.
 
+Several processes (``torchrun --nproc_per_node N -m glot cache ...``, or any code that calls
+:func:`build_or_load` on every rank of an initialised ``torch.distributed`` group): rank 0 takes the lock and
+lists the missing shards, each rank embeds a disjoint, length-balanced share of them (records in
+``progress-rank<r>.json``), rank 0 checks them and finalizes; the entry is the same as a one-process build's.
+
 Verification on open (``verify=``): ``"size"`` checks the manifest, key, file sizes and array shapes (cheap);
 ``"full"`` also re-hashes every file (sha256); ``"auto"`` (default) is ``"full"`` the first time a process
 opens an entry (and again if a file's mtime/size changed since), ``"size"`` afterwards. The manifest is never

@@ -17,10 +17,11 @@ import numpy as np
 from filelock import FileLock, Timeout
 from torch import Tensor
 
+from glot import distributed as dist
 from glot.backbones.tokenize import TruncationWarning
 from glot.cache.key import CacheKey, cache_key, check_dtype, resolve_cache_root
-from glot.cache.manifest import CacheCorruptError
-from glot.cache.shards import build_entry, salvage
+from glot.cache.manifest import CacheCorruptError, shard_items
+from glot.cache.shards import build_entry, compute_shards, finish_partial, prepare_partial, salvage
 from glot.cache.store import VERIFY_MODES, CachedStates, read_manifest
 from glot.data import check_texts
 from glot.errors import InputError
@@ -50,15 +51,19 @@ def lock_path(root: Path, key: CacheKey) -> Path:
     return root / f"{key.short}.lock"
 
 
+def _acquire(lock: FileLock, entry: Path) -> None:
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning("another process is building glot cache entry %s; waiting for it", entry)
+        lock.acquire()
+
+
 @contextmanager
 def _entry_lock(root: Path, key: CacheKey) -> Iterator[None]:
     """Hold the entry's inter-process lock (an OS lock: a killed holder releases it, so it never goes stale)."""
     lock = FileLock(lock_path(root, key))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.warning("another process is building glot cache entry %s; waiting for it", root / key.short)
-        lock.acquire()
+    _acquire(lock, root / key.short)
     try:
         yield
     finally:
@@ -113,6 +118,7 @@ def build_or_load(
     shard_size: int = 4096,
     progress: bool = True,
     verify: str = "auto",
+    distributed: bool | None = None,
 ) -> CachedStates:
     """Return the cached real-token states of ``backbone`` on ``texts``, building (or resuming) if needed.
 
@@ -121,6 +127,12 @@ def build_or_load(
     to the backbone's ``max_length`` says so once (:class:`~glot.backbones.tokenize.TruncationWarning`); the count is
     kept as ``CachedStates.num_truncated``.
 
+    ``distributed`` (default: whether a ``torch.distributed`` process group of more than one rank is
+    initialised, as under ``torchrun``; see :mod:`glot.distributed`) makes this a COLLECTIVE call that every
+    rank must make with the same texts: rank 0 takes the lock and plans, each rank embeds a disjoint,
+    length-balanced share of the missing shards, rank 0 checks and finalizes, and every rank gets the entry,
+    the same as a one-process build. ``CachedStates.built_shards`` says which shards this call computed.
+
     Shapes: texts (B,) -> CachedStates of B items, D = backbone.hidden_size, storage ``dtype``.
     """
     texts = check_texts(texts, ordered=True, allow_empty=False)  # a cache entry needs a stable item order
@@ -128,6 +140,13 @@ def build_or_load(
     key = cache_key(backbone.fingerprint(), texts, dtype)
     root = resolve_cache_root(cache_dir)
     final = root / key.short
+    if dist.active() if distributed is None else distributed:
+        states = _build_or_load_ranks(
+            backbone, texts, key, root, dtype, batch_size, shard_size, progress, verify
+        )
+        if dist.is_main():
+            _warn_truncation(states)
+        return states
     if final.exists():  # lock-free fast path for a finished, good entry
         try:
             return CachedStates.open(final, verify=verify, expected_key=key.digest)
@@ -137,13 +156,68 @@ def build_or_load(
         cached = _open_or_repair(final, key, verify)
         if cached is not None:
             return cached
-        build_entry(backbone, texts, key, final, dtype, batch_size, shard_size, progress)
+        computed = build_entry(backbone, texts, key, final, dtype, batch_size, shard_size, progress)
     states = CachedStates.open(final, verify=verify, expected_key=key.digest)
-    if states.num_truncated:  # once per build (the backbone's per-call warnings are silenced while caching)
+    states.built_shards = computed
+    _warn_truncation(states)
+    return states
+
+
+def _warn_truncation(states: CachedStates) -> None:
+    if (
+        states.built_shards and states.num_truncated
+    ):  # once per build (the backbone's per-call warnings are silenced while caching)
         warnings.warn(
             f"{states.num_truncated} of {len(states)} texts were cut to {states.truncated_at} tokens while "
             "caching; pass a larger max_length (CLI: --max-length) to keep more of each text",
             TruncationWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
+
+
+def _plan(lock: FileLock, final: Path, key: CacheKey, verify: str, shard_size: int, n: int) -> Any:
+    """Rank 0, taking the entry's lock (held until the collective build ends): None when the entry is good,
+    else (shard size, shards still to compute) of its prepared partial folder."""
+    _acquire(lock, final)
+    if _open_or_repair(final, key, verify) is not None:
+        return None
+    return prepare_partial(final, key, shard_size, n)
+
+
+def _build_or_load_ranks(
+    backbone: BackboneLike, texts: list[str], key: CacheKey, root: Path, dtype: str, batch_size: int,
+    shard_size: int, progress: bool, verify: str,
+) -> CachedStates:  # fmt: skip
+    """The collective build (see :func:`build_or_load`); every rank of the process group calls it."""
+    digests = dist.all_gather_object(key.digest)
+    if len(set(digests)) != 1:
+        raise InputError(
+            f"the {len(digests)} ranks want {len(set(digests))} different cache entries; every rank must "
+            "cache the same texts with the same backbone settings and --cache-dtype"
+        )
+    final, n = root / key.short, len(texts)
+    lock = FileLock(lock_path(root, key)) if dist.is_main() else None
+    try:
+        plan = dist.on_main(_plan, lock, final, key, verify, shard_size, n)
+        if plan is not None:
+            size, todo = plan
+            spans = [shard_items(s, size, n) for s in todo]
+            if dist.is_main() and 0 < len(todo) < 2 * dist.world_size():
+                log.warning(
+                    "%d shard(s) of %d texts to compute over %d ranks: some ranks idle or wait; a smaller "
+                    "shard size (--shard-size) spreads the work better", len(todo), size, dist.world_size(),
+                )  # fmt: skip
+            mine = dist.shard(todo, weights=[sum(len(t) for t in texts[lo:hi]) for lo, hi in spans])
+            dist.everywhere(
+                compute_shards, backbone, texts, final, key, size, mine, dtype, batch_size,
+                progress and dist.is_main(), dist.rank(),
+            )  # fmt: skip
+            dist.on_main(finish_partial, final, key, n, dtype, getattr(backbone, "max_length", None))
+        # rank 0 checked (or just wrote) every file: the others check sizes and shapes, not sha256 again
+        mode = verify if dist.is_main() or verify != "auto" else "size"
+        states: CachedStates = dist.everywhere(CachedStates.open, final, verify=mode, expected_key=key.digest)
+    finally:
+        if lock is not None and lock.is_locked:
+            lock.release()
+    states.built_shards = None if plan is None else list(plan[1])
     return states

@@ -1,5 +1,10 @@
 """Writing one cache entry: run the backbone shard by shard into ``<key[:16]>.partial/`` (resumable), then
-finalize it with one directory rename. The caller holds the entry's lock (see :mod:`glot.cache.build`)."""
+finalize it with one directory rename. The caller holds the entry's lock (see :mod:`glot.cache.build`).
+
+Three steps, so several ranks can share the middle one: :func:`prepare_partial` (one process, under the lock:
+clean up, merge progress, list the shards to do), :func:`compute_shards` (each rank its own disjoint shards,
+recording them in its own progress file) and :func:`finish_partial` (one process, after all writers: check
+every shard is there, write offsets + manifest, rename). :func:`build_entry` runs all three in one process."""
 
 from __future__ import annotations
 
@@ -24,6 +29,9 @@ from glot.cache.store import mark_verified
 from glot.errors import InputError
 from glot.io import atomic_save_npy, atomic_write_json, remove_stale_temps, sha256_file
 from glot.progress import tqdm
+
+#: Progress files of ranks > 0 (rank 0 and a one-process build use ``progress.json``).
+RANK_PROGRESS_GLOB = "progress-rank*.json"
 
 
 def save_npy(path: Path, arr: np.ndarray) -> dict[str, Any]:
@@ -88,44 +96,71 @@ def _shard_done(partial: Path, rec: object, items: list[int]) -> bool:
         return False
 
 
-def _load_progress(partial: Path, key: CacheKey, shard_size: int) -> dict[str, Any]:
-    """The build state of ``partial``: an earlier run's (same key: resume with its shard size) or a fresh one."""
-    state: dict[str, Any] = {"key": key.digest, "shard_size": shard_size, "done": {}}
+def _read_state(path: Path, key: CacheKey, shard_size: int | None) -> dict[str, Any] | None:
+    """A progress file's state if it is well formed and of this key (and of ``shard_size``, when given)."""
     try:
-        old = json.loads((partial / "progress.json").read_text())
+        old = json.loads(path.read_text())
     except (OSError, ValueError):
-        return state
+        return None
     size = old.get("shard_size") if isinstance(old, dict) else None
     ok = (
-        isinstance(size, int)
-        and not isinstance(size, bool)
-        and size >= 1
-        and isinstance(old.get("done"), dict)
-    )
-    return old if ok and old.get("key") == key.digest else state
+        isinstance(size, int) and not isinstance(size, bool) and size >= 1
+        and isinstance(old.get("done"), dict) and old.get("key") == key.digest
+        and (shard_size is None or size == shard_size)
+    )  # fmt: skip
+    return old if ok else None
 
 
-def build_entry(
-    backbone: Any, texts: list[str], key: CacheKey, final: Path, dtype: str, batch_size: int,
-    shard_size: int, progress: bool,
-) -> None:  # fmt: skip
-    """Build (or resume) ``<final>.partial`` shard by shard, then finalize it into ``final``.
+def _load_progress(partial: Path, key: CacheKey, shard_size: int) -> dict[str, Any]:
+    """The build state of ``partial``: an earlier run's (same key: resume with its shard size, merging the
+    records other ranks left in ``progress-rank<r>.json``) or a fresh one."""
+    state = _read_state(partial / "progress.json", key, None)
+    if state is None:
+        state = {"key": key.digest, "shard_size": shard_size, "done": {}}
+    for other in sorted(partial.glob(RANK_PROGRESS_GLOB)):
+        extra = _read_state(other, key, int(state["shard_size"]))
+        for s, rec in (extra or {}).get("done", {}).items():
+            state["done"].setdefault(s, rec)
+    return state
 
-    Temp files a killed writer left in the partial folder are deleted first (the caller holds the lock, so no
-    live writer owns them); shards recorded in ``progress.json`` whose files still hash right are kept.
-    """
+
+def progress_file(partial: Path, rank: int) -> Path:
+    """Where ``rank`` records its finished shards (rank 0 / one process: ``progress.json``)."""
+    return partial / ("progress.json" if rank == 0 else f"progress-rank{rank}.json")
+
+
+def prepare_partial(final: Path, key: CacheKey, shard_size: int, n: int) -> tuple[int, list[int]]:
+    """Set up (or take up) ``<final>.partial``: delete a killed writer's temp files, merge every rank's
+    progress into ``progress.json`` and return the shard size and the shards still to compute (recorded
+    shards count as done only if their files still hash right). Caller holds the lock; no writer is live."""
     partial = final.with_name(final.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(partial)
     state = _load_progress(partial, key, shard_size)
-    size, n = int(state["shard_size"]), len(texts)
+    size = int(state["shard_size"])
     todo = [
         s for s in range(num_shards(size, n))
         if not _shard_done(partial, state["done"].get(str(s)), shard_items(s, size, n))
     ]  # fmt: skip
-    left = sum(hi - lo for lo, hi in (shard_items(s, size, n) for s in todo))
-    with tqdm(total=n, initial=n - left, disable=not progress, desc="caching states", unit="text") as bar:
-        for s in todo:
+    state["done"] = {k: v for k, v in state["done"].items() if k.isdigit() and int(k) not in todo}
+    atomic_write_json(partial / "progress.json", state)
+    for other in partial.glob(RANK_PROGRESS_GLOB):  # merged above
+        other.unlink()
+    return size, todo
+
+
+def compute_shards(
+    backbone: Any, texts: list[str], final: Path, key: CacheKey, size: int, shards: Sequence[int],
+    dtype: str, batch_size: int, progress: bool, rank: int = 0,
+) -> None:  # fmt: skip
+    """Compute ``shards`` (after :func:`prepare_partial`) into the partial folder, recording each finished
+    one in this rank's progress file. Ranks given disjoint ``shards`` can run this at the same time."""
+    partial, n = final.with_name(final.name + ".partial"), len(texts)
+    record = progress_file(partial, rank)
+    state = _read_state(record, key, size) or {"key": key.digest, "shard_size": size, "done": {}}
+    total = sum(hi - lo for lo, hi in (shard_items(s, size, n) for s in shards))
+    with tqdm(total=total, disable=not progress, desc="caching states", unit="text") as bar:
+        for count, s in enumerate(shards, 1):
             lo, hi = shard_items(s, size, n)
             tokens, lengths, cut = _compute_shard(backbone, texts[lo:hi], lo, dtype, batch_size, bar)
             rec_len = save_npy(partial / f"shard-{s:05d}.lengths.npy", lengths)
@@ -134,8 +169,56 @@ def build_entry(
                 "tokens": rec_tok, "lengths": rec_len, "dim": int(tokens.shape[1]), "items": [lo, hi],
                 "truncated": cut,
             }  # fmt: skip
-            atomic_write_json(partial / "progress.json", state)
-    _finalize(partial, final, key, state, n, dtype, getattr(backbone, "max_length", None))
+            atomic_write_json(record, state)
+            _fault_hook(rank, count)
+
+
+def _fault_hook(rank: int, count: int) -> None:
+    """TEST HOOK: ``GLOT_TEST_EXIT_AFTER_SHARDS=R:K`` makes rank R exit (code 17, no cleanup) right after
+    recording its K-th shard, to test that a rerun resumes after a killed rank. Unset in normal use."""
+    spec = os.environ.get("GLOT_TEST_EXIT_AFTER_SHARDS")
+    if spec and spec == f"{rank}:{count}":
+        os._exit(17)
+
+
+def finish_partial(final: Path, key: CacheKey, n: int, dtype: str, max_length: object) -> None:
+    """Check that every shard is recorded and its files are there with the recorded size and shape (the
+    writers hashed them), then finalize. Caller holds the lock, after every writer finished."""
+    partial = final.with_name(final.name + ".partial")
+    state = _load_progress(partial, key, 1)
+    size = int(state["shard_size"])
+    missing = [
+        s for s in range(num_shards(size, n)) if not _shard_present(partial, state["done"].get(str(s)))
+    ]
+    if missing:
+        raise RuntimeError(
+            f"shards {missing[:8]} of {partial} are missing after every rank finished; with several "
+            "processes the cache folder (--cache-dir) must be one folder all of them see (a shared filesystem)"
+        )
+    _finalize(partial, final, key, state, n, dtype, max_length)
+
+
+def _shard_present(partial: Path, rec: object) -> bool:
+    try:
+        assert isinstance(rec, dict)
+        for f in (rec["tokens"], rec["lengths"]):
+            assert (partial / plain_name(f["name"], "progress")).stat().st_size == f["bytes"]
+        arr = np.load(partial / rec["tokens"]["name"], mmap_mode="r", allow_pickle=False)
+        return bool(arr.ndim == 2 and arr.shape[1] == rec["dim"])
+    except (AssertionError, KeyError, TypeError, ValueError, OSError, CacheCorruptError):
+        return False
+
+
+def build_entry(
+    backbone: Any, texts: list[str], key: CacheKey, final: Path, dtype: str, batch_size: int,
+    shard_size: int, progress: bool,
+) -> list[int]:  # fmt: skip
+    """Build (or resume) ``<final>.partial`` shard by shard in this process, then finalize it into ``final``;
+    return the shards it computed. Caller holds the lock."""
+    size, todo = prepare_partial(final, key, shard_size, len(texts))
+    compute_shards(backbone, texts, final, key, size, todo, dtype, batch_size, progress)
+    finish_partial(final, key, len(texts), dtype, getattr(backbone, "max_length", None))
+    return todo
 
 
 def _truncation(recs: list[dict[str, Any]], max_length: object) -> dict[str, Any]:

@@ -123,6 +123,9 @@ class CachedStates:
         #: How many texts the backbone cut to ``truncated_at`` tokens while building (None: not reported).
         self.num_truncated: int | None = trunc.get("truncated")
         self.truncated_at: int | None = trunc.get("max_length")
+        #: Shards the :func:`~glot.cache.build_or_load` call that returned this computed (over all ranks);
+        #: None when it opened the entry as it was, [] when it only finalized an already complete build.
+        self.built_shards: list[int] | None = None
 
     @classmethod
     def open(cls, path: str | Path, *, verify: str = "auto", expected_key: str | None = None) -> CachedStates:

@@ -18,15 +18,32 @@ if TYPE_CHECKING:
 
 HELP = "run a frozen backbone over a task once and store its token states"
 
+# Several processes: `torchrun --nproc_per_node N -m glot cache ...` (or `accelerate launch -m glot cache ...`)
+# splits the missing shards over the ranks (glot.distributed, glot.cache.build); rank 0 prints and writes --json.
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_task_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=64, help="backbone batch size (default 64)")
+    parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=1024,
+        help="texts per cache shard file (default 1024); under torchrun the shards are the unit of work split "
+        "over the ranks, so use several shards per rank",
+    )
     add_json_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from glot import distributed
+
+    with distributed.process_group():
+        return _run(args, distributed.is_main(), distributed.world_size())
+
+
+def _run(args: argparse.Namespace, main: bool, ranks: int) -> int:
     from glot.backbones.tokenize import TruncationWarning
     from glot.cache import resolve_cache_root
     from glot.cache.task import cache_task
@@ -39,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", TruncationWarning)  # reported once below, with the CLI's fix
         cached = cache_task(
             task, backbone, cache_dir=args.cache_dir, dtype=args.cache_dtype, batch_size=args.batch_size,
-            progress=not args.no_progress,
+            shard_size=args.shard_size, progress=not args.no_progress,
         )  # fmt: skip
     seconds = time.perf_counter() - start
     states = cached.states
@@ -48,9 +65,12 @@ def run(args: argparse.Namespace) -> int:
         "task": task.name, "model": args.model, "path": str(states.path), "key": cached.cache_key,
         "texts": len(states), "tokens": states.num_tokens, "dim": states.dim, "dtype": states.dtype,
         "size_mb": round(size_mb, 1), "seconds": round(seconds, 1), "max_length": states.truncated_at,
-        "truncated": states.num_truncated,
+        "truncated": states.num_truncated, "ranks": ranks, "shards": len(states.manifest["shards"]),
+        "shards_computed": len(states.built_shards or []),
         "splits": {name: len(ids["texts"]) for name, ids in cached.ids.items()},
     }  # fmt: skip
+    if not main:  # rank 0 reports for the group
+        return 0
     rows = [[k, v] for k, v in info.items() if k != "splits"]
     rows += [[f"examples ({name})", n] for name, n in info["splits"].items()]
     print_table(f"hidden-state cache: {args.model} on {task.name}", ["", "value"], rows)

@@ -1,9 +1,9 @@
-"""``glot encode``: texts (a file, one per line, or stdin) -> sentence embeddings saved as .npy."""
+"""``glot encode``: texts (a file, one per line, or stdin) -> sentence embeddings saved as .npy: one file, or a
+folder of parts + index.json (:mod:`glot.export.sharded`), written in parallel by the ranks of a torchrun."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     one_line_errors(parser)
     parser.add_argument("input", nargs="?", default="-", help="text file, one text per line ('-' = stdin)")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the (N, dim) .npy")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="X.npy: one (N, dim) file; a FOLDER (no suffix): .npy parts of --shard-rows rows + index.json, "
+        "written in parallel under `torchrun --nproc_per_node N -m glot encode ...`",
+    )
     src = parser.add_argument_group("what encodes (a trained run, or a backbone + parameter-free pooler)")
     src.add_argument(
         "--run",
@@ -36,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--model", default=None, help="backbone (with --pooler, no --run)")
     src.add_argument("--pooler", default=None, help="cls, eos, mean or max (untrained poolers need --run)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--shard-rows",
+        type=int,
+        default=50_000,
+        help="texts read, embedded and written at a time (one part file each in a FOLDER output; default 50000): "
+        "the input is streamed, never loaded whole",
+    )
     parser.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
     parser.add_argument(
         "--head-dtype",
@@ -48,20 +62,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_json_argument(parser)
 
 
-def _read_texts(source: str) -> list[str]:
+def _check_input(source: str) -> None:
+    """A missing or textless input file fails before any model loads (stdin is checked as it is read)."""
+    from glot.export.sharded import iter_chunks
+
     if source == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise CLIError(
-                f"input file {path} does not exist; pass a text file with one text per line, or '-'"
-            )
-        lines = path.read_text(encoding="utf-8").splitlines()
-    texts = [line for line in lines if line.strip()]
-    if not texts:
+        return
+    if not Path(source).is_file():
+        raise CLIError(f"input file {source} does not exist; pass a text file with one text per line, or '-'")
+    if next(iter_chunks(source, 1), None) is None:
         raise CLIError(f"no texts in {source!r}: expected one non-empty text per line")
-    return texts
+
+
+def _sharded(output: Path) -> bool:
+    """``-o X.npy``: one file; ``-o FOLDER`` (no suffix): sharded parts + index.json."""
+    if output.suffix == ".npy":
+        return False
+    if output.suffix:
+        raise CLIError(
+            f"--output must end in .npy (one file) or be a folder name without a suffix (sharded .npy parts "
+            f"+ index.json), got {output}"
+        )
+    return True
 
 
 def _run_folder(run: Path, seed: int | None) -> Path:
@@ -103,17 +125,57 @@ def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.output.suffix != ".npy":
-        raise CLIError(f"--output must end in .npy, got {args.output}")
+    from glot import distributed
+
+    with distributed.process_group():
+        return _run(args, distributed.is_main(), distributed.world_size())
+
+
+def _run(args: argparse.Namespace, main: bool, ranks: int) -> int:
+    from glot.export.sharded import encode_to_folder, iter_chunks
+
+    sharded = _sharded(args.output)
+    if ranks > 1 and not sharded:
+        raise CLIError(f"{ranks} ranks write one part each: pass -o FOLDER (no .npy suffix) under torchrun")
     if args.run is not None:
         _run_folder(args.run, args.seed)  # cheap checks first: a missing run fails before texts are read
-    texts = _read_texts(args.input)  # a bad input file fails before any model loads
+    _check_input(args.input)  # a bad input file fails before any model loads
+    chunks = None if sharded else iter_chunks(args.input, args.shard_rows)
+    first = None if chunks is None else next(chunks, None)
+    if chunks is not None and first is None:
+        raise CLIError(f"no texts in {args.input!r}: expected one non-empty text per line")
     encoder, pooler_name = _encoder(args)
-    emb = encoder.encode(
-        texts, batch_size=args.batch_size, progress=not args.no_progress, normalize=args.normalize
-    )
-    atomic_save_npy(args.output, np.asarray(emb, dtype=np.float32))
-    info = {"output": str(args.output), "texts": len(texts), "dim": int(emb.shape[1]), "pooler": pooler_name}
-    print_table("glot encode", ["", "value"], [[k, v] for k, v in info.items()])
-    maybe_write_json(args.json, info)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.asarray(
+            encoder.encode(texts, batch_size=args.batch_size, progress=False, normalize=args.normalize),
+            dtype=np.float32,
+        )
+
+    info: dict[str, object] = {"output": str(args.output)}
+    if sharded:
+        meta = {
+            "pooler": pooler_name,
+            "normalize": args.normalize,
+            "run": str(args.run or ""),
+            "model": args.model,
+        }
+        index = encode_to_folder(
+            embed,
+            args.input,
+            args.output,
+            shard_rows=args.shard_rows,
+            meta=meta,
+            progress=not args.no_progress,
+        )
+        info.update(texts=index["rows"], dim=index["dim"], pooler=pooler_name, shards=len(index["shards"]))
+        info["ranks"] = ranks
+    else:
+        assert chunks is not None and first is not None
+        emb = np.concatenate([embed(first), *(embed(chunk) for chunk in chunks)])
+        atomic_save_npy(args.output, emb)
+        info.update(texts=len(emb), dim=int(emb.shape[1]), pooler=pooler_name)
+    if main:  # rank 0 reports for the group
+        print_table("glot encode", ["", "value"], [[k, v] for k, v in info.items()])
+        maybe_write_json(args.json, info)
     return 0

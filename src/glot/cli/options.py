@@ -108,6 +108,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, default: str | None = "
         help="torch threads while training heads (default 1: small ops, no oversubscription on busy machines; "
         "0 = torch's default)",
     )
+    g.add_argument(
+        "--device-map", default=None, choices=("auto",),
+        help="auto: spread a backbone too big for one GPU over the visible GPUs (and CPU) with Accelerate",
+    )  # fmt: skip
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -275,6 +279,8 @@ def load_backbone(args: argparse.Namespace, max_length: int | None) -> Any:
             f"unknown model {name!r}: not a zoo alias ({', '.join(zoo.aliases())}) nor a local folder"
         )
     lengths: dict[str, Any] = {} if max_length is None else {"max_length": max_length}
+    if getattr(args, "device_map", None) is not None:
+        lengths["device_map"] = args.device_map
     try:
         return FrozenBackbone.from_pretrained(name, dtype=args.dtype, layer=args.layer, **lengths)
     except OSError as err:
