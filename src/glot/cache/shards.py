@@ -20,6 +20,8 @@ from glot import __version__
 from glot.backbones.tokenize import Truncation, TruncationWarning
 from glot.cache.key import FORMAT_VERSION, STORAGE_DTYPES, CacheKey
 from glot.cache.manifest import CacheCorruptError, num_shards, plain_name, shard_items
+from glot.cache.quantize import QUANTIZED, logical_dim
+from glot.cache.quantize import encode as quantize
 from glot.cache.store import mark_verified
 from glot.errors import InputError
 from glot.io import atomic_save_npy, atomic_write_json, remove_stale_temps, sha256_file
@@ -33,7 +35,9 @@ def save_npy(path: Path, arr: np.ndarray) -> dict[str, Any]:
 
 
 def _to_storage(x: Tensor, dtype: str, first_item: int) -> np.ndarray:
-    """Shapes: x (N, D) any float dtype -> (N, D) numpy array in the storage dtype."""
+    """Shapes: x (N, D) any float dtype -> (N, D) numpy array in the storage dtype ((N, D + 4) for int8)."""
+    if dtype in QUANTIZED:
+        return quantize(x, first_item)
     t = x.detach().to("cpu", STORAGE_DTYPES[dtype][1])
     if not bool(torch.isfinite(t).all()):
         where = (
@@ -131,7 +135,7 @@ def build_entry(
             rec_len = save_npy(partial / f"shard-{s:05d}.lengths.npy", lengths)
             rec_tok = save_npy(partial / f"shard-{s:05d}.npy", tokens)
             state["done"][str(s)] = {
-                "tokens": rec_tok, "lengths": rec_len, "dim": int(tokens.shape[1]), "items": [lo, hi],
+                "tokens": rec_tok, "lengths": rec_len, "dim": logical_dim(dtype, tokens.shape[1]), "items": [lo, hi],
                 "truncated": cut,
             }  # fmt: skip
             atomic_write_json(partial / "progress.json", state)
