@@ -1,0 +1,203 @@
+"""Rank / world helpers on ``torch.distributed``, for runs launched by ``torchrun`` or ``accelerate launch``.
+
+Both launchers start one process per device and tell each its place through environment variables
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); :func:`process_group` reads them
+and initialises the default process group (``nccl`` when CUDA is available, ``gloo`` on CPU). A plain
+``python -m glot`` / ``glot`` run sets none of them and everything here degrades to one process: rank 0 of a
+world of 1, :func:`barrier` a no-op, :func:`shard` the whole list.
+
+Typical use (what ``glot cache`` / ``glot encode`` do)::
+
+    with distributed.process_group():
+        part = distributed.shard(range(n), weights=lengths)   # this rank's share, length-balanced
+        ...                                                    # work on it, on distributed.device()
+        distributed.barrier()
+        if distributed.is_main():
+            ...                                                # one rank verifies / writes the result
+
+Collectives (:func:`barrier`, :func:`all_gather_object`, :func:`broadcast_object`) must be called by every
+rank in the same order, as in torch.distributed itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from glot.errors import InputError
+
+#: Environment variables the launchers set; WORLD_SIZE > 1 means "launched as one of several processes".
+ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InputError(
+            f"environment variable {name}={raw!r} is not an int; unset it or launch with torchrun / accelerate"
+        ) from None
+    if value < 0:
+        raise InputError(f"environment variable {name}={value} is negative; unset it or launch with torchrun")
+    return value
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE from the launcher's environment (1 when not launched by torchrun / accelerate)."""
+    return max(1, _env_int("WORLD_SIZE", 1))
+
+
+def launched() -> bool:
+    """True when this process is one of several started by a launcher (WORLD_SIZE > 1)."""
+    return env_world_size() > 1
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's global rank: from the process group if initialised, else RANK from the env, else 0."""
+    return dist.get_rank() if is_initialized() else _env_int("RANK", 0)
+
+
+def world_size() -> int:
+    """Number of processes: from the process group if initialised, else WORLD_SIZE from the env, else 1."""
+    return dist.get_world_size() if is_initialized() else env_world_size()
+
+
+def local_rank() -> int:
+    """Rank on this machine (LOCAL_RANK; 0 without a launcher): picks this process's GPU."""
+    return _env_int("LOCAL_RANK", 0)
+
+
+def is_main() -> bool:
+    """True on rank 0 (and in a one-process run): the rank that prints, verifies and writes shared files."""
+    return rank() == 0
+
+
+def active() -> bool:
+    """True when collectives mean something: a process group is initialised with more than one rank."""
+    return is_initialized() and dist.get_world_size() > 1
+
+
+def device() -> torch.device:
+    """This rank's device: ``cuda:<LOCAL_RANK>`` when CUDA is available, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank() % max(1, torch.cuda.device_count()))
+    return torch.device("cpu")
+
+
+def default_backend() -> str:
+    """``nccl`` when CUDA is available (one GPU per rank), else ``gloo``."""
+    return "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
+
+
+@contextmanager
+def process_group(backend: str | None = None, timeout_s: float = 1800.0) -> Iterator[bool]:
+    """Initialise the default process group from the launcher's env vars for the ``with`` block, and destroy
+    it afterwards (only if this call created it). Yields True when running distributed (world > 1).
+
+    Without a launcher (WORLD_SIZE unset or 1) nothing is initialised and it yields False; a group someone
+    else initialised (e.g. Accelerate's ``Accelerator()``) is used as it is and left alone.
+    """
+    if is_initialized():
+        yield dist.get_world_size() > 1
+        return
+    if not launched():
+        yield False
+        return
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
+    if missing:
+        raise InputError(
+            f"WORLD_SIZE={env_world_size()} but {', '.join(missing)} unset; launch with "
+            "`torchrun --nproc_per_node N -m glot ...` or `accelerate launch -m glot ...`"
+        )
+    chosen = backend or default_backend()
+    if chosen == "nccl":
+        torch.cuda.set_device(device())
+    dist.init_process_group(backend=chosen, timeout=timedelta(seconds=timeout_s))
+    try:
+        yield True
+    finally:
+        if is_initialized():
+            dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (a no-op in a one-process run)."""
+    if not active():
+        return
+    if dist.get_backend() == "nccl":
+        dist.barrier(device_ids=[device().index or 0])
+    else:
+        dist.barrier()
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (picklable, small), in rank order; ``[obj]`` in a one-process run."""
+    if not active():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank (picklable, small); ``obj`` itself in a one-process run."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def split(indices: Sequence[int], weights: Sequence[float] | None = None, parts: int = 1) -> list[list[int]]:
+    """Split ``indices`` into ``parts`` disjoint lists with balanced total weight (deterministic).
+
+    Without ``weights`` the lists are contiguous runs whose sizes differ by at most one. With ``weights``
+    (one per index, e.g. text lengths) the heaviest items are placed first, each on the currently lightest
+    part (ties: lowest part), which keeps every part within one item's weight of the mean. Each list is
+    returned in ascending order of position in ``indices``.
+    """
+    idx = list(indices)
+    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+        raise InputError(f"parts must be a positive int, got {parts!r}")
+    if weights is None:
+        base, extra = divmod(len(idx), parts)
+        bounds = [p * base + min(p, extra) for p in range(parts + 1)]
+        return [idx[bounds[p] : bounds[p + 1]] for p in range(parts)]
+    w = [float(x) for x in weights]
+    if len(w) != len(idx):
+        raise InputError(f"split got {len(idx)} indices but {len(w)} weights; pass one weight per index")
+    loads = [0.0] * parts
+    owner = [0] * len(idx)
+    for pos in sorted(range(len(idx)), key=lambda j: (-w[j], j)):
+        p = min(range(parts), key=lambda q: (loads[q], q))
+        owner[pos] = p
+        loads[p] += w[pos]
+    return [[idx[j] for j in range(len(idx)) if owner[j] == p] for p in range(parts)]
+
+
+def shard(
+    indices: Sequence[int],
+    weights: Sequence[float] | None = None,
+    *,
+    for_rank: int | None = None,
+    world: int | None = None,
+) -> list[int]:
+    """This rank's share of ``indices`` under :func:`split` (every rank computes the same split, so the
+    shares are disjoint and together cover ``indices``). ``for_rank`` / ``world`` default to this process's."""
+    r = rank() if for_rank is None else for_rank
+    n = world_size() if world is None else world
+    assert 0 <= r < n, f"rank {r} outside a world of {n}"
+    return split(indices, weights, n)[r]
