@@ -1,7 +1,7 @@
 """Assemble docs/benchmarks.md from every ``benchmarks/results/*.md`` file.
 
 Run: ``python benchmarks/make_docs.py`` after any benchmark run. Known sections come in a fixed order (summary,
-pooler, encode, long, cache, efficiency, gpu_heads); any other result file follows, alphabetically. Each result file is
+pooler, encode, long, cache, int8, distributed_train, efficiency, gpu_heads); any other result file follows, alphabetically. Each result file is
 a self-contained markdown section that starts with ``## <title>`` (see ``report.write_results``).
 """
 
@@ -16,7 +16,19 @@ from glot.io import atomic_write_text
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "benchmarks.md"
-ORDER = ["summary", "startup", "pooler", "dense_gat", "encode", "long", "cache", "efficiency", "gpu_heads"]
+ORDER = [
+    "summary",
+    "startup",
+    "pooler",
+    "dense_gat",
+    "encode",
+    "long",
+    "cache",
+    "int8",
+    "distributed_train",
+    "efficiency",
+    "gpu_heads",
+]
 
 INTRO = """# Benchmarks
 
@@ -39,6 +51,8 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 | Encode | `bench_encode.py` | texts/s of MiniLM + GLOT vs MiniLM + mean through the same `Encoder`; head overhead % |
 | Long documents | `bench_long.py` | one 2K/8K/32K-token document: time, edges, peak extra memory (tau only vs + kNN) |
 | Cache | `bench_cache.py` | hidden-state cache build time, bytes per sentence and epoch read time vs the reference code's way |
+| int8 cache | `bench_int8.py` | int8 vs float16 / float32 cache: bytes, state error, paired accuracy (stress 0.9, tweets) |
+| Distributed training | `bench_distributed_train.py` | `glot train` in 1 vs 2 processes (torchrun, gloo): time per epoch |
 | Efficiency | `bench_efficiency.py` | GLOT vs LoRA r=64 vs full fine-tuning: params, peak RSS, ms per step, metric |
 | GPU heads | `gpu_heads.py` | the head benchmarks on CUDA (run on a GPU machine; not in CI) |
 

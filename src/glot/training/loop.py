@@ -16,6 +16,10 @@ Determinism: weights are initialised from ``seed``; epoch e shuffles with ``defa
 its dropout masks (fine-tuning) from a torch generator seeded by (seed, e), so a run interrupted after any
 epoch and rerun with the same command resumes from its last checkpoint and ends with exactly the numbers of an
 uninterrupted run (see :mod:`glot.training.checkpoint` for the folder layout).
+
+Distributed (``torchrun --nproc_per_node N -m glot train``): the loop is the same on every rank; its hooks in
+:mod:`glot.training.distributed` split each global batch over the ranks, gather the pooled vectors, reduce the
+gradients and let rank 0 alone write, so N processes take the steps of one with the same ``batch_size``.
 """
 
 from __future__ import annotations
