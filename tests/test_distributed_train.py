@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import glot
 from glot.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import WORDS, make_tiny_bert  # noqa: E402
+from torchrun import child_env  # noqa: E402
 
 TIMEOUT = 180  # seconds a torchrun launch may take before the test kills it (a hang is a failure, not a wait)
 
@@ -33,10 +33,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _torchrun(argv: list[str], nproc: int = 2) -> subprocess.Popen[bytes]:
     """`torchrun --standalone --nproc_per_node N -m glot ...` running this checkout's code, in its own session
     (so a test can SIGKILL the launcher and every rank at once)."""
-    env = dict(os.environ, PYTHONPATH=str(Path(glot.__file__).parents[1]), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     return subprocess.Popen(
-        [*cmd, "-m", "glot", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [*cmd, "-m", "glot", *argv], env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
 

@@ -104,3 +104,18 @@ def test_train_on_an_int8_cache_end_to_end(tiny: Path, tmp_path: Path) -> None:
     # half a step of 1/127 of each token's largest state barely moves the trained head on 40 eval examples
     assert abs(a["eval"] - b["eval"]) <= 0.1
     assert abs(a["history"][0]["train_loss"] - b["history"][0]["train_loss"]) <= 0.02
+
+
+def test_a_damaged_int8_shard_is_recomputed_alone(tiny: Path, tmp_path: Path) -> None:
+    from glot.backbones.frozen import FrozenBackbone
+
+    backbone = FrozenBackbone.from_pretrained(str(tiny), max_length=32)
+    q = build_or_load(backbone, TEXTS, cache_dir=tmp_path, dtype="int8", shard_size=5, progress=False)
+    before = q.packed(range(len(TEXTS)))[0]
+    shard = q.path / q.manifest["shards"][1]["name"]
+    raw = bytearray(shard.read_bytes())
+    raw[-1] ^= 0xFF  # flip the last scale byte of the shard's last token
+    shard.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="recomputing 1 damaged shard"):
+        again = build_or_load(backbone, TEXTS, cache_dir=tmp_path, dtype="int8", shard_size=5, verify="full")
+    assert again.dim == 32 and torch.equal(again.packed(range(len(TEXTS)))[0], before)

@@ -123,7 +123,7 @@ def process_group(backend: str | None = None, timeout_s: float = 1800.0) -> Iter
             "`torchrun --nproc_per_node N -m glot ...` or `accelerate launch -m glot ...`"
         )
     chosen = backend or default_backend()
-    if chosen == "nccl":
+    if torch.cuda.is_available():  # so a plain "cuda" (the backbones' default) means this rank's GPU
         torch.cuda.set_device(device())
     dist.init_process_group(backend=chosen, timeout=timedelta(seconds=timeout_s))
     try:
@@ -201,3 +201,63 @@ def shard(
     n = world_size() if world is None else world
     assert 0 <= r < n, f"rank {r} outside a world of {n}"
     return split(indices, weights, n)[r]
+
+
+# ---------------------------------------------------------------------------------------------- failures
+class RankError(RuntimeError):
+    """Raised on the other ranks when one rank failed inside :func:`on_main` / :func:`everywhere` (that rank
+    raises its own exception, with its traceback), so no rank is left waiting in a collective."""
+
+
+def _failure(err: BaseException) -> tuple[str, str, bool]:
+    from glot.errors import GlotError
+
+    return (type(err).__name__, str(err), isinstance(err, GlotError))
+
+
+def _reraise(failures: list[tuple[int, tuple[str, str, bool]]]) -> None:
+    """On a rank that did not fail itself: raise one error naming the first failed rank (InputError when that
+    rank's error was a user error, so the CLI prints it as one line)."""
+    r, (name, message, user) = failures[0]
+    if user:
+        raise InputError(f"rank {r}: {message}")
+    raise RankError(f"rank {r} failed with {name}: {message}")
+
+
+def on_main(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` on rank 0 only and return its (picklable) result on every rank. If it raises, rank 0
+    re-raises it and every other rank raises :class:`RankError` (InputError for a user error)."""
+    if not active():
+        return fn(*args, **kwargs)
+    result: Any = None
+    failure: tuple[str, str, bool] | None = None
+    error: BaseException | None = None
+    if is_main():
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as err:  # sent to the other ranks, then re-raised here
+            error, failure = err, _failure(err)
+    ok, value = broadcast_object((failure is None, result if failure is None else failure))
+    if error is not None:
+        raise error
+    if not ok:
+        _reraise([(0, value)])
+    return value
+
+
+def everywhere(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` on every rank, then check that all succeeded: a rank that raised re-raises its exception,
+    the others raise :class:`RankError` (InputError for a user error) naming it. Returns this rank's result."""
+    if not active():
+        return fn(*args, **kwargs)
+    try:
+        result, error = fn(*args, **kwargs), None
+    except Exception as err:  # gathered, then re-raised here
+        result, error = None, err
+    failures = all_gather_object(None if error is None else _failure(error))
+    if error is not None:
+        raise error
+    bad = [(r, f) for r, f in enumerate(failures) if f is not None]
+    if bad:
+        _reraise(bad)
+    return result

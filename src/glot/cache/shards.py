@@ -20,7 +20,7 @@ from glot import __version__
 from glot.backbones.tokenize import Truncation, TruncationWarning
 from glot.cache.key import FORMAT_VERSION, STORAGE_DTYPES, CacheKey
 from glot.cache.manifest import CacheCorruptError, num_shards, plain_name, shard_items
-from glot.cache.quantize import QUANTIZED, logical_dim
+from glot.cache.quantize import QUANTIZED, logical_dim, stored_width
 from glot.cache.quantize import encode as quantize
 from glot.cache.store import mark_verified
 from glot.errors import InputError
@@ -135,7 +135,7 @@ def build_entry(
             rec_len = save_npy(partial / f"shard-{s:05d}.lengths.npy", lengths)
             rec_tok = save_npy(partial / f"shard-{s:05d}.npy", tokens)
             state["done"][str(s)] = {
-                "tokens": rec_tok, "lengths": rec_len, "dim": logical_dim(dtype, tokens.shape[1]), "items": [lo, hi],
+                "tokens": rec_tok, "lengths": rec_len, "dim": int(tokens.shape[1]), "items": [lo, hi],
                 "truncated": cut,
             }  # fmt: skip
             atomic_write_json(partial / "progress.json", state)
@@ -167,7 +167,7 @@ def _finalize(
         shards.append({**r["tokens"], "items": [lo, hi], "num_tokens": num, "truncated": r.get("truncated")})
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "key": key.digest, "ingredients": key.ingredients,
-        "num_items": n, "num_tokens": int(offsets[-1]), "dim": int(recs[0]["dim"]), "dtype": dtype,
+        "num_items": n, "num_tokens": int(offsets[-1]), "dim": logical_dim(dtype, recs[0]["dim"]), "dtype": dtype,
         "shard_size": size, "offsets": save_npy(partial / "offsets.npy", offsets), "shards": shards,
         "truncation": _truncation(recs, max_length),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "glot_version": _glot_version(),
@@ -205,6 +205,7 @@ def salvage(final: Path, manifest: dict[str, Any], bad: Sequence[int]) -> None:
         lo, hi = shard_items(s, size, n)
         rec_len = save_npy(partial / f"shard-{s:05d}.lengths.npy", np.diff(offsets[lo : hi + 1]))
         tokens = {k: rec[k] for k in ("name", "bytes", "sha256")}
-        done[str(s)] = {"tokens": tokens, "lengths": rec_len, "dim": manifest["dim"], "items": [lo, hi],
+        width = stored_width(manifest["dtype"], manifest["dim"])  # progress records hold the stored width
+        done[str(s)] = {"tokens": tokens, "lengths": rec_len, "dim": width, "items": [lo, hi],
                         "truncated": rec.get("truncated")}  # fmt: skip
     atomic_write_json(partial / "progress.json", {"key": manifest["key"], "shard_size": size, "done": done})

@@ -14,8 +14,8 @@ with the same global batch up to float summation order.
 
 Validation and eval predictions are sharded the same way (:func:`predict`): each rank pools its part of the
 rows, the pooled vectors are gathered and every rank applies the head to all rows, so every rank scores the
-same predictions. Rank 0 alone writes run folders, checkpoints and results (:func:`on_main`: the others wait
-for its result, and raise its error if it failed); on resume every rank reads the checkpoint it wrote, so the
+same predictions. Rank 0 alone writes run folders, checkpoints and results (:func:`glot.distributed.on_main`:
+the others wait for its result, and raise its error if it failed); on resume every rank reads the checkpoint it wrote, so the
 run folder must be on a file system every rank sees (one machine, or a shared mount).
 
 Collectives go over the default process group, or over a gloo group when the default is nccl (the training
@@ -24,8 +24,7 @@ loop keeps pooler and head on the CPU). In a one-process run every hook is the p
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -34,7 +33,6 @@ from torch import Tensor, nn
 
 from glot import distributed
 from glot.cache.task import COLUMNS, CachedTask
-from glot.errors import InputError
 from glot.training import sources
 
 if TYPE_CHECKING:
@@ -43,9 +41,8 @@ if TYPE_CHECKING:
     from glot.training.setup import Setup
     from glot.training.sources import StateSource
 
-__all__ = ["on_main", "part", "pool_batch", "predict", "reduce_gradients"]
+__all__ = ["part", "pool_batch", "predict", "reduce_gradients"]
 
-T = TypeVar("T")
 _GLOO: dict[int, Any] = {}  # id of the default group -> the gloo group for CPU tensors under nccl
 
 
@@ -167,26 +164,3 @@ def predict(
 def _task_of(source: Any) -> Any:
     """The object whose ``splits`` hold the source's text columns (a CachedTask's task, or the source)."""
     return source.cached.task if isinstance(source, sources.CacheSource) else source
-
-
-def on_main(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` on rank 0 only; every rank returns its result (sent from rank 0). When it
-    raised, rank 0 raises its exception and the others an InputError with the same line (a user error) or a
-    RuntimeError naming it (anything else), so no rank waits forever for a rank that gave up."""
-    if not distributed.active():
-        return fn(*args, **kwargs)
-    result: Any = None
-    error: Exception | None = None
-    if distributed.is_main():
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as err:  # re-raised below, once the other ranks heard of it
-            error = err
-    told = None if error is None else (isinstance(error, InputError), f"{type(error).__name__}: {error}")
-    result, told = distributed.broadcast_object((result, told))
-    if error is not None:
-        raise error
-    if told is not None:
-        user, line = told
-        raise InputError(line.split(": ", 1)[1]) if user else RuntimeError(f"rank 0 failed: {line}")
-    return result  # type: ignore[no-any-return]

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from glot.cache.task import CachedTask, cache_task
-from glot.distributed import is_main
+from glot.distributed import is_main, on_main
 from glot.errors import InputError
 from glot.io import atomic_write_json
 from glot.pooling.poolers import Pooler, from_config
@@ -165,7 +165,7 @@ def run_loop(
     """The training loop of every run: epochs of training, validation and stored eval predictions with a
     checkpoint after each (a rerun of the same run resumes the latest), then :func:`~glot.training.results.finish_run`. An identical
     finished run in ``run_dir`` is returned as is; ``rows`` comes from :func:`split_rows`."""
-    done = ddp.on_main(prepare_run_dir, run_dir, config_json, overwrite)  # distributed: rank 0 writes
+    done = on_main(prepare_run_dir, run_dir, config_json, overwrite)  # distributed: rank 0 writes
     if done is not None:
         return done
     modules, key = setup.checkpointed(), config_json["key"]
@@ -183,11 +183,11 @@ def run_loop(
     bar = tqdm(total=config.epochs, initial=state["epoch"], desc=desc, unit="epoch", disable=not progress)
     while state["epoch"] < config.epochs and not state["stopped_early"] and _budget(setup, state) != 0:
         loss, val = _epoch(setup, config, optimizer, rows, state, eval_preds, progress)
-        ddp.on_main(save_epoch, run_dir, state, modules, optimizer, eval_preds)
+        on_main(save_epoch, run_dir, state, modules, optimizer, eval_preds)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", val="-" if val is None else f"{val:.4f}")
     bar.close()
-    return ddp.on_main(finish_run, setup, config, run_dir, state, modules, optimizer, rows)
+    return on_main(finish_run, setup, config, run_dir, state, modules, optimizer, rows)
 
 
 def _epoch(
