@@ -25,7 +25,9 @@ ORDER = [
     "encode",
     "long",
     "cache",
+    "int8",
     "distributed",
+    "distributed_train",
     "efficiency",
     "gpu_heads",
 ]
@@ -52,6 +54,8 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 | Encode | `bench_encode.py` | texts/s of MiniLM + GLOT vs MiniLM + mean through the same `Encoder`; head overhead % |
 | Long documents | `bench_long.py` | one 2K/8K/32K-token document: time, edges, peak extra memory (tau only vs + kNN) |
 | Cache | `bench_cache.py` | hidden-state cache build time, bytes per sentence and epoch read time vs the reference code's way |
+| int8 cache | `bench_int8.py` | int8 vs float16 / float32 cache: bytes, state error, paired accuracy (stress 0.9, tweets) |
+| Distributed training | `bench_distributed_train.py` | `glot train` in 1 vs 2 processes (torchrun, gloo): time per epoch |
 | Distributed cache | `bench_distributed.py` | `glot cache` as 1 process (1 / all threads) vs `torchrun --nproc_per_node N` |
 | Efficiency | `bench_efficiency.py` | GLOT vs LoRA r=64 vs full fine-tuning: params, peak RSS, ms per step, metric |
 | GPU heads | `gpu_heads.py` | the head benchmarks on CUDA (run on a GPU machine; not in CI) |

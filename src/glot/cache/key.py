@@ -21,6 +21,7 @@ STORAGE_DTYPES: dict[str, tuple[np.dtype[Any], torch.dtype]] = {
     "float16": (np.dtype(np.float16), torch.float16),
     "bfloat16": (np.dtype(np.uint16), torch.bfloat16),  # raw bits; viewed back as torch.bfloat16
     "float32": (np.dtype(np.float32), torch.float32),
+    "int8": (np.dtype(np.int8), torch.int8),  # + a float32 scale per token: glot.cache.quantize
 }
 
 

@@ -25,6 +25,8 @@ from glot import __version__
 from glot.backbones.tokenize import Truncation, TruncationWarning
 from glot.cache.key import FORMAT_VERSION, STORAGE_DTYPES, CacheKey
 from glot.cache.manifest import CacheCorruptError, num_shards, plain_name, shard_items
+from glot.cache.quantize import QUANTIZED, logical_dim, stored_width
+from glot.cache.quantize import encode as quantize
 from glot.cache.store import mark_verified
 from glot.errors import InputError
 from glot.io import atomic_save_npy, atomic_write_json, remove_stale_temps, sha256_file
@@ -41,7 +43,9 @@ def save_npy(path: Path, arr: np.ndarray) -> dict[str, Any]:
 
 
 def _to_storage(x: Tensor, dtype: str, first_item: int) -> np.ndarray:
-    """Shapes: x (N, D) any float dtype -> (N, D) numpy array in the storage dtype."""
+    """Shapes: x (N, D) any float dtype -> (N, D) numpy array in the storage dtype ((N, D + 4) for int8)."""
+    if dtype in QUANTIZED:
+        return quantize(x, first_item)
     t = x.detach().to("cpu", STORAGE_DTYPES[dtype][1])
     if not bool(torch.isfinite(t).all()):
         where = (
@@ -246,7 +250,7 @@ def _finalize(
         shards.append({**r["tokens"], "items": [lo, hi], "num_tokens": num, "truncated": r.get("truncated")})
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "key": key.digest, "ingredients": key.ingredients,
-        "num_items": n, "num_tokens": int(offsets[-1]), "dim": int(recs[0]["dim"]), "dtype": dtype,
+        "num_items": n, "num_tokens": int(offsets[-1]), "dim": logical_dim(dtype, recs[0]["dim"]), "dtype": dtype,
         "shard_size": size, "offsets": save_npy(partial / "offsets.npy", offsets), "shards": shards,
         "truncation": _truncation(recs, max_length),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "glot_version": _glot_version(),
@@ -284,6 +288,7 @@ def salvage(final: Path, manifest: dict[str, Any], bad: Sequence[int]) -> None:
         lo, hi = shard_items(s, size, n)
         rec_len = save_npy(partial / f"shard-{s:05d}.lengths.npy", np.diff(offsets[lo : hi + 1]))
         tokens = {k: rec[k] for k in ("name", "bytes", "sha256")}
-        done[str(s)] = {"tokens": tokens, "lengths": rec_len, "dim": manifest["dim"], "items": [lo, hi],
+        width = stored_width(manifest["dtype"], manifest["dim"])  # progress records hold the stored width
+        done[str(s)] = {"tokens": tokens, "lengths": rec_len, "dim": width, "items": [lo, hi],
                         "truncated": rec.get("truncated")}  # fmt: skip
     atomic_write_json(partial / "progress.json", {"key": manifest["key"], "shard_size": size, "done": done})

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from glot.cache.key import STORAGE_DTYPES
 from glot.cache.manifest import CacheCorruptError, check_manifest, check_offsets
+from glot.cache.quantize import QUANTIZED, decode, stored_width
 from glot.errors import InputError
 from glot.io import sha256_file
 
@@ -82,13 +83,13 @@ def _load_npy(path: Path, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.nd
 
 def _open_shards(path: Path, manifest: dict[str, Any], problems: dict[int, str]) -> list[np.ndarray]:
     """Memory-map every shard; raise CacheCorruptError naming the bad ones (``bad_shards``) if any fail."""
-    np_dtype = STORAGE_DTYPES[manifest["dtype"]][0]
+    np_dtype, width = STORAGE_DTYPES[manifest["dtype"]][0], stored_width(manifest["dtype"], manifest["dim"])
     shards: list[np.ndarray] = []
     for s, rec in enumerate(manifest["shards"]):
         if s + 1 in problems:
             continue
         try:
-            shards.append(_load_npy(path / rec["name"], (rec["num_tokens"], manifest["dim"]), np_dtype))
+            shards.append(_load_npy(path / rec["name"], (rec["num_tokens"], width), np_dtype))
         except CacheCorruptError as err:
             problems[s + 1] = str(err)
     if problems:
@@ -155,6 +156,8 @@ class CachedStates:
         return self._shards[s][self.offsets[i] - base : self.offsets[i + 1] - base]
 
     def _to_tensor(self, arr: np.ndarray) -> Tensor:
+        if self.dtype in QUANTIZED:
+            return decode(arr)
         if self.dtype == "bfloat16":
             return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16).float()
         return torch.from_numpy(arr).float()

@@ -47,7 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=None, help="task truncation (default: the run's)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="hidden-state cache folder")
     parser.add_argument(
-        "--cache-dtype", default=None, choices=("float16", "bfloat16", "float32"), help="default: the run's"
+        "--cache-dtype",
+        default=None,
+        choices=("float16", "bfloat16", "float32", "int8"),
+        help="default: the run's",
     )
     parser.add_argument("--batch-size", type=int, default=None, help="default: the run's eval batch size")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as glot train)")

@@ -100,7 +100,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, default: str | None = "
     g.add_argument(
         "--cache-dir", type=Path, default=None, help="hidden-state cache (default $GLOT_HOME/cache)"
     )
-    g.add_argument("--cache-dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    g.add_argument(
+        "--cache-dtype",
+        default="float16",
+        choices=("float16", "bfloat16", "float32", "int8"),
+        help="storage dtype of cached states (default float16; int8: a scale per token, about half the bytes)",
+    )
     g.add_argument(
         "--threads",
         type=int,

@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--finetune", choices=("lora", "full"), default=None, help="fine-tune the backbone instead"
     )
+    parser.add_argument(
+        "--states",
+        choices=("cache", "online"),
+        default=None,
+        help="where the frozen backbone's token states come from: cache (default: computed once, memory-mapped) "
+        "or online (the backbone runs on every batch, nothing on disk: for corpora whose cache would not fit)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/<task>-<pooler>)")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a run with a different config in --out"
@@ -57,6 +64,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from glot import distributed
+
+    if args.finetune is not None and args.states is not None:
+        raise CLIError(
+            f"--states {args.states} does not apply to --finetune (it always runs the backbone); drop it"
+        )
+    with distributed.process_group():  # torchrun / accelerate launch: data-parallel over the ranks
+        return _run(args, main=distributed.is_main())
+
+
+def _run(args: argparse.Namespace, main: bool) -> int:
     if args.finetune == "lora":  # before the task and the backbone are loaded
         from glot.integrations import require_extra
 
@@ -71,8 +89,15 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else Path("runs") / f"{task.name}-{args.finetune or pooler}"
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} exists and is not a folder")
+    progress = not args.no_progress and main
     if args.finetune is not None:
         result = _finetune(args, task, config, seeds, out)
+    elif args.states == "online":
+        from glot.training.online import OnlineTask, train_online
+
+        online = OnlineTask(task, load_backbone(args, args.max_length or task.max_length))
+        with torch_threads(args.threads):
+            result = train_online(online, config, out, seeds, progress=progress, overwrite=args.overwrite)
     else:
         from glot.backbones.tokenize import TruncationWarning
         from glot.training.loop import cache_task, train
@@ -85,15 +110,14 @@ def run(args: argparse.Namespace) -> int:
                 backbone,
                 cache_dir=args.cache_dir,
                 dtype=args.cache_dtype,
-                progress=not args.no_progress,
+                progress=progress,
             )
         with torch_threads(args.threads):
-            result = train(
-                cached, config, out, seeds, progress=not args.no_progress, overwrite=args.overwrite
-            )
-    _print_result(result, task, args.finetune or pooler, out)
-    _warn_truncation(result)
-    maybe_write_json(args.json, result)
+            result = train(cached, config, out, seeds, progress=progress, overwrite=args.overwrite)
+    if main:  # distributed: every rank holds the same result; rank 0 reports it
+        _print_result(result, task, args.finetune or pooler, out)
+        _warn_truncation(result)
+        maybe_write_json(args.json, result)
     return 0
 
 

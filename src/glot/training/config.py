@@ -79,7 +79,9 @@ class TrainConfig:
     lr: float = _flag(2e-4, "learning rate (paper: 2e-4 GLUE, 1e-4 stress test)")
     weight_decay: float = _flag(0.0, "weight decay (0 = off)")
     epochs: int = _flag(3, "max epochs")
-    batch_size: int = _flag(32, "training batch size")
+    batch_size: int = _flag(
+        32, "training batch size (under torchrun: the global batch, split over the ranks)"
+    )
     eval_batch_size: int = _flag(256, "batch size for validation / eval predictions")
     seed: int = 0
     val_fraction: float = _flag(0.1, "share of train held out for model selection")

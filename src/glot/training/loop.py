@@ -16,6 +16,10 @@ Determinism: weights are initialised from ``seed``; epoch e shuffles with ``defa
 its dropout masks (fine-tuning) from a torch generator seeded by (seed, e), so a run interrupted after any
 epoch and rerun with the same command resumes from its last checkpoint and ends with exactly the numbers of an
 uninterrupted run (see :mod:`glot.training.checkpoint` for the folder layout).
+
+Distributed (``torchrun --nproc_per_node N -m glot train``): the loop is the same on every rank; its hooks in
+:mod:`glot.training.distributed` split each global batch over the ranks, gather the pooled vectors, reduce the
+gradients and let rank 0 alone write, so N processes take the steps of one with the same ``batch_size``.
 """
 
 from __future__ import annotations
@@ -25,16 +29,18 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from glot.cache.task import CachedTask, cache_task
+from glot.distributed import is_main, on_main
 from glot.errors import InputError
 from glot.io import atomic_write_json
 from glot.pooling.poolers import Pooler, from_config
 from glot.progress import tqdm
+from glot.training import distributed as ddp
 from glot.training.checkpoint import (
     load_checkpoint_state,
     load_epoch,
@@ -49,6 +55,11 @@ from glot.training.precision import at_head_dtype, resolve_head_dtype
 from glot.training.results import finish_run, summarize
 from glot.training.setup import Rows, Setup, carve_validation, make_optimizer, row_counts, split_rows
 from glot.training.sources import CacheSource, predict, score
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from glot.training.online import OnlineTask
 
 __all__ = [
     "NonFiniteError",
@@ -66,7 +77,7 @@ __all__ = [
 ]
 
 
-def build_models(cached: CachedTask, config: TrainConfig) -> tuple[Pooler, TaskHead]:
+def build_models(cached: CachedTask | OnlineTask, config: TrainConfig) -> tuple[Pooler, TaskHead]:
     """Pooler + head with weights initialised deterministically from ``config.seed``.
 
     An STS head gets the task's ``info["score_scale"]`` (gold score meaning "identical": targets are
@@ -82,20 +93,22 @@ def build_models(cached: CachedTask, config: TrainConfig) -> tuple[Pooler, TaskH
 
 
 def train(
-    cached: CachedTask,
+    cached: CachedTask | OnlineTask,
     config: TrainConfig,
     out_dir: str | os.PathLike[str],
     seeds: Sequence[int] = (0,),
     *,
     progress: bool = True,
     overwrite: bool = False,
+    fit_seed: Callable[..., dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Train one run per seed into ``out_dir/seed-<s>/`` and write ``out_dir/summary.json`` (mean ± std)."""
+    """Train one run per seed into ``out_dir/seed-<s>/`` and write ``out_dir/summary.json`` (mean ± std).
+    ``fit_seed`` trains one seed (default :func:`fit`; online mode: :func:`glot.training.online.fit_online`)."""
     if not seeds:
         raise InputError("seeds is empty; pass at least one seed, e.g. seeds=(0,)")
-    out = Path(out_dir)
+    out, fit_one = Path(out_dir), fit_seed or fit  # type: Path, Callable[..., dict[str, Any]]
     per_seed = [
-        fit(
+        fit_one(
             cached,
             config.replace(seed=int(s)),
             out / f"seed-{int(s)}",
@@ -109,7 +122,8 @@ def train(
         "summary": summarize(per_seed),
         "config": config.to_dict() | {"seeds": list(seeds)},
     }
-    atomic_write_json(out / "summary.json", result)
+    if is_main():  # distributed (torchrun): rank 0 writes
+        atomic_write_json(out / "summary.json", result)
     return result
 
 
@@ -155,7 +169,7 @@ def run_loop(
     """The training loop of every run: epochs of training, validation and stored eval predictions with a
     checkpoint after each (a rerun of the same run resumes the latest), then :func:`~glot.training.results.finish_run`. An identical
     finished run in ``run_dir`` is returned as is; ``rows`` comes from :func:`split_rows`."""
-    done = prepare_run_dir(run_dir, config_json, overwrite)
+    done = on_main(prepare_run_dir, run_dir, config_json, overwrite)  # distributed: rank 0 writes
     if done is not None:
         return done
     modules, key = setup.checkpointed(), config_json["key"]
@@ -173,11 +187,11 @@ def run_loop(
     bar = tqdm(total=config.epochs, initial=state["epoch"], desc=desc, unit="epoch", disable=not progress)
     while state["epoch"] < config.epochs and not state["stopped_early"] and _budget(setup, state) != 0:
         loss, val = _epoch(setup, config, optimizer, rows, state, eval_preds, progress)
-        save_epoch(run_dir, state, modules, optimizer, eval_preds)
+        on_main(save_epoch, run_dir, state, modules, optimizer, eval_preds)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", val="-" if val is None else f"{val:.4f}")
     bar.close()
-    return finish_run(setup, config, run_dir, state, modules, optimizer, rows)
+    return on_main(finish_run, setup, config, run_dir, state, modules, optimizer, rows)
 
 
 def _epoch(
@@ -202,7 +216,7 @@ def _epoch(
     val = _validate(setup, config, rows) if setup.evaluate else None
     t2 = time.perf_counter()
     if setup.evaluate and rows["eval"] is not None:
-        eval_preds[f"epoch_{epoch}"] = predict(
+        eval_preds[f"epoch_{epoch}"] = ddp.predict(
             _pooler(setup, config), setup.head, setup.source, "eval", rows["eval"], setup.task.metric,
             config.eval_batch_size,
         )  # fmt: skip
@@ -242,7 +256,7 @@ def _train_epoch(
     starts = range(0, len(order), config.batch_size)[:budget]
     for start in tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch", disable=not progress):
         chunk, wall, cpu = order[start : start + config.batch_size], time.perf_counter(), time.process_time()
-        z = pooler.forward_packed(*setup.source.packed("train", chunk))  # every text column at once
+        z = ddp.pool_batch(pooler, setup, "train", chunk)  # every text column at once (distributed: gathered)
         loss = setup.head.loss(
             setup.head(*torch.split(z, len(chunk))), None if labels is None else labels[chunk]
         )
@@ -251,6 +265,7 @@ def _train_epoch(
             raise NonFiniteError(_non_finite(f"training loss is {value}", config, epoch, start, len(order)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        ddp.reduce_gradients(setup)  # distributed: the global batch's gradient on every rank
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
@@ -283,7 +298,7 @@ def _validate(setup: Setup, config: TrainConfig, rows: Rows) -> float:
     """The task metric on the validation rows (carved from train)."""
     assert rows["val"] is not None
     labels = setup.task.splits["train"].labels
-    preds = predict(_pooler(setup, config), setup.head, setup.source, "train", rows["val"], setup.task.metric,
+    preds = ddp.predict(_pooler(setup, config), setup.head, setup.source, "train", rows["val"], setup.task.metric,
                     config.eval_batch_size)  # fmt: skip
     return score(setup.task.metric, preds, None if labels is None else labels[rows["val"]])
 

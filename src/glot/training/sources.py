@@ -67,11 +67,15 @@ class CacheSource:
 
 class BackboneSource:
     """States from a forward of the (trainable) backbone on the batch's texts: with gradients when autograd is
-    on (training), without under ``torch.no_grad()`` (inference). The forward is :class:`FrozenBackbone`'s own."""
+    on (training), without under ``torch.no_grad()`` (inference). The forward is :class:`FrozenBackbone`'s own.
+    ``frozen=True`` (online mode, :mod:`glot.training.online`): the backbone stays in eval mode, no gradients."""
 
-    def __init__(self, backbone: FrozenBackbone, splits: Mapping[str, Split]) -> None:
+    def __init__(
+        self, backbone: FrozenBackbone, splits: Mapping[str, Split], *, frozen: bool = False
+    ) -> None:
         self.backbone = backbone
         self.splits = splits
+        self.frozen = frozen
 
     def _texts(self, split: str, rows: np.ndarray) -> list[list[str]]:
         data = self.splits[split]
@@ -81,7 +85,7 @@ class BackboneSource:
     def packed(self, split: str, rows: np.ndarray) -> tuple[Tensor, Tensor]:
         """Shapes: rows (B,) -> x (N, D) float32, ptr (k B + 1,) int64 for the split's k text columns."""
         texts = [t for column in self._texts(split, rows) for t in column]
-        return self.backbone.embed_packed(texts, grad=True)
+        return self.backbone.embed_packed(texts, grad=not self.frozen)
 
     def inference_order(self, split: str, rows: np.ndarray) -> np.ndarray:
         """Longest rows first (characters over all columns), so each inference batch pads little."""
@@ -89,7 +93,7 @@ class BackboneSource:
         return np.argsort([-n for n in lengths], kind="stable")
 
     def train(self, mode: bool = True) -> None:
-        self.backbone.model.train(mode)
+        self.backbone.model.train(mode and not self.frozen)
 
 
 def head_outputs(
