@@ -98,8 +98,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny: Path, 
     task = ["--task", "msmarco", "--task-option", f"path={_msmarco(tmp_path / 'pairs.jsonl')}",
             "--task-option", "eval_size=30"]  # fmt: skip
     cache = ["--cache-dir", str(tmp_path / "cache"), "--cache-dtype", "float32", "--no-progress"]
+    # --head-dtype fp32 explicitly: in the torchrun children (no conftest) "auto" may mean bf16
     argv = ["train", "--model", str(tiny), *task, "--max-length", "24", *cache, "--pooler", "glot", "--tau",
-            "0.5", "--hidden-dim", "8", "--epochs", "2", "--batch-size", "9", "--lr", "1e-2"]  # fmt: skip
+            "0.5", "--hidden-dim", "8", "--epochs", "2", "--batch-size", "9", "--lr", "1e-2",
+            "--head-dtype", "fp32"]  # fmt: skip
     assert main([*argv, "--out", str(tmp_path / "one"), "--json", str(tmp_path / "one.json")]) == 0
     code, log = _finish(
         _torchrun([*argv, "--out", str(tmp_path / "two"), "--json", str(tmp_path / "two.json")])
@@ -118,7 +120,8 @@ def test_a_killed_two_process_run_resumes_to_the_one_process_numbers(tiny: Path,
     argv = ["train", "--model", str(tiny), "--task", "stress", "--task-option", "seq_len=16", "--n-train",
             "200", "--n-eval", "40", "--max-length", "40", "--cache-dir", str(tmp_path / "cache"),
             "--cache-dtype", "float32", "--no-progress", "--pooler", "glot", "--tau", "0.5", "--hidden-dim",
-            "16", "--epochs", str(epochs), "--batch-size", "9", "--lr", "1e-2"]  # fmt: skip
+            "16", "--epochs", str(epochs), "--batch-size", "9", "--lr", "1e-2",
+            "--head-dtype", "fp32"]  # fmt: skip
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0  # also builds the cache both launches read
     run = tmp_path / "killed"
     victim = _torchrun([*argv, "--out", str(run)])
