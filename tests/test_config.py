@@ -150,9 +150,13 @@ def test_old_run_config_train_section_loads_as_the_full_typed_settings() -> None
     assert (
         config.pooler_options.gnn.num_layers == 2 and config.pooler_options.gnn.conv == "gat"
     )  # defaults filled in
-    assert config == TrainConfig(pooler_options={"tau": 0.5, "hidden_dim": 8})
+    assert config == TrainConfig(
+        pooler_options={"tau": 0.5, "hidden_dim": 8}, lr=2e-4, epochs=3, patience=None
+    )
     data = json.loads(json.dumps(config.to_dict()))  # JSON round trip of the new shape
-    assert data["pooler_options"]["graph"] == {"tau": 0.5, "knn": None, "weighted": False, "self_loops": True}
+    assert data["pooler_options"]["graph"] == {
+        "tau": 0.5, "knn": None, "weighted": False, "self_loops": True, "edge_density": 0.05
+    }  # fmt: skip
     assert TrainConfig.from_dict(data) == config
 
 

@@ -26,6 +26,7 @@ from glot.io import atomic_save_tensors, atomic_write_json, load_weights, read_j
 from glot.pooling.config import OPTION_SECTION, PoolerConfig, PoolerSections
 from glot.pooling.gnn import TokenGNN
 from glot.pooling.graph import TokenGraph, build_token_graph
+from glot.pooling.normalize import InputNorm
 from glot.pooling.packing import check_packed, pack
 from glot.pooling.readout import AttentionReadout, first_token, last_token, max_readout, mean_readout
 
@@ -121,7 +122,12 @@ class Pooler(nn.Module):
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         atomic_save_tensors(path / WEIGHTS_NAME, self.state_dict())
-        atomic_write_json(path / CONFIG_NAME, {"glot_version": __version__, "pooler": self.config.to_dict()})
+        meta = {"glot_version": __version__, "pooler": self.config.to_dict()}
+        if getattr(
+            self, "input_fit", None
+        ):  # what fit_pooler measured (tau=auto, normalisation): for reading
+            meta["input_fit"] = self.input_fit
+        atomic_write_json(path / CONFIG_NAME, meta)
         return path
 
 
@@ -213,6 +219,7 @@ class _ReadoutPooler(Pooler):
 
     def __init__(self, config: PoolerConfig) -> None:
         super().__init__(config)
+        self.normalizer = InputNorm(config.input_dim, config.input.normalize)  # before graph and GNN
         self.gnn = TokenGNN(config.input_dim, config.gnn, weighted=self.uses_graph and config.graph.weighted)
         self.readout = AttentionReadout(self.gnn.out_dim, config.readout.readout_hidden)
 
@@ -221,17 +228,33 @@ class _ReadoutPooler(Pooler):
         return self.gnn.out_dim
 
     def build_graph(self, x: Tensor, ptr: Tensor) -> TokenGraph:
-        """The token graph this pooler uses (empty for poolers without one). Shapes: see graph.py."""
+        """The token graph this pooler uses on states ``x`` (built on the normalised states; empty for poolers
+        without one). Shapes: see graph.py."""
+        return self._graph(self.normalizer(x), ptr)
+
+    def _graph(self, xn: Tensor, ptr: Tensor) -> TokenGraph:
         if not self.uses_graph or self.config.gnn.num_layers == 0:
-            return TokenGraph(x.new_zeros(2, 0, dtype=torch.long), None)
-        return build_token_graph(x, ptr, self.config.graph)
+            return TokenGraph(xn.new_zeros(2, 0, dtype=torch.long), None)
+        self._check_tau()
+        return build_token_graph(xn, ptr, self.config.graph)
+
+    def _check_tau(self) -> None:
+        if self.config.graph.tau == "auto":
+            raise InputError(
+                "this pooler's tau is 'auto' and was never fitted: glot train / compare choose it from the "
+                "training states; in Python call glot.pooling.normalize.fit_pooler(pooler, x, ptr) on training "
+                "states first, or build the pooler with a number, e.g. tau=0.8"
+            )
 
     def token_states(self, x: Tensor, ptr: Tensor) -> Tensor:
-        """Refined token states u_i. Shapes: (N, D) -> (N, out_dim)."""
+        """Refined token states u_i of the normalised states. Shapes: (N, D) -> (N, out_dim)."""
+        x = self.normalizer(x)  # graph and GNN both see the normalised states
+        if self.uses_graph and self.config.gnn.num_layers > 0:
+            self._check_tau()
         dense = self.gnn.dense_graph(x, ptr, self.config.graph) if self.uses_graph else None
         if dense is not None:  # short sentences, GAT: masked softmax per length bucket, no edge list
             return self.gnn(x, dense=dense)
-        graph = self.build_graph(x, ptr)
+        graph = self._graph(x, ptr)
         return self.gnn(x, graph.edge_index, graph.edge_weight)
 
     def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
@@ -249,7 +272,7 @@ class AdaPooler(_ReadoutPooler):
     """AdaPool: attention readout over the raw states (scorer Linear(D, 128) -> tanh -> Linear(128, 1))."""
 
     name = "adapool"
-    options = ("readout_hidden",)
+    options = ("normalize", "readout_hidden")
     defaults = {"num_layers": 0, "readout_hidden": 128}
 
 
@@ -258,7 +281,7 @@ class MLPPooler(_ReadoutPooler):
     """The paper's no-graph ablation: per-token MLP (K Linear+ReLU layers, same JK) then attention readout."""
 
     name = "mlp"
-    options = ("num_layers", "hidden_dim", "jk", "readout_hidden")
+    options = ("normalize", "num_layers", "hidden_dim", "jk", "readout_hidden")
     defaults = {"conv": "mlp"}
 
 
