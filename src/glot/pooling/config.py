@@ -90,6 +90,15 @@ class GraphConfig:
     weighted: bool = _option(False, "pass each edge's cosine to the GNN as edge weight / attribute")
     self_loops: bool = _option(True, "keep each token's edge to itself (cos = 1 > tau), as the reference")
 
+    def threshold(self) -> float:
+        """tau as a number; ``"auto"`` must have been fitted (replaced by a number) before a graph is built."""
+        if isinstance(self.tau, str):
+            raise InputError(
+                f"tau={self.tau!r} is chosen from training states and was never fitted: call "
+                "glot.pooling.normalize.fit_pooler(pooler, x, ptr) first (glot train does), or pass a number"
+            )
+        return float(self.tau)
+
     def validate(self) -> None:
         tau = self.tau
         if tau != "auto" and (

@@ -44,6 +44,9 @@ class InputNorm(nn.Module):
     ``standardize`` keeps ``mean`` and ``std`` (D,) as buffers: identity until :meth:`fit`.
     """
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, dim: int, kind: str) -> None:
         super().__init__()
         self.kind = kind

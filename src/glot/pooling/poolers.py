@@ -43,6 +43,10 @@ class Pooler(nn.Module):
     #: its default config, as flat overrides of the section defaults (which are GLOT's); the poolers
     #: without a GNN keep num_layers = 0 so that their saved config says so
     defaults: ClassVar[Mapping[str, Any]] = {"num_layers": 0}
+    #: what glot.pooling.normalize.fit_pooler measured on the training states (saved in pooler_config.json)
+    input_fit: dict[str, Any] | None = None
+    #: whether tau was chosen by tau="auto" (the config then holds the chosen number)
+    tau_auto: bool = False
 
     def __init__(self, config: PoolerConfig) -> None:
         super().__init__()
@@ -122,10 +126,8 @@ class Pooler(nn.Module):
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         atomic_save_tensors(path / WEIGHTS_NAME, self.state_dict())
-        meta = {"glot_version": __version__, "pooler": self.config.to_dict()}
-        if getattr(
-            self, "input_fit", None
-        ):  # what fit_pooler measured (tau=auto, normalisation): for reading
+        meta: dict[str, Any] = {"glot_version": __version__, "pooler": self.config.to_dict()}
+        if self.input_fit:  # what fit_pooler measured (tau=auto, normalisation): for reading
             meta["input_fit"] = self.input_fit
         atomic_write_json(path / CONFIG_NAME, meta)
         return path
@@ -245,7 +247,7 @@ class _ReadoutPooler(Pooler):
         return build_token_graph(xn, ptr, self.config.graph)
 
     def _check_tau(self) -> None:
-        if self.config.graph.tau == "auto":
+        if self.config.graph.tau == "auto":  # one line, before any graph work (GraphConfig.threshold agrees)
             raise InputError(
                 "this pooler's tau is 'auto' and was never fitted: glot train / compare choose it from the "
                 "training states; in Python call glot.pooling.normalize.fit_pooler(pooler, x, ptr) on training "
@@ -329,4 +331,6 @@ def load_pooler(directory: str | os.PathLike[str], map_location: str | torch.dev
     except InputError as err:  # name the file: the config is the user's (or an attacker's) edit
         raise InputError(f"{path / CONFIG_NAME}: {err}") from err
     load_weights(pooler, path / WEIGHTS_NAME)  # damaged file, wrong shapes or keys: one InputError naming it
+    if isinstance(meta.get("input_fit"), dict):  # kept, so that a re-save (export) still says what was fitted
+        pooler.input_fit = meta["input_fit"]
     return pooler.to(map_location)
