@@ -16,9 +16,9 @@ import torch
 import glot
 from glot.cli import main
 from glot.cli.options import TRAIN_FIELDS_ELSEWHERE, add_optim_arguments, add_pooler_arguments
-from glot.pooling.config import OPTION_SECTION, GraphConfig
+from glot.pooling.config import OPTION_SECTION
 from glot.pooling.packing import pack
-from glot.training.config import TrainConfig
+from glot.training.config import DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_PATIENCE, TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import make_tiny_bert  # noqa: E402
@@ -53,7 +53,7 @@ def test_boolean_options_are_on_off_flags() -> None:
     parser = _parser("train")
     args = parser.parse_args(["--task", "stress", "--weighted", "--no-self-loops"])
     assert (args.weighted, args.self_loops) == (True, False)
-    assert args.tau is None  # not given: the pooler's own default
+    assert args.tau == "auto"  # not given: glot train's default (dropped for poolers without a graph)
 
 
 def test_choices_come_from_the_config() -> None:
@@ -71,7 +71,12 @@ def test_training_flags_are_trainconfigs_fields_with_its_defaults() -> None:
             continue
         assert spec.default is not MISSING and flags[spec.name].default == spec.default, spec.name
     assert set(flags) | set(TRAIN_FIELDS_ELSEWHERE) == {f.name for f in fields(TrainConfig)}
-    assert (flags["lr"].default, flags["epochs"].default, flags["batch_size"].default) == (2e-4, 3, 32)
+    assert (flags["lr"].default, flags["epochs"].default, flags["batch_size"].default) == (
+        DEFAULT_LR,
+        DEFAULT_EPOCHS,
+        32,
+    )
+    assert flags["patience"].default == DEFAULT_PATIENCE
 
 
 def test_compare_overrides_only_what_it_says() -> None:
@@ -80,7 +85,9 @@ def test_compare_overrides_only_what_it_says() -> None:
     parser = _parser("compare")
     training, pooler = _flags(parser, "training"), _flags(parser, "pooler options")
     lr, epochs = training["lr"].default, training["epochs"].default
-    assert (lr, epochs) == (compare.DEFAULT_LR, compare.DEFAULT_EPOCHS) == (1e-2, 10)
+    assert (
+        (lr, epochs) == (TrainConfig.lr, TrainConfig.epochs) == (DEFAULT_LR, DEFAULT_EPOCHS)
+    )  # no overrides
     assert training["batch_size"].default == TrainConfig.batch_size == 32
     assert {k: pooler[k].default for k in compare.STRESS_POOLER_DEFAULTS} == compare.STRESS_POOLER_DEFAULTS
     assert pooler["knn"].default is None and pooler["weighted"].default is None
@@ -97,12 +104,13 @@ def test_help_shows_the_dataclass_defaults(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert f"default {GraphConfig.tau:g}" in text and "--weighted, --no-weighted" in text
-    assert "learning rate" in text and "default 0.0002" in text and "max epochs; default 3" in text
+    assert "default auto here" in text and "--weighted, --no-weighted" in text  # glot train: tau=auto
+    assert "learning rate" in text and f"default {DEFAULT_LR:g}" in text
+    assert f"max epochs (early stopping: --patience); default {DEFAULT_EPOCHS}" in text
     with pytest.raises(SystemExit):
         main(["compare", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "default 0.6 here" in text and "default 0.01" in text and "max epochs; default 10" in text
+    assert "default auto here" in text and f"default {DEFAULT_LR:g}" in text  # compare: TrainConfig's lr
 
 
 # ---------------------------------------------------------------------------------------------- end to end
@@ -137,7 +145,7 @@ def test_weighted_and_self_loops_reach_the_trained_pooler(
     assert (saved["pooler"]["graph"]["weighted"], saved["pooler"]["graph"]["self_loops"]) == (True, False)
     assert saved["pooler"]["graph"]["tau"] == 0.0 and saved["pooler"]["gnn"]["hidden_dim"] == 8
     run = json.loads((tmp_path / "flags" / "seed-0" / "run_config.json").read_text())
-    graph = {"tau": 0.0, "knn": None, "weighted": True, "self_loops": False}
+    graph = {"tau": 0.0, "knn": None, "weighted": True, "self_loops": False, "edge_density": 0.05}
     assert run["train"]["pooler_options"]["graph"] == graph
 
     plain, flagged = (glot.load_pooler(tmp_path / p / "seed-0" / "pooler") for p in ("plain", "flags"))

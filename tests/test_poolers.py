@@ -197,6 +197,9 @@ def test_gradients_reach_every_parameter(name: str, opts: dict) -> None:
         if name == "glot"
         else (glot.build_pooler(name, 12, **opts))
     )
+    # the scorer starts at zero (uniform weights = mean pooling), where W's gradient is zero by the math:
+    # give it a random value so that the wiring of every parameter is tested
+    torch.nn.init.normal_(pooler.readout.score.weight)
     hidden, mask = random_batch(seed=6)
     assert int(mask.sum(1).max()) > 1  # at least one sentence with several tokens
     (pooler(hidden, mask) ** 2).sum().backward()
@@ -384,8 +387,8 @@ def test_each_class_declares_its_options_and_defaults_and_build_pooler_follows()
         cfg = glot.build_pooler(name, 12).config
         assert (cfg.gnn.conv, cfg.gnn.num_layers, cfg.readout.readout_hidden) == expected[name], name
         assert cfg.sections == cls.settings() and cls.name == name
-    assert glot.POOLERS["adapool"].options == ("readout_hidden",)
-    assert glot.POOLERS["mlp"].options == ("num_layers", "hidden_dim", "jk", "readout_hidden")
+    assert glot.POOLERS["adapool"].options == ("normalize", "readout_hidden")
+    assert glot.POOLERS["mlp"].options == ("normalize", "num_layers", "hidden_dim", "jk", "readout_hidden")
     assert set(glot.POOLERS["glot"].options) == set(OPTION_SECTION)
     assert (
         glot.build_pooler("adapool", 12, readout_hidden=64).readout.hidden == 64
@@ -399,7 +402,7 @@ def test_a_config_that_sets_a_field_its_pooler_ignores_is_refused(tmp_path) -> N
         glot.errors.InputError, match=r"'adapool' does not take num_layers=2 \(it uses 0\)"
     ) as info:
         from_config(cfg)
-    assert "its options are: readout_hidden" in str(info.value) and "\n" not in str(info.value)
+    assert "its options are: normalize, readout_hidden" in str(info.value) and "\n" not in str(info.value)
     glot.build_pooler("adapool", 12).save_pretrained(tmp_path)
     meta = json.loads((tmp_path / "pooler_config.json").read_text())
     meta["pooler"]["graph"]["tau"] = 0.3

@@ -174,7 +174,7 @@ def test_sigkill_mid_training_resumes_to_identical_metrics(tiny: Path, tmp_path:
             "--n-eval", "40", "--max-length", "40", "--cache-dir", str(cache), "--no-progress"]  # fmt: skip
     assert main(["cache", *task]) == 0  # the processes below only train
     train = ["train", *task, "--pooler", "glot", "--tau", "0.5", "--hidden-dim", "16", "--epochs", str(epochs),
-             "--batch-size", "8", "--lr", "1e-2"]  # fmt: skip
+             "--patience", str(epochs), "--batch-size", "8", "--lr", "1e-2"]  # fmt: skip
 
     whole = _glot([*train, "--out", str(tmp_path / "whole")])
     killed_dir = tmp_path / "killed"

@@ -165,7 +165,8 @@ def _show(value: Any) -> str:
 def _add_field_flag(group: Any, spec: Field[Any], hint: Any, default: Any, note: str) -> None:
     """One flag for a dataclass field: ``--field-name`` with the field's type, choices and help text."""
     kinds = [k for k in get_args(hint) if k is not type(None)] or [hint]  # int | None -> int
-    assert len(kinds) == 1 and kinds[0] in (bool, int, float, str), (spec.name, hint)
+    kinds = [spec.metadata["type"]] if "type" in spec.metadata else kinds  # a field's own parser (--tau)
+    assert len(kinds) == 1 and (kinds[0] in (bool, int, float, str) or "type" in spec.metadata), (spec, hint)
     text = spec.metadata["help"] + (f"; {note}" if note else "")
     flag = "--" + spec.name.replace("_", "-")
     if kinds[0] is bool:  # --weighted / --no-weighted
@@ -186,6 +187,7 @@ def add_pooler_arguments(
     from glot.pooling.config import option_fields
 
     defaults = dict(defaults or {})
+    parser.set_defaults(pooler_option_defaults=dict(defaults))  # pooler_options() drops them where not taken
     g = parser.add_argument_group(
         "pooler options",
         "glot takes all of them, the other poolers fewer or none (glot.POOLERS[name].options); the defaults "
@@ -233,7 +235,10 @@ def pooler_options(args: argparse.Namespace, pooler: str, only_taken: bool = Fal
 
     given = {k: getattr(args, k) for k in OPTION_SECTION if getattr(args, k, None) is not None}
     taken = pooler_class(pooler).options
-    return {k: v for k, v in given.items() if k in taken or not only_taken}
+    command = getattr(args, "pooler_option_defaults", {})  # a command default is not the user's choice
+    return {
+        k: v for k, v in given.items() if k in taken or not (only_taken or (k in command and command[k] == v))
+    }
 
 
 def check_pooler(name: str) -> str:

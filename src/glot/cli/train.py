@@ -29,8 +29,11 @@ from glot.cli.options import (
     torch_threads,
     train_config,
 )
+from glot.cli.runinfo import input_fit_label, sizes_label
 
 HELP = "train a pooler + task head on cached states (or LoRA / full fine-tuning)"
+#: tau chosen from the training states (glot.pooling.normalize): a threshold that suits every backbone
+TRAIN_POOLER_DEFAULTS = {"tau": "auto"}
 
 
 # ---------------------------------------------------------------------------------------------- the command
@@ -40,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pooler", default="glot", help="cls, eos, mean, max, adapool, mlp, glot (default glot)"
     )
-    add_pooler_arguments(parser, about="An option the chosen --pooler does not take is an error.")
+    add_pooler_arguments(
+        parser, TRAIN_POOLER_DEFAULTS, about="An option the chosen --pooler does not take is an error."
+    )
     add_optim_arguments(parser)
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2 (default 0)")
     parser.add_argument(
@@ -199,7 +204,10 @@ def _print_result(result: dict[str, Any], task: Any, method: str, out: Path) -> 
         "eval, best epoch on eval*",
         "train s",
     ]
-    print_table(f"{task.name} — {method} — {out}", columns, rows)
+    print_table(f"{task.name} — {method} — {out}{sizes_label(per_seed)}", columns, rows)
+    fit = input_fit_label(per_seed)
+    if fit:
+        note(f"{method}: {fit}")
     note(
         "* optimistic: epoch picked on the eval split, as the paper reports; the 'eval' column is the honest number"
     )

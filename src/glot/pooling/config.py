@@ -21,6 +21,11 @@ from typing import Any
 from glot.errors import InputError
 
 CONV_NAMES = ("gat", "gatv2", "gcn", "gin", "gine", "mlp")
+NORMALIZE_NAMES = ("none", "standardize", "layernorm")
+#: Target edge density of ``tau="auto"``: the share of a sentence's ordered token pairs (i != j) joined by an
+#: edge, measured on the training states (see glot.pooling.normalize). MiniLM's states at the paper's stress
+#: tau = 0.6 have 3.4% (docs/results.md).
+DEFAULT_EDGE_DENSITY = 0.05
 JK_NAMES = ("cat", "max", "mean", "none")
 
 #: Upper bounds on sizes read from (possibly untrusted) configs, so that a bad value fails at once instead of
@@ -52,6 +57,11 @@ def _check_choice(field_name: str, value: Any, choices: tuple[str, ...]) -> None
         _fail(field_name, value, f"one of {', '.join(choices)}")
 
 
+def parse_tau(text: str) -> float | str:
+    """A ``--tau`` value: ``auto`` or a number (the CLI flag's type)."""
+    return "auto" if text.strip().lower() == "auto" else float(text)
+
+
 def _option(default: Any, help: str, **extra: Any) -> Any:
     """A pooler option: its default and its help text (+ e.g. ``choices``), kept as field metadata."""
     return field(default=default, metadata={"help": help, **extra})
@@ -59,17 +69,45 @@ def _option(default: Any, help: str, **extra: Any) -> Any:
 
 @dataclass
 class GraphConfig:
-    """Token graph: edge (i, j) iff cos(x_i, x_j) > tau (paper Eq. 1), plus options beyond the paper."""
+    """Token graph: edge (i, j) iff cos(x_i, x_j) > tau (paper Eq. 1), plus options beyond the paper.
 
-    tau: float = _option(0.8, "graph threshold: edge iff cos > tau (paper 0.1-0.8; stress test 0.6)")
+    ``tau="auto"`` (beyond the paper) picks tau from the training states so that ``edge_density`` of the token
+    pairs get an edge (:func:`glot.pooling.normalize.fit_pooler`, run by ``glot train`` / ``glot compare``);
+    the fitted pooler stores the number it chose. An explicit tau keeps the paper's behaviour.
+    """
+
+    tau: float | str = _option(
+        0.8,
+        "graph threshold: edge iff cos > tau (paper 0.1-0.8; stress test 0.6), or auto: chosen on the training "
+        "states for --edge-density",
+        type=parse_tau,
+    )
+    edge_density: float = _option(
+        DEFAULT_EDGE_DENSITY,
+        "tau=auto: target share of token pairs joined by an edge, measured on train states",
+    )
     knn: int | None = _option(None, "keep only each token's k most similar neighbours above tau; default all")
     weighted: bool = _option(False, "pass each edge's cosine to the GNN as edge weight / attribute")
     self_loops: bool = _option(True, "keep each token's edge to itself (cos = 1 > tau), as the reference")
 
+    def threshold(self) -> float:
+        """tau as a number; ``"auto"`` must have been fitted (replaced by a number) before a graph is built."""
+        if isinstance(self.tau, str):
+            raise InputError(
+                f"tau={self.tau!r} is chosen from training states and was never fitted: call "
+                "glot.pooling.normalize.fit_pooler(pooler, x, ptr) first (glot train does), or pass a number"
+            )
+        return float(self.tau)
+
     def validate(self) -> None:
         tau = self.tau
-        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not -1.0 <= tau <= 1.0:
-            _fail("tau", tau, "a finite cosine threshold in [-1, 1] (paper uses 0.1-0.8)")
+        if tau != "auto" and (
+            isinstance(tau, bool) or not isinstance(tau, (int, float)) or not -1.0 <= tau <= 1.0
+        ):
+            _fail("tau", tau, "a finite cosine threshold in [-1, 1] (paper uses 0.1-0.8) or 'auto'")
+        density = self.edge_density
+        if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0.0 < density < 1.0:
+            _fail("edge_density", density, f"a share of token pairs in (0, 1), e.g. {DEFAULT_EDGE_DENSITY}")
         if self.knn is not None:
             _check_int("knn", self.knn, 1, MAX_KNN, " or None (all neighbours above tau)")
         _check_bool("weighted", self.weighted)
@@ -107,7 +145,26 @@ class ReadoutConfig:
             _check_int("readout_hidden", self.readout_hidden, 1, MAX_DIM, " or None (auto)")
 
 
-_SECTIONS: dict[str, type] = {"graph": GraphConfig, "gnn": GNNConfig, "readout": ReadoutConfig}
+@dataclass
+class InputConfig:
+    """Normalisation of the frozen states before graph and GNN (beyond the paper; see glot.pooling.normalize)."""
+
+    normalize: str = _option(
+        "none",
+        "normalise the token states first: standardize = per-dimension (x - mean) / std with statistics of the "
+        "training states, saved with the pooler; layernorm = per token, parameter-free; none = the paper",
+        choices=NORMALIZE_NAMES,
+    )
+
+    def validate(self) -> None:
+        _check_choice("normalize", self.normalize, NORMALIZE_NAMES)
+
+
+_SECTIONS: dict[str, type] = {
+    "input": InputConfig, "graph": GraphConfig, "gnn": GNNConfig, "readout": ReadoutConfig,
+}  # fmt: skip
+#: A saved config without this section predates it: its pooler normalised nothing (the paper's behaviour).
+_LEGACY_SECTIONS: dict[str, dict[str, Any]] = {"input": {"normalize": "none"}}
 SECTION_NAMES = tuple(_SECTIONS)
 #: option name -> the section holding it (names are unique across sections)
 OPTION_SECTION: dict[str, str] = {f.name: sec for sec, cls in _SECTIONS.items() for f in fields(cls)}
@@ -126,7 +183,8 @@ def _sections_from_dict(data: dict[str, Any], where: str) -> dict[str, Any]:
     """Pop the three sections out of ``data`` as dataclasses; unknown keys inside a section warn."""
     sections = {}
     for sec, sec_cls in _SECTIONS.items():
-        raw = data.pop(sec, None) or {}
+        raw = data.pop(sec, None) if sec in data else _LEGACY_SECTIONS.get(sec)
+        raw = raw or {}
         if not isinstance(raw, dict):
             raise InputError(f"{where} section {sec!r} must be a JSON object, got {raw!r}")
         raw = dict(raw)
@@ -149,16 +207,19 @@ class PoolerSections:
     graph: GraphConfig = field(default_factory=GraphConfig)
     gnn: GNNConfig = field(default_factory=GNNConfig)
     readout: ReadoutConfig = field(default_factory=ReadoutConfig)
+    input: InputConfig = field(default_factory=InputConfig)
 
     def validate(self) -> None:
         """Check every field's type and bounds (the one validator for built, trained and loaded poolers)."""
         for sec, sec_cls in _SECTIONS.items():
             if not isinstance(getattr(self, sec), sec_cls):
                 _fail(sec, getattr(self, sec), f"a {sec_cls.__name__}")
+        self.input.validate()
         self.graph.validate()
         self.gnn.validate()
         self.readout.validate()
-        if self.graph.weighted and self.gnn.conv == "gcn" and self.graph.tau < 0:
+        tau = self.graph.tau
+        if self.graph.weighted and self.gnn.conv == "gcn" and isinstance(tau, (int, float)) and tau < 0:
             _fail(
                 "tau",
                 self.graph.tau,
@@ -186,8 +247,9 @@ class PoolerSections:
         """The full :class:`PoolerConfig` of pooler ``name`` on states of width ``input_dim`` (a copy)."""
         parts = copy.deepcopy(self)
         return PoolerConfig(
-            name=name, input_dim=input_dim, graph=parts.graph, gnn=parts.gnn, readout=parts.readout
-        )
+            name=name, input_dim=input_dim, graph=parts.graph, gnn=parts.gnn, readout=parts.readout,
+            input=parts.input,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,11 +275,12 @@ class PoolerConfig:
     graph: GraphConfig = field(default_factory=GraphConfig)
     gnn: GNNConfig = field(default_factory=GNNConfig)
     readout: ReadoutConfig = field(default_factory=ReadoutConfig)
+    input: InputConfig = field(default_factory=InputConfig)
 
     @property
     def sections(self) -> PoolerSections:
-        """The graph, GNN and readout sections (shared with this config, not copied)."""
-        return PoolerSections(graph=self.graph, gnn=self.gnn, readout=self.readout)
+        """The input, graph, GNN and readout sections (shared with this config, not copied)."""
+        return PoolerSections(graph=self.graph, gnn=self.gnn, readout=self.readout, input=self.input)
 
     def validate(self) -> None:
         """Check every field's type and bounds (the one validator for built and loaded poolers alike)."""

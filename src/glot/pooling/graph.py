@@ -67,7 +67,7 @@ def block_adjacency(xp: Tensor, mask: Tensor, rows: slice, cfg: GraphConfig) -> 
     r_idx = torch.arange(rows.start, rows.stop, device=xp.device)
     diag = r_idx[:, None] == torch.arange(xp.shape[1], device=xp.device)[None, :]  # (r, L)
     valid = mask[:, rows, None] & mask[:, None, :]
-    adj = (sim > cfg.tau) & valid & ~diag
+    adj = (sim > cfg.threshold()) & valid & ~diag
     if cfg.knn is not None:
         k = min(cfg.knn, xp.shape[1])
         scores = sim.masked_fill(~valid | diag, float("-inf"))

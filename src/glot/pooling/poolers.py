@@ -26,6 +26,7 @@ from glot.io import atomic_save_tensors, atomic_write_json, load_weights, read_j
 from glot.pooling.config import OPTION_SECTION, PoolerConfig, PoolerSections
 from glot.pooling.gnn import TokenGNN
 from glot.pooling.graph import TokenGraph, build_token_graph
+from glot.pooling.normalize import InputNorm
 from glot.pooling.packing import check_packed, pack
 from glot.pooling.readout import AttentionReadout, first_token, last_token, max_readout, mean_readout
 
@@ -42,6 +43,10 @@ class Pooler(nn.Module):
     #: its default config, as flat overrides of the section defaults (which are GLOT's); the poolers
     #: without a GNN keep num_layers = 0 so that their saved config says so
     defaults: ClassVar[Mapping[str, Any]] = {"num_layers": 0}
+    #: what glot.pooling.normalize.fit_pooler measured on the training states (saved in pooler_config.json)
+    input_fit: dict[str, Any] | None = None
+    #: whether tau was chosen by tau="auto" (the config then holds the chosen number)
+    tau_auto: bool = False
 
     def __init__(self, config: PoolerConfig) -> None:
         super().__init__()
@@ -121,7 +126,10 @@ class Pooler(nn.Module):
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         atomic_save_tensors(path / WEIGHTS_NAME, self.state_dict())
-        atomic_write_json(path / CONFIG_NAME, {"glot_version": __version__, "pooler": self.config.to_dict()})
+        meta: dict[str, Any] = {"glot_version": __version__, "pooler": self.config.to_dict()}
+        if self.input_fit:  # what fit_pooler measured (tau=auto, normalisation): for reading
+            meta["input_fit"] = self.input_fit
+        atomic_write_json(path / CONFIG_NAME, meta)
         return path
 
 
@@ -206,6 +214,12 @@ class MaxPooler(Pooler):
         return max_readout(x, ptr)
 
 
+#: The learned poolers standardise the frozen states first (beyond the paper; glot.pooling.normalize): measured
+#: on MiniLM tweets (validation) and needed on decoders, whose massive-activation dimensions otherwise decide
+#: the graph. ``normalize="none"`` is the paper.
+ROBUST_DEFAULTS: Mapping[str, Any] = {"normalize": "standardize"}
+
+
 class _ReadoutPooler(Pooler):
     """Shared shell: (optional graph) -> token GNN -> attention readout."""
 
@@ -213,6 +227,7 @@ class _ReadoutPooler(Pooler):
 
     def __init__(self, config: PoolerConfig) -> None:
         super().__init__(config)
+        self.normalizer = InputNorm(config.input_dim, config.input.normalize)  # before graph and GNN
         self.gnn = TokenGNN(config.input_dim, config.gnn, weighted=self.uses_graph and config.graph.weighted)
         self.readout = AttentionReadout(self.gnn.out_dim, config.readout.readout_hidden)
 
@@ -221,16 +236,32 @@ class _ReadoutPooler(Pooler):
         return self.gnn.out_dim
 
     def build_graph(self, x: Tensor, ptr: Tensor) -> TokenGraph:
-        """The token graph this pooler uses (empty for poolers without one). Shapes: see graph.py."""
+        """The token graph this pooler uses on states ``x`` (built on the normalised states; empty for poolers
+        without one). Shapes: see graph.py."""
+        return self._graph(self.normalizer(x), ptr)
+
+    def _graph(self, xn: Tensor, ptr: Tensor) -> TokenGraph:
         if not self.uses_graph or self.config.gnn.num_layers == 0:
-            return TokenGraph(x.new_zeros(2, 0, dtype=torch.long), None)
-        return build_token_graph(x, ptr, self.config.graph)
+            return TokenGraph(xn.new_zeros(2, 0, dtype=torch.long), None)
+        self._check_tau()
+        return build_token_graph(xn, ptr, self.config.graph)
+
+    def _check_tau(self) -> None:
+        if self.config.graph.tau == "auto":  # one line, before any graph work (GraphConfig.threshold agrees)
+            raise InputError(
+                "this pooler's tau is 'auto' and was never fitted: glot train / compare choose it from the "
+                "training states; in Python call glot.pooling.normalize.fit_pooler(pooler, x, ptr) on training "
+                "states first, or build the pooler with a number, e.g. tau=0.8"
+            )
 
     def token_states(self, x: Tensor, ptr: Tensor) -> Tensor:
-        """Refined token states u_i. Shapes: (N, D) -> (N, out_dim)."""
+        """Refined token states u_i of the normalised states. Shapes: (N, D) -> (N, out_dim)."""
+        x = self.normalizer(x)  # graph and GNN both see the normalised states
+        if self.uses_graph and self.config.gnn.num_layers > 0:
+            self._check_tau()
         with torch.autocast(x.device.type, enabled=False):  # fp32 cosines vs tau under bf16 autocast too
             dense = self.gnn.dense_graph(x, ptr, self.config.graph) if self.uses_graph else None
-            graph = self.build_graph(x, ptr) if dense is None else None
+            graph = self._graph(x, ptr) if dense is None else None
         if dense is not None:  # short sentences, GAT: masked softmax per length bucket, no edge list
             return self.gnn(x, dense=dense)
         assert graph is not None
@@ -251,8 +282,8 @@ class AdaPooler(_ReadoutPooler):
     """AdaPool: attention readout over the raw states (scorer Linear(D, 128) -> tanh -> Linear(128, 1))."""
 
     name = "adapool"
-    options = ("readout_hidden",)
-    defaults = {"num_layers": 0, "readout_hidden": 128}
+    options = ("normalize", "readout_hidden")
+    defaults = {"num_layers": 0, "readout_hidden": 128, **ROBUST_DEFAULTS}
 
 
 @register_pooler
@@ -260,8 +291,8 @@ class MLPPooler(_ReadoutPooler):
     """The paper's no-graph ablation: per-token MLP (K Linear+ReLU layers, same JK) then attention readout."""
 
     name = "mlp"
-    options = ("num_layers", "hidden_dim", "jk", "readout_hidden")
-    defaults = {"conv": "mlp"}
+    options = ("normalize", "num_layers", "hidden_dim", "jk", "readout_hidden")
+    defaults = {"conv": "mlp", **ROBUST_DEFAULTS}
 
 
 @register_pooler
@@ -271,7 +302,8 @@ class GLOTPooler(_ReadoutPooler):
     name = "glot"
     uses_graph = True
     options = tuple(OPTION_SECTION)  # every field: tau, knn, weighted, self_loops, conv, num_layers, ...
-    defaults: ClassVar[Mapping[str, Any]] = {}  # the section defaults are GLOT's (the paper's GLUE settings)
+    #: the section defaults are GLOT's (the paper's GLUE settings), plus the standardised inputs
+    defaults: ClassVar[Mapping[str, Any]] = dict(ROBUST_DEFAULTS)
 
 
 def build_pooler(name: str, input_dim: int, **options: Any) -> Pooler:
@@ -301,4 +333,6 @@ def load_pooler(directory: str | os.PathLike[str], map_location: str | torch.dev
     except InputError as err:  # name the file: the config is the user's (or an attacker's) edit
         raise InputError(f"{path / CONFIG_NAME}: {err}") from err
     load_weights(pooler, path / WEIGHTS_NAME)  # damaged file, wrong shapes or keys: one InputError naming it
+    if isinstance(meta.get("input_fit"), dict):  # kept, so that a re-save (export) still says what was fitted
+        pooler.input_fit = meta["input_fit"]
     return pooler.to(map_location)

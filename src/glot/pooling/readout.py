@@ -3,6 +3,11 @@
 Attention readout (Mantri et al., ICLR 2026, Sec. 3.3): m_i = v^T tanh(W u_i + b), pi = softmax of m over the
 tokens of each sentence, z = sum_i pi_i u_i. The segment softmax and sums are PyG's scatter utilities.
 
+Initialisation (beyond the paper): ``v`` starts at zero, so every score is 0 and pi is uniform: a learned pooler
+starts exactly where mean pooling of its token states is, and training moves it away only where that helps
+(on small data a randomly initialised scorer starts from an arbitrary weighting and needs epochs to undo it).
+W still gets its usual random init, and v's gradient is nonzero from the first step.
+
 The score layer ``v`` has no bias: a scalar c added to every score cancels in the softmax
 (softmax(m + c) = softmax(m)), so it never changes an output and its gradient is exactly zero. Checkpoints
 written before it was dropped carry a ``score.bias`` key: the module drops it on load (every load path,
@@ -32,6 +37,7 @@ class AttentionReadout(nn.Module):
         self.hidden = hidden if hidden is not None else default_readout_hidden(in_dim)
         self.proj = nn.Linear(in_dim, self.hidden)
         self.score = nn.Linear(self.hidden, 1, bias=False)  # a bias would cancel in the softmax
+        nn.init.zeros_(self.score.weight)  # every score 0: uniform weights, the pooler starts as mean pooling
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         if self.score.bias is None:  # older checkpoints carry the dead bias (see module doc): drop it

@@ -38,6 +38,7 @@ from glot.cache.task import CachedTask, cache_task
 from glot.distributed import is_main, on_main
 from glot.errors import InputError
 from glot.io import atomic_write_json
+from glot.pooling.normalize import fit_pooler, fit_sample, needs_fit
 from glot.pooling.poolers import Pooler, from_config
 from glot.progress import tqdm
 from glot.training import distributed as ddp
@@ -177,6 +178,10 @@ def run_loop(
     state = load_checkpoint_state(run_dir) or {
         "epoch": 0, "best_epoch": 0, "best_val": None, "history": [], "stopped_early": False, "run_key": key,
     }  # fmt: skip
+    if needs_fit(setup.pooler) and rows["train"] is not None:  # input statistics, tau="auto" (deterministic,
+        sample = fit_sample(rows["train"], config.seed)  # so a resumed run refits the same values)
+        with torch.no_grad():
+            state["input_fit"] = fit_pooler(setup.pooler, *setup.source.packed("train", sample))
     state.setdefault("costs", [])  # per epoch: each step's (wall, CPU) seconds, train and validation seconds
     eval_preds: dict[str, torch.Tensor] = {}
     if state["epoch"] > 0:

@@ -40,6 +40,10 @@ def finish_run(
         "train_seconds": sum(h["seconds"] for h in state["history"]),
         "history": [dict(h) for h in state["history"]], "run_key": key,
     }  # fmt: skip
+    if state.get(
+        "input_fit"
+    ):  # the pooler's fitted inputs: normalisation, tau (chosen or given), edge density
+        metrics["input_fit"] = state["input_fit"]
     if eval_preds:
         eval_labels = task.splits["eval"].labels  # the first and only read of the eval labels
         per_epoch = {int(k.split("_")[1]): score(task.metric, v, eval_labels) for k, v in eval_preds.items()}

@@ -1,0 +1,146 @@
+"""How the training defaults were chosen: lr x input normalisation for every pooler on the packaged backbones.
+
+Runs every (backbone, task, pooler, normalize, lr) on the packaged tasks and records the VALIDATION accuracy
+only (the split carved from train, as every run selects its epoch): the eval split is dropped from the cached
+task before training, so no eval label is read. Tasks: the stress test at 90% distractors with the
+length-matched generator (glot compare's architecture: K = 4, P = 64, tau = auto) and the tweets task
+(the package defaults: K = 2, P = 256, tau = auto). Each run trains up to ``--epochs`` with early stopping
+(``--patience``) and keeps the best-on-validation epoch, as ``glot train`` does.
+
+    python benchmarks/sweep_defaults.py --models minilm,smollm2-135m --lrs 3e-4,1e-3,3e-3,1e-2
+
+Output: benchmarks/results/sweep_defaults.json (every run, written after each one, so a partial sweep is
+kept; runs already in ``--runs`` are reused) and sweep_defaults.md (the tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common import machine_info  # type: ignore[import-not-found]
+from glot.backbones.frozen import FrozenBackbone
+from glot.cache.task import CachedTask, cache_task
+from glot.data import get_task
+from glot.io import atomic_write_json, atomic_write_text
+from glot.training.config import TrainConfig
+from glot.training.loop import NonFiniteError, fit
+
+RESULTS = Path(__file__).parent / "results"
+STRESS_ARCH = {"num_layers": 4, "hidden_dim": 64}  # glot compare's (the paper's stress settings)
+LEARNED = ("adapool", "mlp", "glot")
+
+
+def load_task(name: str, n_train: int, n_eval: int) -> Any:
+    if name == "stress":
+        return get_task(
+            "stress", distractor_ratio=0.9, match_lengths=True, seed=0, n_train=n_train, n_eval=n_eval
+        )
+    return get_task(name, seed=0, n_train=n_train, n_eval=n_eval)
+
+
+def train_only(cached: CachedTask) -> CachedTask:
+    """The cached task without its eval split: the sweep never reads an eval label."""
+    return CachedTask(task=cached.task, states=cached.states, ids={"train": cached.ids["train"]},
+                      backbone=cached.backbone)  # fmt: skip
+
+
+def pooler_options(task: str, pooler: str, normalize: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if pooler in LEARNED:
+        options["normalize"] = normalize
+    if pooler in ("mlp", "glot") and task == "stress":
+        options |= STRESS_ARCH
+    if pooler == "glot":
+        options["tau"] = "auto"
+    return options
+
+
+def run_one(cached: CachedTask, task: str, pooler: str, normalize: str, lr: float, args: argparse.Namespace,
+            seed: int, folder: Path) -> dict[str, Any]:  # fmt: skip
+    config = TrainConfig(pooler=pooler, pooler_options=pooler_options(task, pooler, normalize), lr=lr,
+                         epochs=args.epochs, patience=args.patience, seed=seed)  # fmt: skip
+    start = time.perf_counter()
+    try:
+        m = fit(cached, config, folder, progress=False)
+    except NonFiniteError as err:
+        return {"diverged": True, "error": str(err), "seconds": time.perf_counter() - start}
+    return {
+        "diverged": False, "val": m["val"], "best_val_epoch": m["best_val_epoch"], "epochs_run": m["epochs_run"],
+        "val_per_epoch": [h["val"] for h in m["history"]], "input_fit": m.get("input_fit"),
+        "train_seconds": m["train_seconds"], "sizes": m["sizes"],
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="minilm,smollm2-135m,mpnet,gemma3-270m")
+    p.add_argument("--tasks", default="stress,tweets")
+    p.add_argument("--poolers", default="mean,adapool,mlp,glot")
+    p.add_argument(
+        "--normalize", default="standardize", help="for the learned poolers, e.g. none,standardize"
+    )
+    p.add_argument("--lrs", default="1e-3,3e-3,1e-2")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--patience", type=int, default=TrainConfig.patience)
+    p.add_argument("--n-train", default="stress=800,tweets=2000", help="train examples per task")
+    p.add_argument("--runs", type=Path, default=Path("runs/sweep-defaults"))
+    p.add_argument("--out", type=Path, default=RESULTS / "sweep_defaults.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    sizes = {k: int(v) for k, v in (kv.split("=") for kv in args.n_train.split(","))}
+    done: dict[str, Any] = json.loads(args.out.read_text())["runs"] if args.out.exists() else {}
+    for model in args.models.split(","):
+        for task_name in args.tasks.split(","):
+            task = load_task(task_name, sizes[task_name], max(1, sizes[task_name] // 4))
+            backbone = FrozenBackbone.from_pretrained(model, max_length=task.max_length)
+            cached = train_only(cache_task(task, backbone, progress=False))
+            for pooler in args.poolers.split(","):
+                norms = args.normalize.split(",") if pooler in LEARNED else ["none"]
+                for normalize in norms:
+                    for lr in args.lrs.split(","):
+                        for seed in (int(s) for s in args.seeds.split(",")):
+                            key = f"{model}|{task_name}|{pooler}|{normalize}|{float(lr):g}|{seed}"
+                            folder = args.runs / key.replace("|", "/")
+                            done[key] = run_one(
+                                cached, task_name, pooler, normalize, float(lr), args, seed, folder
+                            )
+                            print(key, json.dumps({k: done[key].get(k) for k in ("val", "epochs_run", "diverged")}),
+                                  flush=True)  # fmt: skip
+                            write(args, done)
+    return 0
+
+
+def write(args: argparse.Namespace, runs: dict[str, Any]) -> None:
+    meta = {k: v for k, v in vars(args).items() if k not in ("runs", "out")}
+    atomic_write_json(args.out, {"machine": machine_info(), "settings": meta, "runs": runs})
+    atomic_write_text(args.out.with_suffix(".md"), tables(runs))
+
+
+def tables(runs: dict[str, Any]) -> str:
+    """Validation accuracy (%) per (backbone, task, pooler, normalize) x lr; 'div' = diverged."""
+    rows: dict[tuple[str, ...], dict[str, str]] = {}
+    lrs: list[str] = []
+    for key, r in runs.items():
+        model, task, pooler, normalize, lr, seed = key.split("|")
+        lrs += [lr] if lr not in lrs else []
+        cell = "div" if r["diverged"] else f"{100 * r['val']:.1f} ({r['epochs_run']} ep)"
+        rows.setdefault((model, task, pooler, normalize), {})[lr + "|" + seed] = cell
+    lrs.sort(key=float)
+    head = "| backbone | task | pooler | normalize | " + " | ".join(f"lr {lr}" for lr in lrs) + " |"
+    out = ["# Defaults sweep: validation accuracy % (epochs run)\n", head, "|" + "---|" * (4 + len(lrs))]
+    for (model, task, pooler, normalize), cells in rows.items():
+        vals = [" / ".join(v for k, v in sorted(cells.items()) if k.split("|")[0] == lr) or "-" for lr in lrs]
+        out.append(f"| {model} | {task} | {pooler} | {normalize} | " + " | ".join(vals) + " |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
