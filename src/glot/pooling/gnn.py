@@ -172,6 +172,9 @@ class TokenGNN(nn.Module):
         Shapes: x (N, D), ptr (B + 1,) -> u (N, out_dim).
         """
         assert self.dense_choice in ("auto", "dense", "edge"), self.dense_choice
+        if edges is not None and edges.edge_index.device != x.device:  # cached graphs live on the CPU
+            weight = None if edges.edge_weight is None else edges.edge_weight.to(x.device)
+            edges = TokenGraph(edges.edge_index.to(x.device), weight)
         if self.dense_choice == "edge" or not self.prefers_dense(ptr):
             edges = edges if edges is not None else build_token_graph(x, ptr, graph)
             return self(x, edges.edge_index, edges.edge_weight)

@@ -149,9 +149,14 @@ def shared_graphs(states: Any, config: GraphConfig) -> SentenceGraphs:
     return per_config[key]
 
 
-def graph_config_of(pooler: Any) -> GraphConfig | None:
-    """The graph config a pooler builds graphs with, None when it uses none (no graph or K = 0)."""
-    if not getattr(pooler, "uses_graph", False) or pooler.config.gnn.num_layers == 0:
+#: Whether training over a cache uses graphs built once (False: every step builds its batch's graph, as before)
+ENABLED = True
+
+
+def training_graphs(pooler: Any) -> GraphConfig | None:
+    """The graph config for which a cached training run builds graphs once: the pooler's, None when it uses
+    no graph (no graph or K = 0) or when :data:`ENABLED` is False."""
+    if not ENABLED or not getattr(pooler, "uses_graph", False) or pooler.config.gnn.num_layers == 0:
         return None
     config: GraphConfig = pooler.config.graph
     return config

@@ -33,6 +33,7 @@ import torch
 from glot.cache.task import CachedTask, cache_task
 from glot.errors import InputError
 from glot.io import atomic_write_json
+from glot.pooling.graph_cache import training_graphs
 from glot.pooling.poolers import Pooler, from_config
 from glot.progress import tqdm
 from glot.training.checkpoint import (
@@ -134,7 +135,8 @@ def fit(
         metrics["truncation"] = {"truncated": states.num_truncated, "max_length": states.truncated_at,
                                  "texts": len(states)}  # fmt: skip
 
-    setup = Setup(cached.task, CacheSource(cached), pooler, head, finish=finish)
+    source = CacheSource(cached, graphs=training_graphs(pooler))  # token graphs built once per cache
+    setup = Setup(cached.task, source, pooler, head, finish=finish)
     return run_loop(setup, config, Path(run_dir), config_json, rows, progress=progress, overwrite=overwrite)
 
 
@@ -237,7 +239,8 @@ def _train_epoch(
     starts = range(0, len(order), config.batch_size)[:budget]
     for start in tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch", disable=not progress):
         chunk, wall, cpu = order[start : start + config.batch_size], time.perf_counter(), time.process_time()
-        z = setup.pooler.forward_packed(*setup.source.packed("train", chunk))  # every text column at once
+        x, ptr = setup.source.packed("train", chunk)  # every text column at once
+        z = setup.pooler.forward_packed(x, ptr, graph=setup.source.graph("train", chunk, ptr))
         loss = setup.head.loss(
             setup.head(*torch.split(z, len(chunk))), None if labels is None else labels[chunk]
         )
