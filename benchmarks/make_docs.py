@@ -16,7 +16,7 @@ from glot.io import atomic_write_text
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "benchmarks.md"
-ORDER = ["summary", "startup", "pooler", "dense_gat", "encode", "long", "cache", "efficiency", "gpu_heads"]
+ORDER = ["summary", "startup", "pooler", "step", "dense_gat", "encode", "long", "cache", "efficiency", "gpu_heads"]
 
 INTRO = """# Benchmarks
 
@@ -35,12 +35,14 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 |---|---|---|
 | Start-up | `bench_startup.py` | `import glot`, `glot --help`, `glot train --help` as fresh processes (vs an older checkout) |
 | Pooler head | `bench_pooler.py` | glot vs a per-sentence loop: graph construction, inference, train step (B=32/128) |
-| Dense GAT | `bench_dense_gat.py` | the opt-in dense, length-bucketed GAT vs the edge-list path (demo and tweets heads, length sweep) |
+| GLOT train step | `bench_step.py` | where a GLOT step's time goes (graph, GNN, readout, optimizer), old vs new path, FLOP floors; demo training GLOT vs AdaPool |
+| Dense GAT | `bench_dense_gat.py` | the dense, length-bucketed GAT vs the edge-list path (demo and tweets heads, length and density sweeps; the auto rule's pick) |
 | Encode | `bench_encode.py` | texts/s of MiniLM + GLOT vs MiniLM + mean through the same `Encoder`; head overhead % |
 | Long documents | `bench_long.py` | one 2K/8K/32K-token document: time, edges, peak extra memory (tau only vs + kNN) |
 | Cache | `bench_cache.py` | hidden-state cache build time, bytes per sentence and epoch read time vs the reference code's way |
 | Efficiency | `bench_efficiency.py` | GLOT vs LoRA r=64 vs full fine-tuning: params, peak RSS, ms per step, metric |
 | GPU heads | `gpu_heads.py` | the head benchmarks on CUDA (run on a GPU machine; not in CI) |
+| GPU check | `gpu_check.sh` | CUDA parity tests + `gpu_heads.py` + the demo in one go (< 10 min); GPU figures: unmeasured so far |
 
 ## For comparison: the paper's Table 5
 

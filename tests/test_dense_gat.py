@@ -44,7 +44,7 @@ def run_both(conv: GATConv, x: torch.Tensor, ptr: torch.Tensor, cfg: GraphConfig
     x_ref, x_new = x.clone().requires_grad_(), x.clone().requires_grad_()
     ref = conv(x_ref, graph.edge_index) if attr is None else conv(x_ref, graph.edge_index, edge_attr=attr)
     new = dense_gat.dense_gat(conv, x_new, dense)
-    grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype).to(ref.device)
     params = [p for p in conv.parameters() if p.requires_grad]
     grads_ref = torch.autograd.grad(ref, [x_ref, *params], grad_out, materialize_grads=True)
     grads_new = torch.autograd.grad(new, [x_new, *params], grad_out, materialize_grads=True)
@@ -240,3 +240,47 @@ def test_training_run_is_the_same_on_either_path(tmp_path, monkeypatch) -> None:
     assert dense == pytest.approx(edge, rel=1e-4)
     # at most one of the 40 eval items may flip, and only if its two logits tie to float rounding
     assert abs(runs[0]["eval"] - runs[1]["eval"]) <= 1 / 40 + 1e-9
+
+
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CUDA absent (run benchmarks/gpu_check.sh)"
+)
+
+
+@needs_cuda
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cuda_dense_and_edge_paths_equal_gatconv(weighted) -> None:
+    """On CUDA: the dense path and PyG's GATConv on the edge list agree (forward + gradients, fp32; torch keeps TF32 matmuls off by default),
+    and both agree with the CPU."""
+    x, ptr = batch(seed=7)
+    assert_no_ties(x, ptr, 0.2)
+    cfg = GraphConfig(tau=0.2, weighted=weighted)
+    torch.manual_seed(0)
+    conv = GATConv(16, 8, heads=2, concat=False, edge_dim=1 if weighted else None)
+    cpu_ref, cpu_new = run_both(conv, x, ptr, cfg)
+    gpu_ref, gpu_new = run_both(conv.cuda(), x.cuda(), ptr.cuda(), cfg)
+    for a, b, c, d in zip(gpu_ref, gpu_new, cpu_ref, cpu_new, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a.cpu(), c, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(b.cpu(), d, rtol=1e-4, atol=1e-4)
+
+
+@needs_cuda
+def test_cuda_graph_and_pooler_equal_cpu() -> None:
+    """On CUDA: build_token_graph gives the CPU's edges, and the GLOT pooler (either path) the CPU's vectors."""
+    x, ptr = batch(seed=8)
+    assert_no_ties(x, ptr, 0.2)
+    cfg = GraphConfig(tau=0.2)
+    assert torch.equal(
+        build_token_graph(x.cuda(), ptr.cuda(), cfg).edge_index.cpu(),
+        build_token_graph(x, ptr, cfg).edge_index,
+    )
+    pooler = glot_pooler(tau=0.2)
+    with torch.no_grad():
+        ref = pooler.forward_packed(x, ptr)
+        gpu = pooler.cuda()
+        for choice in ("dense", "edge"):
+            gpu.gnn.dense_choice = choice
+            torch.testing.assert_close(
+                gpu.forward_packed(x.cuda(), ptr.cuda()).cpu(), ref, rtol=1e-4, atol=1e-4
+            )

@@ -165,3 +165,21 @@ def test_a_changed_tau_builds_new_graphs(tmp_path, monkeypatch) -> None:
         kept[dataclasses.astuple(GraphConfig(tau=0.1))].num_edges
         > kept[dataclasses.astuple(GraphConfig(tau=0.4))].num_edges
     )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA absent (run benchmarks/gpu_check.sh)")
+def test_cuda_pooler_on_cached_graphs_equals_building_them() -> None:
+    """A pooler on CUDA takes the CPU-built cached graph (moved to its device) and gives the vectors it builds
+    itself on CUDA, on either GAT path."""
+    store = Store(LENGTHS)
+    config = GraphConfig(tau=0.6)
+    graphs = SentenceGraphs.build(store.packed, store.lengths, config)
+    ids = np.arange(len(LENGTHS))
+    x, ptr = store.packed(ids)
+    torch.manual_seed(0)
+    pooler = glot.build_pooler("glot", 16, tau=0.6, hidden_dim=8).cuda()
+    with torch.no_grad():
+        for choice in ("dense", "edge"):
+            pooler.gnn.dense_choice = choice
+            got = pooler.forward_packed(x.cuda(), ptr.cuda(), graph=graphs.batch(ids, ptr))
+            torch.testing.assert_close(got, pooler.forward_packed(x.cuda(), ptr.cuda()), rtol=1e-5, atol=1e-5)
