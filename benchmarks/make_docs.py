@@ -16,7 +16,18 @@ from glot.io import atomic_write_text
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "benchmarks.md"
-ORDER = ["summary", "startup", "pooler", "step", "dense_gat", "encode", "long", "cache", "efficiency", "gpu_heads"]
+ORDER = [
+    "summary",
+    "startup",
+    "pooler",
+    "step",
+    "dense_gat",
+    "encode",
+    "long",
+    "cache",
+    "efficiency",
+    "gpu_heads",
+]
 
 INTRO = """# Benchmarks
 

@@ -44,7 +44,9 @@ def run_both(conv: GATConv, x: torch.Tensor, ptr: torch.Tensor, cfg: GraphConfig
     x_ref, x_new = x.clone().requires_grad_(), x.clone().requires_grad_()
     ref = conv(x_ref, graph.edge_index) if attr is None else conv(x_ref, graph.edge_index, edge_attr=attr)
     new = dense_gat.dense_gat(conv, x_new, dense)
-    grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype).to(ref.device)
+    grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype).to(
+        ref.device
+    )
     params = [p for p in conv.parameters() if p.requires_grad]
     grads_ref = torch.autograd.grad(ref, [x_ref, *params], grad_out, materialize_grads=True)
     grads_new = torch.autograd.grad(new, [x_new, *params], grad_out, materialize_grads=True)

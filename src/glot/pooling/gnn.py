@@ -184,11 +184,9 @@ class TokenGNN(nn.Module):
             else build_dense_graph(x, ptr, graph)
         )
         conv = self.convs[0]
+        width = int(getattr(conv, "heads", 1)) * int(getattr(conv, "out_channels", 1))
         choice = self.dense_choice
-        if choice == "dense" or (
-            choice == "auto"
-            and dense_is_faster(dense, conv.heads * conv.out_channels, torch.is_grad_enabled())
-        ):
+        if choice == "dense" or (choice == "auto" and dense_is_faster(dense, width, torch.is_grad_enabled())):
             return self(x, dense=dense)
         edges = edges if edges is not None else edges_from_dense(dense)
         return self(x, edges.edge_index, edges.edge_weight)

@@ -72,26 +72,24 @@ class SentenceGraphs:
         lengths = np.asarray(lengths, dtype=np.int64)
         order = np.argsort(-lengths, kind="stable")
         dtype = np.int16 if lengths.size == 0 or lengths.max() < (1 << 15) else np.int32
-        parts: list[tuple[np.ndarray, ...]] = []
+        items, srcs, dsts, weights = [np.zeros(0, np.int64)], [np.zeros(0, dtype)], [np.zeros(0, dtype)], []
         for ids in _chunks(order, lengths, chunk_tokens):
             x, ptr = packed(ids)
             graph = build_token_graph(x, ptr, config)
             src, dst = graph.edge_index.numpy()
             sentence = np.searchsorted(ptr.numpy(), dst, side="right") - 1  # position of dst's sentence
             start = ptr.numpy()[sentence]
-            weight = None if graph.edge_weight is None else graph.edge_weight.numpy()
-            parts.append((ids[sentence], (src - start).astype(dtype), (dst - start).astype(dtype), weight))
-        item = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+            items.append(ids[sentence])
+            srcs.append((src - start).astype(dtype))
+            dsts.append((dst - start).astype(dtype))
+            if graph.edge_weight is not None:
+                weights.append(graph.edge_weight.numpy())
+        item = np.concatenate(items)
         keep = np.argsort(item, kind="stable")  # by item; within an item the builder's (dst, src) order
         offsets = np.zeros(lengths.size + 1, dtype=np.int64)
         offsets[1:] = np.cumsum(np.bincount(item, minlength=lengths.size))
-        cat = (
-            (lambda k: np.concatenate([p[k] for p in parts])[keep])
-            if parts
-            else (lambda k: np.zeros(0, dtype))
-        )
-        weight = cat(3).astype(np.float32) if config.weighted and parts else None
-        return cls(config, lengths, cat(1), cat(2), offsets, weight)
+        weight = np.concatenate([np.zeros(0, np.float32), *weights])[keep] if config.weighted else None
+        return cls(config, lengths, np.concatenate(srcs)[keep], np.concatenate(dsts)[keep], offsets, weight)
 
     @property
     def nbytes(self) -> int:
