@@ -9,7 +9,7 @@ P = 64, tau = 0.6 (the demo's config), one training step (forward, Linear head, 
 one forward under no_grad (and one train step). ``sweep``: sentences of exactly L tokens (L = 64 .. 512, about
 4K tokens in all), demo head, train step and forward: where the dense path stops paying off.
 
-Contenders share their weights (one pooler; the edge path is ``pooler.gnn.dense_max_tokens = 0``) and are
+Contenders share their weights (one pooler; each path forced with ``pooler.gnn.dense_choice``) and are
 timed interleaved (``compare_times``); outputs are checked equal first. The FLOP floor counts the per-token
 matmuls (GAT ``lin`` per layer, readout ``proj``) plus the edge-list aggregation (2 E' heads P, E' with
 GATConv's self-loops), divided by the fp32 GEMM rate measured once per run on a 4096 x 384 x 256 product.
@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from common import add_common_arguments, apply_quick, apply_threads, compare_times, machine_info, median_time
 from glot import build_pooler, build_token_graph
-from glot.pooling.dense_gat import build_dense_graph
+from glot.pooling.dense_gat import build_dense_graph, dense_is_faster
 from glot.pooling.packing import lengths_to_ptr, pack
 from report import args_json, check_out, command_line, fmt_ms, header, md_table, write_results
 
@@ -76,19 +76,19 @@ def floor_gflop(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, float]:
     }
 
 
-def gemm_rate(n: int, k: int, m: int, repeats: int) -> float:
-    """Measured fp32 GEMM rate in GFLOP/s on an (n, k) x (k, m) product."""
+def gemm_rate(n: int, k: int, m: int, repeats: int, clock: str = "wall") -> float:
+    """Measured fp32 GEMM rate in GFLOP/s on an (n, k) x (k, m) product (on the run's clock)."""
     a, b = torch.randn(n, k), torch.randn(k, m)
-    t = median_time(lambda: a @ b, repeats=repeats, warmup=2)["median_s"]
+    t = median_time(lambda: a @ b, repeats=repeats, warmup=2, clock=clock)["median_s"]
     return 2 * n * k * m / t / 1e9
 
 
 def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor, train: bool) -> dict[str, Callable[[], Any]]:
     """Zero-argument callables: edge path and dense path, same weights, forward or a full train step."""
     fns: dict[str, Callable[[], Any]] = {}
-    for name, limit in (("edge", 0), ("dense", 1 << 30)):
+    for name in ("edge", "dense"):
         p = copy.deepcopy(pooler)
-        p.gnn.dense_max_tokens = limit
+        p.gnn.dense_max_tokens, p.gnn.dense_choice = 1 << 30, name
         if not train:
             fns[name] = torch.no_grad()(lambda p=p: p.forward_packed(x, ptr))
             continue
@@ -141,13 +141,19 @@ def run_case(
     parts = compare_times(part_contenders(pooler, x, ptr, train), repeats=args.repeats, warmup=args.warmup)
     lengths = (ptr[1:] - ptr[:-1]).tolist()
     flops = floor_gflop(pooler, x, ptr)
+    conv = pooler.gnn.convs[0]
+    picks_dense = dense_is_faster(
+        build_dense_graph(x, ptr, pooler.config.graph), conv.heads * conv.out_channels
+    )
+    rule = "dense" if picks_dense else "edge"
     floor_ms = 1e3 * (flops["linear_gflop"] + flops["edge_agg_gflop"]) / rate
     row = {"case": name, "stage": "train step" if train else "forward (no_grad)", "B": len(lengths),
            "N": x.shape[0], "L_max": max(lengths), **options, **flops, "gemm_gflops": rate,
            "floor_ms": floor_ms, "edge": times["edge"], "dense": times["dense"],
-           "speedup": times["edge"]["median_s"] / times["dense"]["median_s"], "parts": parts}  # fmt: skip
+           "speedup": times["edge"]["median_s"] / times["dense"]["median_s"], "parts": parts,
+           "rule": rule}  # fmt: skip
     print(f"{name:>10} {row['stage']:>17}: edge {fmt_ms(times['edge'])} ms, dense {fmt_ms(times['dense'])} ms, "
-          f"x{row['speedup']:.2f}, forward floor {floor_ms:.2f} ms; "
+          f"x{row['speedup']:.2f} (rule: {rule}), forward floor {floor_ms:.2f} ms; "
           + ", ".join(f"{k} {fmt_ms(v)}" for k, v in parts.items()))  # fmt: skip
     return row
 
@@ -167,12 +173,12 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], cmd: str, args: a
         "of its sum). The machine was shared with other jobs (4 other sessions running tests).\n\n"
     )
     cols = ["case", "stage", "B", "N", "L max", "K", "P", "tau", "E' (GAT)", "edge ms", "dense ms",
-            "dense speed-up", "graph edge / dense ms", "K GAT layers edge / dense ms", "forward GFLOP",
+            "dense speed-up", "rule picks", "graph edge / dense ms", "K GAT layers edge / dense ms", "forward GFLOP",
             "GEMM GFLOP/s", "forward floor ms"]  # fmt: skip
     table = [
         [r["case"], r["stage"], r["B"], r["N"], r["L_max"], r.get("num_layers", 2), r.get("hidden_dim", 256),
          r["tau"], r["edges_gat"], fmt_ms(r["edge"]), fmt_ms(r["dense"]), f"{r['speedup']:.2f}x",
-         _pair(r["parts"], "graph"), _pair(r["parts"], "gnn"),
+         r.get("rule", "-"), _pair(r["parts"], "graph"), _pair(r["parts"], "gnn"),
          f"{r['linear_gflop'] + r['edge_agg_gflop']:.2f}", f"{r['gemm_gflops']:.0f}", f"{r['floor_ms']:.2f}"]
         for r in rows
     ]  # fmt: skip
@@ -186,8 +192,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--sweep", type=int, nargs="*", default=[64, 128, 256, 384, 512])
     parser.add_argument("--sweep-tokens", type=int, default=4096, help="tokens per sweep batch")
+    parser.add_argument("--taus", type=float, nargs="*", default=[0.3, 0.6, 0.8], help="sweep thresholds")
+    parser.add_argument("--widths", type=int, nargs="*", default=[64, 256], help="sweep P (K = 2)")
     args = parser.parse_args(argv)
-    apply_quick(args, argv, repeats=2, sweep=[64, 256], sweep_tokens=1024)
+    apply_quick(args, argv, repeats=2, sweep=[64, 256], sweep_tokens=1024, taus=[0.6], widths=[64])
     return args
 
 
@@ -200,7 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     g = torch.Generator().manual_seed(0)
     demo_lengths = torch.randint(100, 151, (32,), generator=g).tolist()
     doc = document_tokens(max(sum(demo_lengths), args.sweep_tokens + max(args.sweep, default=0)))
-    rate = gemm_rate(4096, 384, 256, repeats=max(7, args.repeats))  # the first GAT layer's shape at B = 128
+    rate = gemm_rate(
+        4096, 384, 256, max(7, args.repeats), args.clock
+    )  # the first GAT layer's shape at B = 128
     print(f"fp32 GEMM rate (4096 x 384 x 256): {rate:.0f} GFLOP/s")
     rows = [run_case("demo", DEMO, *cut(doc, demo_lengths), train=True, rate=rate, args=args)]
     xt, pt = tweet_states(128)
@@ -208,6 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for length in args.sweep:
         x, ptr = cut(doc, [length] * max(1, args.sweep_tokens // length))
         rows += [run_case(f"sweep L={length}", DEMO, x, ptr, t, rate, args) for t in (True, False)]
+    for length in args.sweep:  # the density sweep the rule's constants were fitted to
+        x, ptr = cut(doc, [length] * max(1, args.sweep_tokens // length))
+        for tau in args.taus:
+            for width in args.widths:
+                opts = {"tau": tau, "num_layers": 2, "hidden_dim": width}
+                rows += [run_case(f"density L={length}", opts, x, ptr, t, rate, args) for t in (True, False)]
     text = markdown(rows, info, command_line("bench_dense_gat.py", argv), args)
     print(text)
     if not args.no_write:

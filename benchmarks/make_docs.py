@@ -20,6 +20,7 @@ ORDER = [
     "summary",
     "startup",
     "pooler",
+    "step",
     "dense_gat",
     "bf16",
     "encode",
@@ -49,7 +50,8 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 |---|---|---|
 | Start-up | `bench_startup.py` | `import glot`, `glot --help`, `glot train --help` as fresh processes (vs an older checkout) |
 | Pooler head | `bench_pooler.py` | glot vs a per-sentence loop: graph construction, inference, train step (B=32/128) |
-| Dense GAT | `bench_dense_gat.py` | the opt-in dense, length-bucketed GAT vs the edge-list path (demo and tweets heads, length sweep) |
+| GLOT train step | `bench_step.py` | where a GLOT step's time goes (graph, GNN, readout, optimizer), old vs new path, FLOP floors; demo training GLOT vs AdaPool |
+| Dense GAT | `bench_dense_gat.py` | the dense, length-bucketed GAT vs the edge-list path (demo and tweets heads, length and density sweeps; the auto rule's pick) |
 | bf16 head | `bench_bf16.py` | `head_dtype` fp32 vs bf16: accuracy over 3 seeds (stress 0.9, tweets; GLOT, AdaPool), step time natively and with bf16 masked |
 | Encode | `bench_encode.py` | texts/s of MiniLM + GLOT vs MiniLM + mean through the same `Encoder`; head overhead % |
 | Long documents | `bench_long.py` | one 2K/8K/32K-token document: time, edges, peak extra memory (tau only vs + kNN) |
@@ -59,6 +61,7 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 | Distributed cache | `bench_distributed.py` | `glot cache` as 1 process (1 / all threads) vs `torchrun --nproc_per_node N` |
 | Efficiency | `bench_efficiency.py` | GLOT vs LoRA r=64 vs full fine-tuning: params, peak RSS, ms per step, metric |
 | GPU heads | `gpu_heads.py` | the head benchmarks on CUDA (run on a GPU machine; not in CI) |
+| GPU check | `gpu_check.sh` | CUDA parity tests + `gpu_heads.py` + the demo in one go (< 10 min); GPU figures: unmeasured so far |
 
 ## For comparison: the paper's Table 5
 

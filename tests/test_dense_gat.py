@@ -44,7 +44,9 @@ def run_both(conv: GATConv, x: torch.Tensor, ptr: torch.Tensor, cfg: GraphConfig
     x_ref, x_new = x.clone().requires_grad_(), x.clone().requires_grad_()
     ref = conv(x_ref, graph.edge_index) if attr is None else conv(x_ref, graph.edge_index, edge_attr=attr)
     new = dense_gat.dense_gat(conv, x_new, dense)
-    grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype).to(
+        ref.device
+    )
     params = [p for p in conv.parameters() if p.requires_grad]
     grads_ref = torch.autograd.grad(ref, [x_ref, *params], grad_out, materialize_grads=True)
     grads_new = torch.autograd.grad(new, [x_new, *params], grad_out, materialize_grads=True)
@@ -93,7 +95,9 @@ def test_supports_dense_only_for_what_it_reproduces() -> None:
     assert not supports_dense(GATConv((8, 6), 4))  # bipartite: two linears
     assert not supports_dense(GATConv(8, 4, edge_dim=1, fill_value="add"))
     pooler = glot.build_pooler("glot", 16, conv="gatv2", hidden_dim=8)
-    assert pooler.gnn.dense_graph(*batch(), GraphConfig()) is None
+    assert pooler.gnn.dense_graph(*batch(), GraphConfig()) is None and not pooler.gnn.prefers_dense(
+        batch()[1]
+    )
 
 
 def glot_pooler(**options):
@@ -121,6 +125,7 @@ def test_glot_pooler_dense_equals_edge_path(options, monkeypatch) -> None:
     for limit in (256, 0):  # dense (every sentence <= 256 tokens), then the edge path
         pooler = glot_pooler(**options)
         pooler.gnn.dense_max_tokens = limit
+        pooler.gnn.dense_choice = "dense" if limit else "auto"
         xi = x.clone().requires_grad_()
         out = pooler.forward_packed(xi, ptr)
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
@@ -135,9 +140,7 @@ def test_dense_path_chosen_by_longest_sentence(monkeypatch) -> None:
     """Above the threshold (module constant or per-instance override) the edge list is used."""
     pooler = glot_pooler(tau=0.1)
     x, ptr = batch()
-    assert not pooler.gnn.prefers_dense(ptr)  # opt-in: off by default (not faster on sparse, wide heads)
-    monkeypatch.setattr(dense_gat, "DENSE_MAX_TOKENS", 256)
-    assert pooler.gnn.prefers_dense(ptr)  # longest sentence 70 <= DENSE_MAX_TOKENS
+    assert pooler.gnn.prefers_dense(ptr)  # longest sentence 70 <= DENSE_MAX_TOKENS = 512
     monkeypatch.setattr(dense_gat, "DENSE_MAX_TOKENS", 69)
     assert not pooler.gnn.prefers_dense(ptr)
     pooler.gnn.dense_max_tokens = 70
@@ -151,9 +154,68 @@ def test_dense_path_chosen_by_longest_sentence(monkeypatch) -> None:
         conv, torch.zeros(0, 16), build_dense_graph(torch.zeros(0, 16), empty)
     ).shape == (0, 8)
     with torch.no_grad():  # and the pooler's output does not depend on the path
+        pooler.gnn.dense_choice = "dense"
         dense_out = pooler.forward_packed(x, ptr)
-        pooler.gnn.dense_max_tokens = 0
+        pooler.gnn.dense_choice = "edge"
         torch.testing.assert_close(pooler.forward_packed(x, ptr), dense_out, rtol=1e-5, atol=1e-5)
+
+
+def test_density_rule_picks_dense_for_dense_graphs_and_edges_for_sparse() -> None:
+    """The measured rule: a complete graph goes dense, a self-loops-only graph (E' = N) stays an edge list; wider
+    layers make the dense path win sooner (16 sentences of 64 tokens: one bucket)."""
+    x, ptr = (
+        torch.randn(16 * 64, 16, generator=torch.Generator().manual_seed(4)),
+        lengths_to_ptr(torch.full((16,), 64)),
+    )
+    complete = build_dense_graph(x, ptr, GraphConfig(tau=-1.0))
+    loops = build_dense_graph(x, ptr, GraphConfig(tau=1.0))
+    assert dense_gat.dense_is_faster(complete, 64) and not dense_gat.dense_is_faster(loops, 256)
+    mid = build_dense_graph(x, ptr, GraphConfig(tau=0.3))
+    assert dense_gat.dense_is_faster(mid, 8) <= dense_gat.dense_is_faster(mid, 4096)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_auto_chosen_path_equals_gatconv_with_gradients(weighted, monkeypatch) -> None:
+    """Whatever the rule picks (forced each way by the cost constants), the pooler's GNN equals PyG's GATConv
+    layers on build_token_graph's edge list, forward and gradients (edge attributes when weighted)."""
+    x, ptr = batch(seed=5)
+    assert_no_ties(x, ptr, 0.2)
+    for bucket_cost, expect_dense in ((0.0, True), (1e12, False)):
+        monkeypatch.setattr(dense_gat, "DENSE_BUCKET", bucket_cost)
+        monkeypatch.setattr(dense_gat, "DENSE_SLOT", 0.0 if expect_dense else 1.7)
+        pooler = glot_pooler(tau=0.2, weighted=weighted, heads=2)
+        graph = build_token_graph(x, ptr, pooler.config.graph)
+        dense = build_dense_graph(x, ptr, pooler.config.graph)
+        assert dense_gat.dense_is_faster(dense, 16) == expect_dense
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        got = pooler.gnn.on_graph(xa, ptr, pooler.config.graph)
+        ref = gnn.TokenGNN.forward(pooler.gnn, xb, graph.edge_index, graph.edge_weight)  # PyG GATConv layers
+        weights = torch.linspace(-1, 1, got.numel()).view_as(got)
+        params = list(pooler.gnn.parameters())
+        grads = torch.autograd.grad((got * weights).sum(), [xa, *params])
+        grads_ref = torch.autograd.grad((ref * weights).sum(), [xb, *params])
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+        for a, b in zip(grads, grads_ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_masks_from_cached_edges_equal_built_masks() -> None:
+    """A prebuilt edge list converts to exactly the masks (and edge cosines) build_dense_graph builds, and back
+    to exactly build_token_graph's edge list."""
+    x, ptr = batch(seed=6)
+    for cfg in (GraphConfig(tau=0.2, weighted=True), GraphConfig(tau=0.1, knn=3, self_loops=False)):
+        edges = build_token_graph(x, ptr, cfg)
+        built = build_dense_graph(x, ptr, cfg)
+        converted = dense_gat.dense_from_edges(edges, ptr, x.shape[0])
+        assert torch.equal(converted.order, built.order)
+        for a, b in zip(converted.buckets, built.buckets, strict=True):
+            assert torch.equal(a.adj, b.adj) and torch.equal(a.slots, b.slots)
+            if cfg.weighted:
+                assert torch.equal(a.sim[a.adj], b.sim[b.adj])
+        back = dense_gat.edges_from_dense(built)
+        assert torch.equal(back.edge_index, edges.edge_index)
+        if cfg.weighted:
+            assert torch.equal(back.edge_weight, edges.edge_weight)
 
 
 def test_training_run_is_the_same_on_either_path(tmp_path, monkeypatch) -> None:
@@ -168,8 +230,10 @@ def test_training_run_is_the_same_on_either_path(tmp_path, monkeypatch) -> None:
     real = dense_gat.dense_gat
     monkeypatch.setattr(gnn, "dense_gat", lambda *a, **k: calls.append(1) or real(*a, **k))
     runs, used = [], []
-    for limit in (256, 0):  # sentences of <= 13 tokens: dense, then the edge list
+    for limit in (256, 0):  # sentences of <= 13 tokens: dense (forced by a zero cost), then the edge list
         monkeypatch.setattr(dense_gat, "DENSE_MAX_TOKENS", limit)
+        monkeypatch.setattr(dense_gat, "DENSE_BUCKET", 0.0)
+        monkeypatch.setattr(dense_gat, "DENSE_SLOT", 0.0)
         runs.append(fit(cached, config, tmp_path / f"run{limit}", progress=False))
         used.append(len(calls))
         calls.clear()
@@ -178,3 +242,47 @@ def test_training_run_is_the_same_on_either_path(tmp_path, monkeypatch) -> None:
     assert dense == pytest.approx(edge, rel=1e-4)
     # at most one of the 40 eval items may flip, and only if its two logits tie to float rounding
     assert abs(runs[0]["eval"] - runs[1]["eval"]) <= 1 / 40 + 1e-9
+
+
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CUDA absent (run benchmarks/gpu_check.sh)"
+)
+
+
+@needs_cuda
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cuda_dense_and_edge_paths_equal_gatconv(weighted) -> None:
+    """On CUDA: the dense path and PyG's GATConv on the edge list agree (forward + gradients, fp32; torch keeps TF32 matmuls off by default),
+    and both agree with the CPU."""
+    x, ptr = batch(seed=7)
+    assert_no_ties(x, ptr, 0.2)
+    cfg = GraphConfig(tau=0.2, weighted=weighted)
+    torch.manual_seed(0)
+    conv = GATConv(16, 8, heads=2, concat=False, edge_dim=1 if weighted else None)
+    cpu_ref, cpu_new = run_both(conv, x, ptr, cfg)
+    gpu_ref, gpu_new = run_both(conv.cuda(), x.cuda(), ptr.cuda(), cfg)
+    for a, b, c, d in zip(gpu_ref, gpu_new, cpu_ref, cpu_new, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a.cpu(), c, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(b.cpu(), d, rtol=1e-4, atol=1e-4)
+
+
+@needs_cuda
+def test_cuda_graph_and_pooler_equal_cpu() -> None:
+    """On CUDA: build_token_graph gives the CPU's edges, and the GLOT pooler (either path) the CPU's vectors."""
+    x, ptr = batch(seed=8)
+    assert_no_ties(x, ptr, 0.2)
+    cfg = GraphConfig(tau=0.2)
+    assert torch.equal(
+        build_token_graph(x.cuda(), ptr.cuda(), cfg).edge_index.cpu(),
+        build_token_graph(x, ptr, cfg).edge_index,
+    )
+    pooler = glot_pooler(tau=0.2)
+    with torch.no_grad():
+        ref = pooler.forward_packed(x, ptr)
+        gpu = pooler.cuda()
+        for choice in ("dense", "edge"):
+            gpu.gnn.dense_choice = choice
+            torch.testing.assert_close(
+                gpu.forward_packed(x.cuda(), ptr.cuda()).cpu(), ref, rtol=1e-4, atol=1e-4
+            )

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import glot.backbones.dtypes as dtypes
+import glot.pooling.gnn as gnn_module
 from glot import build_pooler
 from glot.cli import main
 from glot.errors import InputError
@@ -109,9 +110,9 @@ class _Dtypes(TorchDispatchMode):
         self.matmul: set[torch.dtype] = set()
         self.in_graph = False  # graph construction (fp32 cosines: the test above) is not recorded
 
-    def watch_graphs(self, pooler: torch.nn.Module) -> None:
-        for owner, name in ((pooler, "build_graph"), (pooler.gnn, "dense_graph")):
-            build = getattr(owner, name)
+    def watch_graphs(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("build_token_graph", "build_dense_graph"):  # what TokenGNN.on_graph calls
+            build = getattr(gnn_module, name)
 
             def flagged(*args, _build=build, **kwargs):  # noqa: ANN002, ANN003, ANN202
                 self.in_graph = True
@@ -120,7 +121,7 @@ class _Dtypes(TorchDispatchMode):
                 finally:
                     self.in_graph = False
 
-            setattr(owner, name, flagged)
+            monkeypatch.setattr(gnn_module, name, flagged)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
         name = func.overloadpacket.__name__
@@ -131,23 +132,25 @@ class _Dtypes(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("dense", [0, 512], ids=["edge-list", "dense"])
-def test_the_graph_is_built_from_fp32_cosines_under_bf16(dense: int) -> None:
+def _on_path(pooler: torch.nn.Module, dense: bool) -> None:
+    """Force the GNN's dense or edge-list path (the auto rule would pick by cost)."""
+    pooler.gnn.dense_max_tokens, pooler.gnn.dense_choice = (512, "dense") if dense else (0, "edge")
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["edge-list", "dense"])
+def test_the_graph_is_built_from_fp32_cosines_under_bf16(
+    dense: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     torch.manual_seed(0)
     x = torch.randn(60, 32) + 0.8 * torch.randn(1, 32)  # a shared direction: many cosines near tau = 0.4
     ptr = lengths_to_ptr(torch.tensor([20, 25, 15]))
-    pooler = build_pooler("glot", 32, hidden_dim=8, tau=0.4, weighted=True)
-    pooler.gnn.dense_max_tokens = dense
-    graphs = []
-    real = (pooler.gnn.dense_graph, pooler.build_graph)
-
-    def spy(build):  # noqa: ANN001, ANN202
-        return lambda *a, **k: graphs.append(build(*a, **k)) or graphs[-1]
-
-    pooler.gnn.dense_graph, pooler.build_graph = spy(real[0]), spy(real[1])  # type: ignore[method-assign]
+    pooler = build_pooler("glot", 32, hidden_dim=8, tau=0.4, weighted=True, normalize="none")
+    _on_path(pooler, dense)
+    name = "build_dense_graph" if dense else "build_token_graph"
+    real, graphs = getattr(gnn_module, name), []
+    monkeypatch.setattr(gnn_module, name, lambda *a, **k: graphs.append(real(*a, **k)) or graphs[-1])
     precision.pool(pooler, x, ptr, "bf16")
-    built = next(g for g in graphs if g is not None)
-    exact = real[0](x, ptr, pooler.config.graph) if dense else real[1](x, ptr)
+    built, exact = graphs[0], real(x, ptr, pooler.config.graph)
     # in bf16 the cosines round to 2^-8 and 4 of these 354 edges flip at tau: the graph must be the fp32 one
     if dense:
         assert all(torch.equal(a.adj, b.adj) and torch.equal(a.sim, b.sim) for a, b in zip(built.buckets,
@@ -158,14 +161,16 @@ def test_the_graph_is_built_from_fp32_cosines_under_bf16(dense: int) -> None:
         )
 
 
-@pytest.mark.parametrize("dense", [0, 512], ids=["edge-list", "dense"])
-def test_bf16_runs_matmuls_in_bf16_and_softmaxes_in_fp32(dense: int) -> None:
+@pytest.mark.parametrize("dense", [False, True], ids=["edge-list", "dense"])
+def test_bf16_runs_matmuls_in_bf16_and_softmaxes_in_fp32(
+    dense: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     torch.manual_seed(0)
     pooler = build_pooler("glot", 32, hidden_dim=16, tau=0.0, weighted=True)
-    pooler.gnn.dense_max_tokens = dense
+    _on_path(pooler, dense)
     x, ptr = torch.randn(30, 32), lengths_to_ptr(torch.tensor([12, 10, 8]))
     seen = _Dtypes()
-    seen.watch_graphs(pooler)
+    seen.watch_graphs(monkeypatch)
     with seen:
         z = precision.pool(pooler, x, ptr, "bf16")
         z.sum().backward()

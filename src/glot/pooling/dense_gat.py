@@ -24,14 +24,26 @@ from torch import Tensor
 from torch_geometric.nn import GATConv
 
 from glot.pooling.config import GraphConfig
-from glot.pooling.graph import DEFAULT_BLOCK_ELEMS, block_adjacency, length_buckets
+from glot.pooling.graph import (
+    DEFAULT_BLOCK_ELEMS,
+    TokenGraph,
+    block_adjacency,
+    length_buckets,
+    padded_bucket,
+)
 from glot.pooling.packing import check_packed
 
-#: Longest sentence (tokens) for which TokenGNN takes the dense path; 0 = never (the default). Opt-in because it
-#: is not faster everywhere: benchmarks/bench_dense_gat.py measured the GAT layers 1.1-1.5x faster for the stress
-#: demo head (K=4, P=64, tau=0.6) but 0.9-1.0x for the tweets head (K=2, P=256, tau=0.8, very sparse graphs).
-#: A density-aware choice is future work; set 256 (or ``pooler.gnn.dense_max_tokens``) to use it.
-DENSE_MAX_TOKENS = 0
+#: Longest sentence (tokens) for which TokenGNN may take the dense path (then :func:`dense_is_faster` decides);
+#: 0 = never. Above it a bucket's (b, heads, L, L) scores cost more than the edge list saves.
+DENSE_MAX_TOKENS = 512
+
+#: The cost model of :func:`dense_is_faster`, in units of one edge-path message element (E' x width): per
+#: attention slot DENSE_SLOT + DENSE_SLOT_WIDTH x width, per length bucket DENSE_BUCKET (the dense path's fixed
+#: per-bucket op overhead). Fitted to a sweep on a 2-core AMD EPYC (benchmarks/bench_dense_gat.py: L = 32..384,
+#: tau = 0.3..0.8, P = 64/256, train and no_grad): the rule picks the faster path wherever they differ by > 10%.
+DENSE_SLOT = 1.7
+DENSE_SLOT_WIDTH = 0.014
+DENSE_BUCKET = 2e5
 
 
 class DenseBucket(NamedTuple):
@@ -61,30 +73,102 @@ def build_dense_graph(
     """The graph :func:`build_token_graph` builds, kept as bucket adjacency masks (no edge list).
 
     Each bucket's (b, L, L) similarities exist whole (no row blocks), so this is for sentences well below
-    sqrt(max_block_elems) = 4096 tokens; TokenGNN uses it up to :data:`DENSE_MAX_TOKENS`.
+    sqrt(max_block_elems) = 4096 tokens; TokenGNN uses it up to its ``dense_max_tokens``.
     Shapes: x (N, D) packed real tokens, ptr (B + 1,) -> buckets of (b, L, L) masks.
     """
     cfg = config or GraphConfig()
     cfg.validate()
     check_packed(x, ptr)
-    n = x.shape[0]
     xn = F.normalize(x.detach().float(), dim=-1)  # graphs are not differentiated through
-    lengths = ptr[1:] - ptr[:-1]
+    buckets = []
+    for group in length_buckets(ptr[1:] - ptr[:-1], max_block_elems):
+        gidx, mask = padded_bucket(ptr, group, x.shape[0])
+        adj, sim = block_adjacency(xn[gidx] * mask[..., None], mask, slice(0, mask.shape[1]), cfg)
+        buckets.append((gidx, mask, adj, sim if cfg.weighted else None))
+    return _assemble(buckets, x.shape[0], ptr)
+
+
+def dense_from_edges(
+    graph: TokenGraph, ptr: Tensor, num_nodes: int, *, max_block_elems: int = DEFAULT_BLOCK_ELEMS
+) -> DenseTokenGraph:
+    """A prebuilt edge list (e.g. a cached graph) as bucket masks: what :func:`build_dense_graph` returns for
+    the same batch, with the cosines kept on the edges only (all the dense path reads).
+
+    Shapes: graph.edge_index (2, E) packed, edge_weight (E,) or None, ptr (B + 1,) -> buckets of masks.
+    """
+    src, dst = graph.edge_index.to(ptr.device)
+    pos = torch.arange(num_nodes, device=ptr.device) - ptr[:-1].repeat_interleave(ptr[1:] - ptr[:-1])
+    sentence_bucket = torch.empty(ptr.numel() - 1, dtype=torch.long, device=ptr.device)
+    sentence_row = torch.empty_like(sentence_bucket)
+    groups = length_buckets(ptr[1:] - ptr[:-1], max_block_elems)
+    for k, group in enumerate(groups):
+        sentence_bucket[group] = k
+        sentence_row[group] = torch.arange(group.numel(), device=ptr.device)
+    batch = torch.bucketize(dst, ptr[1:], right=True)  # sentence of each edge's target token
+    buckets = []
+    for k, group in enumerate(groups):
+        gidx, mask = padded_bucket(ptr, group, num_nodes)
+        width = mask.shape[1]
+        sel = (sentence_bucket[batch] == k).nonzero().squeeze(1)
+        flat = (sentence_row[batch[sel]] * width + pos[dst[sel]]) * width + pos[src[sel]]
+        adj = torch.zeros(mask.shape[0], width, width, dtype=torch.bool, device=ptr.device)
+        adj.view(-1)[flat] = True
+        sim = None
+        if graph.edge_weight is not None:
+            sim = torch.zeros(adj.shape, dtype=graph.edge_weight.dtype, device=ptr.device)
+            sim.view(-1)[flat] = graph.edge_weight.to(ptr.device)[sel]
+        buckets.append((gidx, mask, adj, sim))
+    return _assemble(buckets, num_nodes, ptr)
+
+
+def _assemble(
+    parts: list[tuple[Tensor, Tensor, Tensor, Tensor | None]], n: int, ptr: Tensor
+) -> DenseTokenGraph:
+    """Buckets (gidx, mask, adj, sim) -> DenseTokenGraph with each token's row in the concatenated outputs."""
     buckets, rows = [], []
-    for group in length_buckets(lengths, max_block_elems):
-        lmax = int(lengths[group[0]])
-        pos = torch.arange(lmax, device=x.device)
-        mask = pos[None, :] < lengths[group][:, None]  # (b, L)
-        gidx = (ptr[group][:, None] + pos[None, :]).clamp_max(n - 1)
-        adj, sim = block_adjacency(xn[gidx] * mask[..., None], mask, slice(0, lmax), cfg)
+    for gidx, mask, adj, sim in parts:
         slots = torch.where(mask, gidx, n)
         real = mask.reshape(-1).nonzero().squeeze(1)
-        buckets.append(DenseBucket(slots, mask, real, adj, sim if cfg.weighted else None))
+        buckets.append(DenseBucket(slots, mask, real, adj, sim))
         rows.append(slots[mask])
     order = (
         torch.argsort(torch.cat(rows)) if rows else ptr.new_zeros(0)
     )  # packed row r is row order[r] of the concatenated bucket outputs
     return DenseTokenGraph(buckets, order, n, {})
+
+
+def edges_from_dense(graph: DenseTokenGraph) -> TokenGraph:
+    """The edge list of a dense graph, exactly as :func:`build_token_graph` returns it for the same batch (same
+    buckets, same masks, same row-major order). Shapes: -> edge_index (2, E), edge_weight (E,) or None."""
+    srcs, dsts, weights = [], [], []
+    for bucket in graph.buckets:
+        b, i, j = bucket.adj.nonzero(as_tuple=True)
+        srcs.append(bucket.slots[b, j])
+        dsts.append(bucket.slots[b, i])
+        if bucket.sim is not None:
+            weights.append(bucket.sim[b, i, j])
+    if not srcs:
+        return TokenGraph(graph.order.new_zeros(2, 0), None)
+    return TokenGraph(
+        torch.stack([torch.cat(srcs), torch.cat(dsts)]), torch.cat(weights) if weights else None
+    )
+
+
+def dense_is_faster(graph: DenseTokenGraph, width: int, train: bool = True) -> bool:
+    """The measured rule: the dense path wins when the graph is dense enough for its layer width.
+
+    Per layer the edge path moves E' x width message elements (gather, scale, scatter-add, and back: E' the
+    GAT edges, self-loops included); the dense path computes slots = sum over buckets of b L^2 attention
+    scores (a few elementwise passes) and one batched matmul over them, plus a fixed cost per bucket. Dense iff
+    E' x width > slots x (DENSE_SLOT + DENSE_SLOT_WIDTH x width) + buckets x DENSE_BUCKET. ``train`` is
+    accepted for a rule that differs with autograd; the measured ratios did not.
+    """
+    slots = sum(bucket.adj.numel() for bucket in graph.buckets)
+    if slots == 0:
+        return False
+    edges = sum(int(bucket.adj.sum()) for bucket in graph.buckets) + graph.num_nodes  # GATConv's self-loops
+    dense_cost = slots * (DENSE_SLOT + DENSE_SLOT_WIDTH * width) + len(graph.buckets) * DENSE_BUCKET
+    return edges * width > dense_cost
 
 
 def supports_dense(conv: object) -> bool:

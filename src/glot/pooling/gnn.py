@@ -11,8 +11,11 @@ a 32K-token document at P=256). Without autograd (inference) a GAT layer whose m
 aggregated ``MESSAGE_ELEMS`` elements at a time, so peak memory no longer grows with E x P.
 
 Short sentences: when every layer is a GATConv and the longest sentence has at most ``dense_max_tokens`` tokens
-(default :data:`glot.pooling.dense_gat.DENSE_MAX_TOKENS`, 0 = off: opt-in), :meth:`TokenGNN.dense_graph` gives the graph for the
-dense, length-bucketed path (:mod:`glot.pooling.dense_gat`): the same function, without an edge list.
+(default :data:`glot.pooling.dense_gat.DENSE_MAX_TOKENS`), :meth:`TokenGNN.on_graph` builds the graph as bucket
+masks and runs the dense, length-bucketed path (:mod:`glot.pooling.dense_gat`: the same function, without an
+edge list) where :func:`glot.pooling.dense_gat.dense_is_faster` says it is (a density- and width-aware rule
+measured with benchmarks/bench_dense_gat.py), else the edge list taken from the same masks. A prebuilt edge
+list (a cached graph, :mod:`glot.pooling.graph_cache`) goes either way too.
 """
 
 from __future__ import annotations
@@ -27,7 +30,16 @@ from torch_geometric.utils import add_self_loops, remove_self_loops
 import glot.pooling.dense_gat as dense_path
 from glot.errors import InputError
 from glot.pooling.config import GNNConfig, GraphConfig
-from glot.pooling.dense_gat import DenseTokenGraph, build_dense_graph, dense_gat, supports_dense
+from glot.pooling.dense_gat import (
+    DenseTokenGraph,
+    build_dense_graph,
+    dense_from_edges,
+    dense_gat,
+    dense_is_faster,
+    edges_from_dense,
+    supports_dense,
+)
+from glot.pooling.graph import TokenGraph, build_token_graph
 
 
 def _gin_mlp(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -116,6 +128,8 @@ class TokenGNN(nn.Module):
     """
 
     dense_max_tokens: int | None = None
+    #: "auto" (the measured rule :func:`glot.pooling.dense_gat.dense_is_faster`), "dense" or "edge" (forced)
+    dense_choice: str = "auto"
 
     def __init__(self, in_dim: int, config: GNNConfig, weighted: bool = False) -> None:
         super().__init__()
@@ -135,7 +149,9 @@ class TokenGNN(nn.Module):
         return self.in_dim + k * p if self.config.jk == "cat" else p
 
     def prefers_dense(self, ptr: Tensor) -> bool:
-        """Whether this batch takes the dense GAT path (see the class docstring). Shapes: ptr (B + 1,)."""
+        """Whether this batch may take the dense GAT path: every layer a GATConv it reproduces and the longest
+        sentence within ``dense_max_tokens`` (whether it then does is :meth:`on_graph`'s density rule).
+        Shapes: ptr (B + 1,)."""
         limit = dense_path.DENSE_MAX_TOKENS if self.dense_max_tokens is None else self.dense_max_tokens
         if not self.convs or limit <= 0 or not all(supports_dense(conv) for conv in self.convs):
             return False
@@ -148,6 +164,34 @@ class TokenGNN(nn.Module):
         Shapes: x (N, D), ptr (B + 1,) -> buckets of (b, L, L) masks, see :mod:`glot.pooling.dense_gat`.
         """
         return build_dense_graph(x, ptr, graph) if self.prefers_dense(ptr) else None
+
+    def on_graph(self, x: Tensor, ptr: Tensor, graph: GraphConfig, edges: TokenGraph | None = None) -> Tensor:
+        """The K layers on the batch's token graph, built here from ``graph`` unless ``edges`` is given
+        (a prebuilt edge list in packed coordinates), on the faster of the dense and edge-list paths.
+
+        Shapes: x (N, D), ptr (B + 1,) -> u (N, out_dim).
+        """
+        assert self.dense_choice in ("auto", "dense", "edge"), self.dense_choice
+        if edges is not None and edges.edge_index.device != x.device:  # cached graphs live on the CPU
+            weight = None if edges.edge_weight is None else edges.edge_weight.to(x.device)
+            edges = TokenGraph(edges.edge_index.to(x.device), weight)
+        if self.dense_choice == "edge" or not self.prefers_dense(ptr):
+            with torch.autocast(x.device.type, enabled=False):  # fp32 cosines vs tau under bf16 autocast too
+                edges = edges if edges is not None else build_token_graph(x, ptr, graph)
+            return self(x, edges.edge_index, edges.edge_weight)
+        with torch.autocast(x.device.type, enabled=False):
+            dense = (
+                dense_from_edges(edges, ptr, x.shape[0])
+                if edges is not None
+                else build_dense_graph(x, ptr, graph)
+            )
+        conv = self.convs[0]
+        width = int(getattr(conv, "heads", 1)) * int(getattr(conv, "out_channels", 1))
+        choice = self.dense_choice
+        if choice == "dense" or (choice == "auto" and dense_is_faster(dense, width, torch.is_grad_enabled())):
+            return self(x, dense=dense)
+        edges = edges if edges is not None else edges_from_dense(dense)
+        return self(x, edges.edge_index, edges.edge_weight)
 
     def forward(
         self,

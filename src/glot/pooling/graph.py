@@ -8,6 +8,11 @@ No Python loop runs over sentences: sentences are grouped into length buckets, e
 similarities come from one batched matmul, processed in row blocks so that at most ``max_block_elems`` similarity
 entries exist at a time (a 32K-token document never materialises a dense 32K x 32K matrix). Padding never enters
 a graph. The output is an ``edge_index`` in packed coordinates, ready for PyG layers.
+
+A bucket's padded width is a function of its sentences' own length (:func:`bucket_width`: the length rounded up
+to one of four widths per octave), never of the other sentences in the batch: a sentence's similarity matmul
+then always has the same shape, so its cosines -- and its graph -- are bit-identical in whatever batch it is
+built. That is what lets graphs built once for a cache (:mod:`glot.pooling.graph_cache`) equal on-the-fly ones.
 """
 
 from __future__ import annotations
@@ -37,25 +42,42 @@ def cosine_similarity(x: Tensor) -> Tensor:
     return (xn @ xn.T).clamp_(-1.0, 1.0)
 
 
-def length_buckets(lengths: Tensor, max_block_elems: int, shrink: float = 0.75) -> list[Tensor]:
-    """Group sentence ids, longest first, into padded buckets.
+def bucket_width(length: int) -> int:
+    """Padded width of a sentence of ``length`` tokens: rounded up to a multiple of 2^(bits - 3), i.e. one of
+    four widths per octave (1..8 exact, then 10, 12, 14, 16, 20, 24, 28, 32, 40, ...): padding adds < 25%."""
+    step = max(int(length).bit_length() - 3, 0)
+    return -(-int(length) >> step) << step
 
-    A bucket closes when adding a sentence would exceed the budget (count * L_max^2 similarity entries) or when
-    the next sentence is shorter than ``shrink * L_max``, so padding waste stays bounded (mixed-length batches
-    otherwise spend most similarity FLOPs on padding). Always at least one sentence per bucket.
+
+def length_buckets(lengths: Tensor, max_block_elems: int) -> list[Tensor]:
+    """Group sentence ids, longest first, into buckets of one :func:`bucket_width` each.
+
+    A bucket also closes when adding a sentence would exceed the budget (count * width^2 similarity entries).
+    Always at least one sentence per bucket; the concatenated groups are the stable longest-first order.
     """
     order = torch.argsort(lengths, descending=True, stable=True)
-    sorted_len = lengths[order].tolist()
+    widths = [bucket_width(n) for n in lengths[order].tolist()]
     groups, start = [], 0
-    while start < len(sorted_len):
-        lmax = sorted_len[start]
-        cap = max(1, max_block_elems // max(1, lmax * lmax))
+    while start < len(widths):
+        width = widths[start]
+        cap = max(1, max_block_elems // (width * width))
         end = start + 1
-        while end < len(sorted_len) and end - start < cap and sorted_len[end] >= shrink * lmax:
+        while end < len(widths) and end - start < cap and widths[end] == width:
             end += 1
         groups.append(order[start:end])
         start = end
     return groups
+
+
+def padded_bucket(ptr: Tensor, group: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+    """Slot layout of one bucket: ``gidx`` the packed row of each slot (clamped for padding) and ``mask`` the
+    real slots. Shapes: ptr (B + 1,), group (b,) -> gidx (b, W), mask (b, W), W = bucket_width of the longest.
+    """
+    lengths = ptr[group + 1] - ptr[group]
+    pos = torch.arange(bucket_width(int(lengths.max())), device=ptr.device)
+    mask = pos[None, :] < lengths[:, None]
+    gidx = (ptr[group][:, None] + pos[None, :]).clamp_max(max(num_nodes - 1, 0))
+    return gidx, mask
 
 
 def block_adjacency(xp: Tensor, mask: Tensor, rows: slice, cfg: GraphConfig) -> tuple[Tensor, Tensor]:
@@ -109,10 +131,8 @@ def build_token_graph(
     lengths = ptr[1:] - ptr[:-1]
     srcs, dsts, weights = [], [], []
     for group in length_buckets(lengths, max_block_elems):
-        lmax = int(lengths[group[0]])
-        pos = torch.arange(lmax, device=x.device)
-        mask = pos[None, :] < lengths[group][:, None]  # (b, L)
-        gidx = (ptr[group][:, None] + pos[None, :]).clamp_max(x.shape[0] - 1)  # packed row of each slot
+        gidx, mask = padded_bucket(ptr, group, x.shape[0])  # (b, W): packed row of each slot, real slots
+        lmax = mask.shape[1]
         xp = xn[gidx] * mask[..., None]
         rows_per_block = max(1, max_block_elems // (len(group) * lmax))
         for r0 in range(0, lmax, rows_per_block):

@@ -20,6 +20,7 @@ per run before the first epoch. An unfitted ``standardize`` is the identity (mea
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,14 @@ class InputNorm(nn.Module):
         if self.kind == "layernorm":
             return F.layer_norm(x, (x.shape[-1],))
         return x
+
+    def fingerprint(self) -> tuple[str, ...]:
+        """What this normalisation does, by content (kind + fitted statistics): equal fingerprints map equal
+        states to equal outputs (the key of graphs built on normalised states, glot.pooling.graph_cache)."""
+        if self.kind != "standardize":
+            return (self.kind,)
+        stats = torch.cat([self.mean.detach().float().cpu(), self.std.detach().float().cpu()]).numpy()
+        return (self.kind, hashlib.sha256(stats.tobytes()).hexdigest())
 
     @torch.no_grad()
     def fit(self, x: Tensor) -> None:

@@ -26,6 +26,7 @@ from glot.io import atomic_save_tensors, atomic_write_json, load_weights, read_j
 from glot.pooling.config import OPTION_SECTION, PoolerConfig, PoolerSections
 from glot.pooling.gnn import TokenGNN
 from glot.pooling.graph import TokenGraph, build_token_graph
+from glot.pooling.graph_cache import BatchGraph
 from glot.pooling.normalize import InputNorm
 from glot.pooling.packing import check_packed, pack
 from glot.pooling.readout import AttentionReadout, first_token, last_token, max_readout, mean_readout
@@ -99,8 +100,11 @@ class Pooler(nn.Module):
         x, ptr = pack(hidden, attention_mask)
         return self.forward_packed(x, ptr)
 
-    def forward_packed(self, x: Tensor, ptr: Tensor) -> Tensor:
-        """Pool packed states. Shapes: x (N, D), ptr (B + 1,) -> (B, out_dim)."""
+    def forward_packed(self, x: Tensor, ptr: Tensor, *, graph: BatchGraph | None = None) -> Tensor:
+        """Pool packed states; ``graph``: the batch's prebuilt token graph (GLOT), else built on the fly.
+
+        Shapes: x (N, D), ptr (B + 1,) -> (B, out_dim).
+        """
         check_packed(x, ptr)
         if x.shape[1] != self.input_dim:
             raise InputError(
@@ -109,10 +113,15 @@ class Pooler(nn.Module):
             )
         param = next(self.parameters(), None)
         x = x.to(param.dtype if param is not None else torch.float32)
+        if graph is not None:  # a prebuilt graph (training over a cache: glot.pooling.graph_cache)
+            return self._pool_on(x, ptr.to(x.device), graph)
         return self._pool(x, ptr.to(x.device))
 
     def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def _pool_on(self, x: Tensor, ptr: Tensor, graph: BatchGraph) -> Tensor:
+        raise AssertionError(f"pooler {self.name!r} uses no token graph, yet it was handed one")
 
     def token_weights(self, x: Tensor, ptr: Tensor) -> Tensor | None:
         """How much each token contributes to its sentence vector (N,), or None where undefined (max)."""
@@ -254,21 +263,22 @@ class _ReadoutPooler(Pooler):
                 "states first, or build the pooler with a number, e.g. tau=0.8"
             )
 
-    def token_states(self, x: Tensor, ptr: Tensor) -> Tensor:
-        """Refined token states u_i of the normalised states. Shapes: (N, D) -> (N, out_dim)."""
+    def token_states(self, x: Tensor, ptr: Tensor, graph: BatchGraph | None = None) -> Tensor:
+        """Refined token states u_i of the normalised states (on ``graph`` when given, a graph built on the
+        normalised states). Shapes: (N, D) -> (N, out_dim)."""
         x = self.normalizer(x)  # graph and GNN both see the normalised states
-        if self.uses_graph and self.config.gnn.num_layers > 0:
-            self._check_tau()
-        with torch.autocast(x.device.type, enabled=False):  # fp32 cosines vs tau under bf16 autocast too
-            dense = self.gnn.dense_graph(x, ptr, self.config.graph) if self.uses_graph else None
-            graph = self._graph(x, ptr) if dense is None else None
-        if dense is not None:  # short sentences, GAT: masked softmax per length bucket, no edge list
-            return self.gnn(x, dense=dense)
-        assert graph is not None
-        return self.gnn(x, graph.edge_index, graph.edge_weight)
+        if not self.uses_graph or self.config.gnn.num_layers == 0:
+            return self.gnn(x)
+        self._check_tau()
+        if graph is not None:
+            graph.check(ptr, self.config.graph)
+        return self.gnn.on_graph(x, ptr, self.config.graph, None if graph is None else graph.edges)
 
     def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
         return self.readout(self.token_states(x, ptr), ptr)
+
+    def _pool_on(self, x: Tensor, ptr: Tensor, graph: BatchGraph) -> Tensor:
+        return self.readout(self.token_states(x, ptr, graph), ptr)
 
     def token_weights(self, x: Tensor, ptr: Tensor) -> Tensor:
         check_packed(x, ptr)

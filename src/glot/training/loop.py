@@ -153,7 +153,8 @@ def fit(
         metrics["truncation"] = {"truncated": states.num_truncated, "max_length": states.truncated_at,
                                  "texts": len(states)}  # fmt: skip
 
-    setup = Setup(cached.task, CacheSource(cached), pooler, head, finish=finish)
+    source = CacheSource(cached, graphs=pooler)  # the pooler's token graphs built once per cache
+    setup = Setup(cached.task, source, pooler, head, finish=finish)
     return run_loop(setup, config, Path(run_dir), config_json, rows, progress=progress, overwrite=overwrite)
 
 

@@ -94,13 +94,13 @@ def _device(module: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def pool(pooler: Any, x: Tensor, ptr: Tensor, head_dtype: str) -> Tensor:
-    """``pooler.forward_packed(x, ptr)`` at ``head_dtype`` (resolved), returned as float32.
+def pool(pooler: Any, x: Tensor, ptr: Tensor, head_dtype: str, graph: Any = None) -> Tensor:
+    """``pooler.forward_packed(x, ptr, graph=graph)`` at ``head_dtype`` (resolved), returned as float32.
 
     Shapes: x (N, D), ptr (B + 1,) -> (B, out_dim) float32.
     """
     with autocast(head_dtype, _device(pooler)):
-        z = pooler.forward_packed(x, ptr)
+        z = pooler.forward_packed(x, ptr) if graph is None else pooler.forward_packed(x, ptr, graph=graph)
     return z.float()
 
 
@@ -120,8 +120,8 @@ class MixedPrecisionPooler(nn.Module):
     def out_dim(self) -> int:
         return int(self.pooler.out_dim)  # type: ignore[arg-type]
 
-    def forward_packed(self, x: Tensor, ptr: Tensor) -> Tensor:
-        return pool(self.pooler, x, ptr, self.head_dtype)
+    def forward_packed(self, x: Tensor, ptr: Tensor, *, graph: Any = None) -> Tensor:
+        return pool(self.pooler, x, ptr, self.head_dtype, graph)
 
 
 def for_run(pooler: Any, recorded: Any) -> Any:

@@ -2,7 +2,9 @@
 
 The training loop (:mod:`glot.training.loop`) asks a state source for ``packed(split, rows) -> (x, ptr)``: the
 real-token states of every text column of ``rows`` of ``split`` ("train" or "eval"), column after column
-(texts, then texts_pair, then negatives), packed for ONE pooler forward. A frozen-head run reads them from the
+(texts, then texts_pair, then negatives), packed for ONE pooler forward, and for ``graph(split, rows, ptr)`` the
+batch's prebuilt token graph (or None: the pooler builds it). A :class:`CacheSource` built with the pooler's
+graph config hands out graphs built once for the whole cache (:mod:`glot.pooling.graph_cache`). A frozen-head run reads them from the
 cache (:class:`CacheSource`: the backbone ran once per unique text); a fine-tuning run computes them with a
 backbone forward on the batch's texts (:class:`BackboneSource`), with gradients into the backbone while training.
 
@@ -21,6 +23,7 @@ from torch import Tensor
 
 from glot.cache.task import COLUMNS, CachedTask
 from glot.data import Split
+from glot.pooling.graph_cache import BatchGraph, shared_graphs, training_graphs
 from glot.pooling.poolers import Pooler
 from glot.training.heads import TaskHead
 from glot.training.metrics import compute
@@ -42,21 +45,41 @@ class StateSource(Protocol):
         """Positions into ``rows`` in the order inference batches them (a permutation of 0..len(rows)-1)."""
         ...
 
+    def graph(self, split: str, rows: np.ndarray, ptr: Tensor) -> BatchGraph | None:
+        """The prebuilt token graph of that packed batch, or None (the pooler builds it on the fly)."""
+        ...
+
     def train(self, mode: bool = True) -> None:
         """Training mode (dropout on) of whatever computes the states; a no-op for fixed states."""
         ...
 
 
 class CacheSource:
-    """States read from the task's hidden-state cache (the frozen backbone ran once per unique text)."""
+    """States read from the task's hidden-state cache (the frozen backbone ran once per unique text).
 
-    def __init__(self, cached: CachedTask) -> None:
+    ``graphs``: the pooler whose token graphs are built once for the cache (on its normalised states, for its
+    graph config as it stands at first use, i.e. after ``tau="auto"`` is fitted; :mod:`glot.pooling.graph_cache`),
+    so each batch carries its graph. None, or a pooler without a graph: the pooler builds graphs per batch.
+    """
+
+    def __init__(self, cached: CachedTask, graphs: Pooler | None = None) -> None:
         self.cached = cached
+        self.graphs = graphs
+
+    def _ids(self, split: str, rows: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.cached.ids[split][c][rows] for c in self.cached.columns(split)])
 
     def packed(self, split: str, rows: np.ndarray) -> tuple[Tensor, Tensor]:
         """Shapes: rows (B,) -> x (N, D) float32, ptr (k B + 1,) int64 for the split's k text columns."""
-        groups = [self.cached.ids[split][c][rows] for c in self.cached.columns(split)]
-        return self.cached.states.packed(np.concatenate(groups))
+        return self.cached.states.packed(self._ids(split, rows))
+
+    def graph(self, split: str, rows: np.ndarray, ptr: Tensor) -> BatchGraph | None:
+        """The batch's token graph from the graphs built once for the cache (None without ``graphs``)."""
+        config = None if self.graphs is None else training_graphs(self.graphs)
+        if config is None:
+            return None
+        graphs = shared_graphs(self.cached.states, config, getattr(self.graphs, "normalizer", None))
+        return graphs.batch(self._ids(split, rows), ptr)
 
     def inference_order(self, split: str, rows: np.ndarray) -> np.ndarray:
         return np.arange(len(rows))
@@ -92,6 +115,9 @@ class BackboneSource:
         lengths = [sum(len(t) for t in row) for row in zip(*self._texts(split, rows), strict=True)]
         return np.argsort([-n for n in lengths], kind="stable")
 
+    def graph(self, split: str, rows: np.ndarray, ptr: Tensor) -> BatchGraph | None:
+        return None  # the states change with the backbone: graphs are built per batch
+
     def train(self, mode: bool = True) -> None:
         self.backbone.model.train(mode and not self.frozen)
 
@@ -112,7 +138,8 @@ def head_outputs(
         zs: list[tuple[Tensor, ...]] = []
         for start in range(0, len(rows), batch):
             chunk = rows[order[start : start + batch]]
-            z = pooler.forward_packed(*source.packed(split, chunk))
+            x, ptr = source.packed(split, chunk)
+            z = pooler.forward_packed(x, ptr, graph=source.graph(split, chunk, ptr))
             zs.append(torch.split(z, len(chunk)))
         inverse = torch.from_numpy(np.argsort(order))
         return head(*[torch.cat(parts)[inverse] for parts in zip(*zs, strict=True)])

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The GPU check of issue 12, in one go (< 10 minutes on any CUDA machine): the CUDA parity tests of the dense and
+# edge-list GAT paths and of cached graphs, benchmarks/gpu_heads.py, and the demo (glot compare defaults).
+#
+#   bash benchmarks/gpu_check.sh [RESULTS_DIR]        (default benchmarks/results/gpu; PYTHON=... to pick python)
+#
+# Writes into RESULTS_DIR: gpu.txt (nvidia-smi), parity.txt (pytest), gpu_heads.{json,md} + gpu_heads.txt, and
+# demo.txt + demo/ (the compare run). Each step has its own time limit, so one slow step cannot eat the rest;
+# the script exits non-zero if any step failed, after running them all. CPU machines: the parity tests skip.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-benchmarks/results/gpu}
+PY=${PYTHON:-python}
+if [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ]; then PY=.venv/bin/python; fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export TOKENIZERS_PARALLELISM=false
+mkdir -p "$OUT"
+status=0
+step() {  # step NAME SECONDS LOGFILE COMMAND...
+  local name=$1 limit=$2 log=$3; shift 3
+  echo "== $name (limit ${limit}s)"
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$log" 2>&1
+  local rc=$?
+  tail -n 15 "$log"
+  echo "== $name: exit $rc after $((SECONDS - t0)) s"
+  [ "$rc" -eq 0 ] || status=1
+}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "nvidia-smi not found"
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+} >"$OUT/gpu.txt" 2>&1
+cat "$OUT/gpu.txt"
+step "CUDA parity tests" 150 "$OUT/parity.txt" \
+  "$PY" -m pytest -q -p no:cacheprovider -rs -k cuda tests/test_dense_gat.py tests/test_graph_cache.py
+step "gpu_heads.py" 210 "$OUT/gpu_heads.txt" \
+  "$PY" benchmarks/gpu_heads.py --device cuda --out "$OUT"
+step "demo (glot compare)" 220 "$OUT/demo.txt" \
+  "$PY" -c 'import sys; from glot.cli import main; sys.exit(main(sys.argv[1:]))' \
+  compare --out "$OUT/demo" --overwrite --no-progress
+echo "results in $OUT"
+exit $status
