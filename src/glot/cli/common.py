@@ -54,7 +54,7 @@ def truncation_message(
     upto = f" (up to {limit} for this model)" if limit and limit > (max_length or 0) else ""
     return (
         f"{truncated} of {total} texts were cut to {max_length} tokens by the backbone; "
-        f"pass --max-length N{upto} to keep more of each text"
+        f"pass --max-length N{upto} to keep more of each text, or --long chunk to embed every token"
     )
 
 

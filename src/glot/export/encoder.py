@@ -104,8 +104,8 @@ class Encoder:
     def from_pretrained(cls, dir_or_repo_id: str | os.PathLike[str], **options: Any) -> Encoder:
         """Load a saved encoder folder, a finished training run or a Hub repo id.
 
-        ``options``: ``revision``, ``token``, ``backbone``, ``dtype``, ``device``; see
-        :func:`glot.export.pretrained.load_parts`.
+        ``options``: ``revision``, ``token``, ``backbone``, ``dtype``, ``device``, ``max_length``, ``long``,
+        ``chunk_overlap``; see :func:`glot.export.pretrained.load_parts`.
         """
         bb, pooler, transform = pretrained.load_parts(dir_or_repo_id, **options)
         # FrozenBackbone/Pooler satisfy the encoder's protocols at run time; mypy flags two signature nits there

@@ -125,12 +125,14 @@ def load_parts(
     backbone: str | None = None,
     dtype: str | None = None,
     device: str | None = None,
+    **lengths: Any,
 ) -> tuple[FrozenBackbone, Pooler, nn.Module | None]:
     """(backbone, pooler, transform) of a folder saved by :func:`save_pretrained` (local folder or Hub repo id)
     or of a training run folder (``run_config.json`` + ``pooler/``): what ``Encoder.from_pretrained`` builds.
 
     ``revision``/``token`` apply to the glot repo; ``backbone`` replaces the recorded backbone id/path (e.g. a
-    local copy), ``dtype``/``device`` replace the recorded backbone precision / the default device.
+    local copy), ``dtype``/``device`` replace the recorded backbone precision / the default device, ``lengths``
+    (``max_length``, ``long``, ``chunk_overlap``) the recorded token window and long-text handling.
     """
     folder, bound = local_folder(dir_or_repo_id, revision, token)
     parts = read_parts(folder, bound=bound)
@@ -139,9 +141,9 @@ def load_parts(
     )  # small and strictly validated: a damaged folder fails before the backbone
     bb: FrozenBackbone
     if parts.trained is not None:  # LoRA merged into its base, full fine-tuning, bundled: the trained weights
-        bb = trained_backbone(parts, name_or_path=backbone, dtype=dtype, device=device)
+        bb = trained_backbone(parts, name_or_path=backbone, dtype=dtype, device=device, **lengths)
     else:
-        bb = load_backbone(parts.reference, name_or_path=backbone, dtype=dtype, device=device)
+        bb = load_backbone(parts.reference, name_or_path=backbone, dtype=dtype, device=device, **lengths)
     pooler = pooler.to(bb.device)
     if pooler.input_dim != bb.hidden_size:
         raise InputError(
