@@ -28,6 +28,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,31 @@ def window_states(backbone: Any, posts: list[str], batch: int) -> tuple[list[Ten
         enc = backbone._plan.pad(win.features, rows[s : s + batch], backbone.padding_side)
         x, ptr = pack(*backbone._run(enc))
         states += [x[ptr[j] : ptr[j + 1]].half() for j in range(len(ptr) - 1)]
+    return states, win
+
+
+def cached_window_states(
+    backbone: Any, posts: list[str], args: argparse.Namespace, split: str
+) -> tuple[list[Tensor], Any]:
+    """:func:`window_states`, saved under ``--states-dir`` keyed by everything that changes them (a rerun with
+    other poolers or seeds skips the backbone pass)."""
+    import hashlib
+
+    from glot.io import atomic_save_tensors, load_tensors
+
+    win = backbone._chunks.encode(posts)
+    if args.states_dir is None:
+        return window_states(backbone, posts, 64)
+    key = hashlib.sha256(json.dumps([backbone.fingerprint(), posts], sort_keys=True).encode()).hexdigest()[
+        :16
+    ]
+    path = args.states_dir / f"{split}-{key}.safetensors"
+    if path.is_file():
+        flat = load_tensors(path)
+        return [flat[str(w)] for w in range(len(win.keep))], win
+    states, win = window_states(backbone, posts, 64)
+    args.states_dir.mkdir(parents=True, exist_ok=True)
+    atomic_save_tensors(path, {str(w): t.contiguous() for w, t in enumerate(states)})
     return states, win
 
 
@@ -183,6 +209,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--tau", type=float, default=0.8, help="glot's graph threshold (bench_long's)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--states-dir", type=Path, default=None, help="keep the window states here for reruns"
+    )
     args = parser.parse_args(argv)
     apply_quick(
         args, argv, n_train=40, n_eval=40, seeds=[0], glot_seeds=[0], epochs=1, poolers=["mean", "glot"]
@@ -204,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data, sizes = {}, {}
     for split, (posts, labels) in task.items():
         start = time.perf_counter()
-        states, win = window_states(backbone, posts, 64)
+        states, win = cached_window_states(backbone, posts, args, split)
         data[split] = (states, win, labels)
         tokens = [sum(win.keep[w][1] - win.keep[w][0] for w in rows) for rows in win.docs]
         sizes[split] = {"posts": len(posts), "windows": len(win.keep), "tokens_median": float(np.median(tokens)),
