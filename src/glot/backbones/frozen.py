@@ -85,24 +85,16 @@ class FrozenBackbone:
             raise InputError(f"cannot read the hidden width of {type(model).__name__} from its config")
         self.hidden_size: int = width
         self.length_limit = _hf.position_limit(self.config, model)
-        if max_length is None:
-            max_length, self.max_length_origin = _hf.configured_max_length(
-                self.config, model, tokenizer, source, revision
-            )
-        else:
-            self.max_length_origin = "max_length argument"
-        self.max_length = identity.check_max_length(max_length, self.length_limit)
+        self.max_length, self.max_length_origin = identity.resolve_max_length(
+            max_length, self.length_limit, model, tokenizer, source, revision
+        )
         self.long, overlap = check_long(long, chunk_overlap)
         #: Truncation count of the latest tokenize / embed / iter_packed call (0 cut under long="chunk").
         self.last_truncation = Truncation(0, 0, self.max_length)
         #: Under long="chunk": how many texts of the latest iter_packed call took more than one window.
         self.last_chunked = 0
         _hf.ensure_pad_token(tokenizer)
-        side = padding_side if padding_side is not None else tokenizer.padding_side
-        if side not in ("left", "right"):
-            raise InputError(f"padding_side must be 'left' or 'right', got {side!r}")
-        tokenizer.padding_side = side
-        self.padding_side: str = side
+        self.padding_side: str = identity.check_padding_side(tokenizer, padding_side)
         self.append_eos = identity.check_eos(tokenizer, self.is_decoder, append_eos)
         self.prompt = prompt
         self._plan = TokenPlan(
@@ -297,12 +289,8 @@ class FrozenBackbone:
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> dict[str, Any]:
-        """JSON-serialisable description of everything that changes the states (for cache keys): see
-        :func:`glot.backbones.identity.fingerprint`.
-
-        Weights: a local folder is identified by a content digest of its weight, config and tokenizer files
-        (see ``glot.backbones.introspect.file_digest``: whole files up to 256 MiB, larger ones sampled), a hub
-        model by its revision or resolved commit, a model built in memory by a digest of its parameters.
+        """JSON-serialisable description of everything that changes the states (for cache keys; weights by
+        content digest, hub revision or parameter digest): :func:`glot.backbones.identity.fingerprint`.
 
         Shapes: none.
         """

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import transformers
 
+from glot.backbones import introspect as _hf
 from glot.backbones.dtypes import dtype_name
 from glot.errors import InputError, InputTypeError
 
@@ -24,6 +25,10 @@ _SPECIALS = ("pad", "eos", "bos", "unk", "cls", "sep", "mask")
 
 def fingerprint(backbone: FrozenBackbone) -> dict[str, Any]:
     """JSON-serialisable description of everything that changes ``backbone``'s states (for cache keys).
+
+    Weights: a local folder is identified by a content digest of its weight, config and tokenizer files (see
+    ``glot.backbones.introspect.file_digest``: whole files up to 256 MiB, larger ones sampled), a hub model by
+    its revision or resolved commit, a model built in memory by a digest of its parameters.
 
     ``long`` (the chunking settings) is present only for ``long="chunk"``, so truncating backbones keep the
     keys they had before chunking existed. Shapes: none.
@@ -82,6 +87,32 @@ def check_layer(layer: int, n_layers: int | None) -> int:
         )
     index = layer % (n_layers + 1)
     return -1 if index == n_layers else index
+
+
+def resolve_max_length(
+    max_length: int | None,
+    limit: int | None,
+    model: Any,
+    tokenizer: Any,
+    source: str | None,
+    revision: str | None,
+) -> tuple[int, str]:
+    """``max_length`` checked against the position ``limit``, and where it came from; None = the model's own
+    configured limit (``glot.backbones.introspect.configured_max_length``)."""
+    if max_length is None:
+        max_length, origin = _hf.configured_max_length(model.config, model, tokenizer, source, revision)
+    else:
+        origin = "max_length argument"
+    return check_max_length(max_length, limit), origin
+
+
+def check_padding_side(tokenizer: Any, padding_side: str | None) -> str:
+    """'left' or 'right' (None = the tokenizer's own), set on the tokenizer."""
+    side = padding_side if padding_side is not None else tokenizer.padding_side
+    if side not in ("left", "right"):
+        raise InputError(f"padding_side must be 'left' or 'right', got {side!r}")
+    tokenizer.padding_side = side
+    return str(side)
 
 
 def check_max_length(max_length: int, limit: int | None) -> int:
