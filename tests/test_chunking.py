@@ -191,3 +191,16 @@ def test_cli_train_records_the_chunking_and_encode_reuses_it(tiny: dict[str, str
 
     enc = Encoder.from_pretrained(out / "seed-0", device="cpu")
     assert (enc.backbone.long, enc.backbone.chunk_overlap) == ("chunk", 2)  # type: ignore[attr-defined]
+
+
+def test_explain_labels_every_stitched_token(tiny: dict[str, str]) -> None:
+    from glot import build_pooler
+    from glot.viz import compute_explanation
+
+    chunked = _bb(tiny["bert"], max_length=16, long="chunk", chunk_overlap=4)
+    expl = compute_explanation(chunked, build_pooler("mean", 32), LONG)
+    assert expl.tokens == ["[CLS]", *LONG.split(), "[SEP]"] and expl.sim.shape == (62, 62)
+    with pytest.warns(TruncationWarning):  # truncating: the first 14 words between [CLS] and [SEP]
+        assert _bb(tiny["bert"], max_length=16).token_ids([LONG])[0] == chunked.token_ids([LONG])[0][:15] + [
+            3
+        ]

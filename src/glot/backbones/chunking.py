@@ -76,6 +76,11 @@ class Windows(NamedTuple):
     keep: list[tuple[int, int]]
     long: int  # texts that needed more than one window
 
+    def text_ids(self, i: int) -> list[int]:
+        """The token ids behind text i's stitched states, in order. Shapes: -> P + n + S ids."""
+        ids = self.features["input_ids"]
+        return [t for w in self.docs[i] for t in ids[w][self.keep[w][0] : self.keep[w][1]]]
+
 
 def _special_frame(plan: TokenPlan) -> tuple[list[int], list[int]]:
     """The special tokens the tokenizer puts before and after a single text (probed on a one-word text)."""

@@ -180,6 +180,16 @@ class FrozenBackbone:
         features = self._encode(check_texts(texts))
         return self._plan.pad(features, range(len(features["input_ids"])), self.padding_side)
 
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """The token ids behind each text's states (one per row :meth:`embed_packed` returns), in order.
+
+        Shapes: texts (B,) -> B lists of N_i ids."""
+        items = check_texts(texts)
+        if self._chunks is not None:
+            win = self._windows(items)
+            return [win.text_ids(i) for i in range(len(items))]
+        return [list(ids) for ids in self._encode(items)["input_ids"]]
+
     def _encode(self, items: list[str]) -> dict[str, list[list[int]]]:
         """Token ids of ``items``; records :attr:`last_truncation` and warns once when texts were cut."""
         features = self._plan.encode(items)
