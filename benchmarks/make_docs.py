@@ -16,7 +16,8 @@ from glot.io import atomic_write_text
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "benchmarks.md"
-ORDER = ["summary", "startup", "pooler", "dense_gat", "encode", "long", "cache", "efficiency", "gpu_heads"]
+ORDER = ["summary", "startup", "readme", "pooler", "dense_gat", "encode", "long", "long_task", "cache", "efficiency",
+         "gpu_heads"]  # fmt: skip
 
 INTRO = """# Benchmarks
 
@@ -34,10 +35,12 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 | Section | Script | What it measures |
 |---|---|---|
 | Start-up | `bench_startup.py` | `import glot`, `glot --help`, `glot train --help` as fresh processes (vs an older checkout) |
+| README commands | `bench_readme.py` | every README command-line example as a fresh process with a cold cache: wall time, exit code |
 | Pooler head | `bench_pooler.py` | glot vs a per-sentence loop: graph construction, inference, train step (B=32/128) |
 | Dense GAT | `bench_dense_gat.py` | the opt-in dense, length-bucketed GAT vs the edge-list path (demo and tweets heads, length sweep) |
 | Encode | `bench_encode.py` | texts/s of MiniLM + GLOT vs MiniLM + mean through the same `Encoder`; head overhead % |
 | Long documents | `bench_long.py` | one 2K/8K/32K-token document: time, edges, peak extra memory (tau only vs + kNN) |
+| Long posts | `bench_long_task.py` | accuracy on ~450-token posts: truncation vs chunk windows joined into one graph vs averaged |
 | Cache | `bench_cache.py` | hidden-state cache build time, bytes per sentence and epoch read time vs the reference code's way |
 | Efficiency | `bench_efficiency.py` | GLOT vs LoRA r=64 vs full fine-tuning: params, peak RSS, ms per step, metric |
 | GPU heads | `gpu_heads.py` | the head benchmarks on CUDA (run on a GPU machine; not in CI) |
