@@ -124,7 +124,7 @@ def add_length_arguments(group: Any, max_length_help: str = MAX_LENGTH_HELP) -> 
         default=None,
         help="texts longer than --max-length: truncate (keep the first max-length tokens, the paper; a warning "
         "counts them) or chunk (embed every token: windows of max-length tokens, one forward each, stitched "
-        "into one token sequence, so the pooler sees the whole text; see docs/long.md) (default truncate)",
+        "into one token sequence, so the pooler sees the whole text) (default truncate)",
     )
     group.add_argument(
         "--chunk-overlap",
