@@ -19,12 +19,14 @@ DOCS = HERE.parent / "docs" / "benchmarks.md"
 ORDER = [
     "summary",
     "startup",
+    "readme",
     "pooler",
     "step",
     "dense_gat",
     "bf16",
     "encode",
     "long",
+    "long_task",
     "cache",
     "int8",
     "distributed",
@@ -49,12 +51,14 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 | Section | Script | What it measures |
 |---|---|---|
 | Start-up | `bench_startup.py` | `import glot`, `glot --help`, `glot train --help` as fresh processes (vs an older checkout) |
+| README commands | `bench_readme.py` | every README command-line example as a fresh process with a cold cache: wall time, exit code |
 | Pooler head | `bench_pooler.py` | glot vs a per-sentence loop: graph construction, inference, train step (B=32/128) |
 | GLOT train step | `bench_step.py` | where a GLOT step's time goes (graph, GNN, readout, optimizer), old vs new path, FLOP floors; demo training GLOT vs AdaPool |
 | Dense GAT | `bench_dense_gat.py` | the dense, length-bucketed GAT vs the edge-list path (demo and tweets heads, length and density sweeps; the auto rule's pick) |
 | bf16 head | `bench_bf16.py` | `head_dtype` fp32 vs bf16: accuracy over 3 seeds (stress 0.9, tweets; GLOT, AdaPool), step time natively and with bf16 masked |
 | Encode | `bench_encode.py` | texts/s of MiniLM + GLOT vs MiniLM + mean through the same `Encoder`; head overhead % |
 | Long documents | `bench_long.py` | one 2K/8K/32K-token document: time, edges, peak extra memory (tau only vs + kNN) |
+| Long posts | `bench_long_task.py` | accuracy on ~450-token posts: truncation vs chunk windows joined into one graph vs averaged |
 | Cache | `bench_cache.py` | hidden-state cache build time, bytes per sentence and epoch read time vs the reference code's way |
 | int8 cache | `bench_int8.py` | int8 vs float16 / float32 cache: bytes, state error, paired accuracy (stress 0.9, tweets) |
 | Distributed training | `bench_distributed_train.py` | `glot train` in 1 vs 2 processes (torchrun, gloo): time per epoch |

@@ -7,6 +7,9 @@ model once per text under ``torch.no_grad()`` (not ``inference_mode``: the state
 trainable head) and hands out only the real tokens, padded with a boolean mask or packed as ``(x, ptr)``.
 Fine-tuning runs the same forward with gradients (``embed_packed(texts, grad=True)``).
 
+Texts longer than ``max_length`` are cut (``long="truncate"``, the paper) or embedded whole in overlapping
+windows stitched back into one token sequence (``long="chunk"``, :mod:`glot.backbones.chunking`).
+
 Left and right padding give the same states: position ids are derived from the attention mask, so a
 sentence's real tokens always sit at positions 0..n-1 (RoBERTa-style models, which derive positions from
 their own padding index, are left alone).
@@ -16,28 +19,22 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import transformers
 from torch import Tensor, nn
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoTokenizer,
-    BatchEncoding,
-    PretrainedConfig,
-    PreTrainedTokenizerBase,
-)
+from transformers import BatchEncoding, PretrainedConfig, PreTrainedTokenizerBase
 
+from glot.backbones import identity
 from glot.backbones import introspect as _hf
-from glot.backbones.dtypes import FROM_PRETRAINED_DTYPE_KW, dtype_name, resolve_dtype
-from glot.backbones.tokenize import TokenPlan, Truncation, TruncationWarning, check_texts
+from glot.backbones.chunking import ChunkPlan, Windows, check_long, iter_windows, stitch
+from glot.backbones.dtypes import dtype_name
+from glot.backbones.loading import load_model
+from glot.backbones.tokenize import TokenPlan, Truncation, TruncationWarning, check_texts, truncation_warning
 from glot.errors import InputError, InputTypeError
-from glot.pooling.packing import pack
-from glot.progress import library_bars, tqdm
+from glot.pooling.packing import pack, unpack
+from glot.progress import tqdm
 
 #: PromptEOL (Jiang et al., 2023), a common one-word-summary prompt for decoder sentence embeddings.
 PROMPT_EOL = 'This sentence : "{text}" means in one word:"'
@@ -63,6 +60,8 @@ class FrozenBackbone:
         padding_side: str | None = None,
         append_eos: bool | None = None,
         prompt: str | None = None,
+        long: str = "truncate",
+        chunk_overlap: int | None = None,
     ) -> None:
         config = getattr(model, "config", None)
         if not isinstance(config, PretrainedConfig):
@@ -80,32 +79,30 @@ class FrozenBackbone:
         self.revision = revision
         self.num_layers = _hf.num_layers(self.config)
         self.layer = layer
-        self._layer_index = _check_layer(layer, self.num_layers)
+        self._layer_index = identity.check_layer(layer, self.num_layers)
         width = _hf.hidden_width(self.config)
         if width is None:
             raise InputError(f"cannot read the hidden width of {type(model).__name__} from its config")
         self.hidden_size: int = width
         self.length_limit = _hf.position_limit(self.config, model)
-        if max_length is None:
-            max_length, self.max_length_origin = _hf.configured_max_length(
-                self.config, model, tokenizer, source, revision
-            )
-        else:
-            self.max_length_origin = "max_length argument"
-        self.max_length = _check_max_length(max_length, self.length_limit)
-        #: Truncation count of the latest tokenize / embed / iter_packed call.
+        self.max_length, self.max_length_origin = identity.resolve_max_length(
+            max_length, self.length_limit, model, tokenizer, source, revision
+        )
+        self.long, overlap = check_long(long, chunk_overlap)
+        #: Truncation count of the latest tokenize / embed / iter_packed call (0 cut under long="chunk").
         self.last_truncation = Truncation(0, 0, self.max_length)
+        #: Under long="chunk": how many texts of the latest iter_packed call took more than one window.
+        self.last_chunked = 0
         _hf.ensure_pad_token(tokenizer)
-        side = padding_side if padding_side is not None else tokenizer.padding_side
-        if side not in ("left", "right"):
-            raise InputError(f"padding_side must be 'left' or 'right', got {side!r}")
-        tokenizer.padding_side = side
-        self.padding_side: str = side
-        self.append_eos = self._check_eos(append_eos)
+        self.padding_side: str = identity.check_padding_side(tokenizer, padding_side)
+        self.append_eos = identity.check_eos(tokenizer, self.is_decoder, append_eos)
         self.prompt = prompt
         self._plan = TokenPlan(
             tokenizer, max_length=self.max_length, append_eos=self.append_eos, prompt=prompt
         )
+        self._chunks = ChunkPlan(self._plan, overlap) if self.long == "chunk" else None
+        #: Tokens consecutive windows share under long="chunk" (the resolved default), else None.
+        self.chunk_overlap: int | None = self._chunks.overlap if self._chunks is not None else None
         params = _hf.forward_params(model)
         self._inputs = [k for k in ("token_type_ids",) if k in params]
         self._positions = "position_ids" in params and not _hf.derives_positions_from_ids(model)
@@ -122,6 +119,8 @@ class FrozenBackbone:
         padding_side: str | None = None,
         append_eos: bool | None = None,
         prompt: str | None = None,
+        long: str = "truncate",
+        chunk_overlap: int | None = None,
         device: str | torch.device | None = None,
         revision: str | None = None,
         trust_remote_code: bool = False,
@@ -137,34 +136,26 @@ class FrozenBackbone:
         sentence-transformers uses it: sentence_bert_config.json ``max_seq_length``, else the tokenizer's
         ``model_max_length``, else the position embeddings, else 512 (see ``glot.backbones.introspect.configured_max_length``;
         ``max_length_origin`` says which). ``append_eos`` defaults to True for decoders, False for encoders.
-        ``prompt`` is a template with ``{text}``, e.g. :data:`PROMPT_EOL`. ``device_map`` ("auto" or a
-        transformers device map) spreads a model too big for one GPU over the visible GPUs (and CPU), via
-        Accelerate; ``device`` is then ignored.
+        ``prompt`` is a template with ``{text}``, e.g. :data:`PROMPT_EOL`. ``long``: "truncate" cuts texts
+        longer than ``max_length``; "chunk" embeds every token in windows of ``max_length`` sharing
+        ``chunk_overlap`` tokens, stitched into one sequence per text (:mod:`glot.backbones.chunking`).
+        ``device_map`` ("auto" or a transformers device map) spreads a model too big for one GPU over the
+        visible GPUs (and CPU), via Accelerate; ``device`` is then ignored.
 
         Shapes: none (loads a model).
         """
-        from glot.backbones import zoo
-
-        dev = torch.device(device) if device is not None else _default_device()
-        torch_dtype = resolve_dtype(dtype, dev)
-        source = str(zoo.resolve(str(name_or_path)))
-        kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
-        config = AutoConfig.from_pretrained(source, **kw)
-        if _hf.detect_decoder(config):
-            config.use_cache = False
-        tokenizer = AutoTokenizer.from_pretrained(source, **kw)
-        placement = {} if device_map is None else {"device_map": device_map}
-        with library_bars():  # "Loading weights" only where glot's own bars draw
-            model = AutoModel.from_pretrained(
-                source, config=config, **{FROM_PRETRAINED_DTYPE_KW: torch_dtype}, **kw, **placement
-            )
-        if getattr(config, "is_encoder_decoder", False):
-            model = model.get_encoder()
-        if device_map is None:  # with a device map, Accelerate placed the layers (inputs go to the first)
-            model.to(dev)
+        model, tokenizer, source = load_model(
+            name_or_path,
+            dtype=dtype,
+            device=device,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            device_map=device_map,
+        )
         return cls(
             model, tokenizer, name=str(name_or_path), source=source, revision=revision, layer=layer,
             max_length=max_length, padding_side=padding_side, append_eos=append_eos, prompt=prompt,
+            long=long, chunk_overlap=chunk_overlap,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ properties
@@ -180,37 +171,39 @@ class FrozenBackbone:
 
     def __repr__(self) -> str:
         kind = "decoder" if self.is_decoder else "encoder"
+        long = f", long='chunk', overlap={self.chunk_overlap}" if self._chunks is not None else ""
         return (
             f"FrozenBackbone({self.name!r}, {kind}, D={self.hidden_size}, layer={self.layer}, "
             f"dtype={dtype_name(self.dtype)}, max_length={self.max_length}, padding={self.padding_side}, "
-            f"append_eos={self.append_eos})"
+            f"append_eos={self.append_eos}{long})"
         )
 
     # ------------------------------------------------------------------ texts -> tokens
     def tokenize(self, texts: Sequence[str]) -> BatchEncoding:
-        """Prompt, tokenize, truncate to ``max_length``, append EOS, pad to the longest text of the batch.
+        """Prompt, tokenize, truncate to ``max_length``, append EOS, pad to the longest text of the batch
+        (one row per text, so always truncating; ``long="chunk"`` applies in the embed methods).
 
         Shapes: texts (B,) -> input_ids (B, L) int64, attention_mask (B, L) int64 [, token_type_ids (B, L)].
         """
         features = self._encode(check_texts(texts))
         return self._plan.pad(features, range(len(features["input_ids"])), self.padding_side)
 
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """The token ids behind each text's states (one per row :meth:`embed_packed` returns), in order.
+
+        Shapes: texts (B,) -> B lists of N_i ids."""
+        items = check_texts(texts)
+        if self._chunks is not None:
+            win = self._windows(items)
+            return [win.text_ids(i) for i in range(len(items))]
+        return [list(ids) for ids in self._encode(items)["input_ids"]]
+
     def _encode(self, items: list[str]) -> dict[str, list[list[int]]]:
         """Token ids of ``items``; records :attr:`last_truncation` and warns once when texts were cut."""
         features = self._plan.encode(items)
         self.last_truncation = report = self._plan.last_truncation
         if report.truncated:
-            limit = self.length_limit
-            fix = (
-                "the model takes no more" if limit is not None and limit <= report.max_length
-                else f"pass a larger max_length{f' (up to {limit})' if limit else ''} to keep more of them"
-            )  # fmt: skip
-            warnings.warn(
-                f"{report.truncated} of {report.total} texts were cut to max_length={report.max_length} "
-                f"tokens; {fix}",
-                TruncationWarning,
-                stacklevel=3,
-            )
+            warnings.warn(truncation_warning(report, self.length_limit), TruncationWarning, stacklevel=3)
         return features
 
     # ------------------------------------------------------------------ tokens -> states
@@ -236,13 +229,15 @@ class FrozenBackbone:
         return hidden.float().masked_fill(~keep[..., None], 0.0), keep
 
     def embed_padded(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
-        """Token states of one batch of texts, padding positions set to 0.
+        """Token states of one batch of texts, padding positions set to 0 (``long="chunk"``: stitched windows).
 
         Shapes: texts (B,) -> hidden (B, L, D) float32, attention_mask (B, L) bool.
         """
         items = check_texts(texts)
         if not items:
             return torch.zeros(0, 0, self.hidden_size), torch.zeros(0, 0, dtype=torch.bool)
+        if self._chunks is not None:
+            return unpack(*self.embed_packed(items))
         return self._run(self.tokenize(items))
 
     def embed_packed(self, texts: Sequence[str], *, grad: bool = False) -> tuple[Tensor, Tensor]:
@@ -250,12 +245,18 @@ class FrozenBackbone:
 
         ``grad=False`` runs the model under ``torch.no_grad()``. ``grad=True`` leaves autograd to the caller:
         fine-tuning (:mod:`glot.training.finetune`) trains the model's weights through this same forward.
+        Under ``long="chunk"`` the forward runs every window of the batch's texts and stitches them.
 
         Shapes: texts (B,) -> x (N, D) float32, ptr (B + 1,) int64.
         """
         items = check_texts(texts)
         if not items:
             return torch.zeros(0, self.hidden_size), torch.zeros(1, dtype=torch.long)
+        if self._chunks is not None:
+            win = self._windows(items)
+            rows = list(range(len(win.keep)))
+            x, ptr = pack(*self._run(self._plan.pad(win.features, rows, self.padding_side), grad))
+            return stitch(x, ptr, win.docs, win.keep)
         return pack(*self._run(self.tokenize(items), grad))
 
     def iter_packed(
@@ -270,12 +271,21 @@ class FrozenBackbone:
         Tokenizes everything once up front (setting :attr:`last_truncation`, with one
         :class:`~glot.backbones.tokenize.TruncationWarning` when texts were cut); yields ``(indices, x, ptr)`` where
         ``indices`` are the positions of the batch's texts in ``texts``; every text appears in exactly one batch.
+        Under ``long="chunk"`` a batch holds about ``batch_size`` windows and each text's states are stitched.
 
         Shapes: texts (T,) -> per batch indices (B,) int64, x (N, D) float32, ptr (B + 1,) int64.
         """
         items = check_texts(texts)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        if self._chunks is not None:
+            win = self._windows(items)
+            pad = lambda rows: self._plan.pad(win.features, rows, self.padding_side)  # noqa: E731
+            with tqdm(total=len(items), desc=desc, unit="text", disable=not progress) as bar:
+                for batch in iter_windows(win, batch_size, pad, self._run):
+                    yield batch
+                    bar.update(len(batch[0]))
+            return
         features = self._encode(items)
         lengths = np.fromiter((len(ids) for ids in features["input_ids"]), dtype=np.int64, count=len(items))
         order = np.argsort(-lengths, kind="stable")
@@ -287,89 +297,24 @@ class FrozenBackbone:
                 yield rows.astype(np.int64), x, ptr
                 bar.update(len(rows))
 
+    def _windows(self, items: list[str]) -> Windows:
+        """Windows of ``items`` (long="chunk"); nothing is cut, :attr:`last_chunked` counts the long texts."""
+        assert self._chunks is not None
+        win = self._chunks.encode(items)
+        self.last_truncation = Truncation(0, len(items), self.max_length)
+        self.last_chunked = win.long
+        return win
+
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> dict[str, Any]:
-        """JSON-serialisable description of everything that changes the states (for cache keys).
-
-        Weights: a local folder is identified by a content digest of its weight, config and tokenizer files
-        (see ``glot.backbones.introspect.file_digest``: whole files up to 256 MiB, larger ones sampled), a hub model by its
-        revision or resolved commit, a model built in memory by a digest of its parameters.
+        """JSON-serialisable description of everything that changes the states (for cache keys; weights by
+        content digest, hub revision or parameter digest): :func:`glot.backbones.identity.fingerprint`.
 
         Shapes: none.
         """
-        tok = self.tokenizer
-        specials = ("pad", "eos", "bos", "unk", "cls", "sep", "mask")
-        return {
-            "format": 1,
-            "name": self.name,
-            "source": _source_kind(self.source),
-            "weights": self._weights_id(),
-            "model_class": type(self.model).__name__,
-            "model_type": getattr(self.config, "model_type", None),
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "layer": self._layer_index if self._layer_index >= 0 else "last",
-            "dtype": dtype_name(self.dtype),
-            "max_length": self.max_length,
-            "padding_side": self.padding_side,
-            "append_eos": self.append_eos,
-            "prompt": self.prompt,
-            "tokenizer": {
-                "class": type(tok).__name__,
-                "vocab_size": len(tok),
-                "special_ids": {s: getattr(tok, f"{s}_token_id", None) for s in specials},
-            },
-            "transformers": transformers.__version__,
-            "torch": torch.__version__.split("+")[0],
-        }
+        return identity.fingerprint(self)
 
     def _weights_id(self) -> dict[str, Any] | str | None:
         if self._weights is None:
             self._weights = _hf.weights_identity(self.model, self.source, self.revision)
         return self._weights
-
-    def _check_eos(self, append_eos: bool | None) -> bool:
-        has_eos = self.tokenizer.eos_token_id is not None
-        if append_eos is None:
-            return self.is_decoder and has_eos
-        if append_eos and not has_eos:
-            raise InputError(
-                f"append_eos=True but tokenizer {type(self.tokenizer).__name__} has no eos token; "
-                "set tokenizer.eos_token or pass append_eos=False"
-            )
-        return bool(append_eos)
-
-
-def _source_kind(source: str | None) -> str:
-    """Where weights came from; a local folder's path is left out so identical weights key alike anywhere."""
-    if source is None:
-        return "memory"
-    return "local" if Path(source).is_dir() else f"hub:{source}"
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _check_layer(layer: int, n_layers: int | None) -> int:
-    """Normalise a hidden_states index to -1 (last layer) or 0..n_layers-1. Raises ValueError if out of range."""
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise InputTypeError(f"layer must be an int index into hidden_states, got {type(layer).__name__}")
-    if n_layers is None:
-        return layer
-    lo, hi = -(n_layers + 1), n_layers
-    if not lo <= layer <= hi:
-        raise InputError(
-            f"layer must be in [{lo}, {hi}] for a model with {n_layers} layers "
-            f"(0 = embeddings, {hi} or -1 = last layer), got {layer}"
-        )
-    index = layer % (n_layers + 1)
-    return -1 if index == n_layers else index
-
-
-def _check_max_length(max_length: int, limit: int | None) -> int:
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
-        raise InputError(f"max_length must be an int >= 2, got {max_length!r}")
-    if limit is not None and max_length > limit:
-        raise InputError(f"max_length={max_length} exceeds the model's {limit} position embeddings")
-    return max_length

@@ -18,7 +18,8 @@ from glot.backbones.frozen import FrozenBackbone
 from glot.errors import InputError
 
 #: ``FrozenBackbone.from_pretrained`` keyword arguments recorded so that a load rebuilds the same token states.
-BACKBONE_KWARGS = ("revision", "dtype", "layer", "max_length", "padding_side", "append_eos", "prompt")
+BACKBONE_KWARGS = ("revision", "dtype", "layer", "max_length", "padding_side", "append_eos", "prompt", "long",
+                   "chunk_overlap")  # fmt: skip
 
 
 def backbone_reference(backbone: Any, name: str | None = None) -> dict[str, Any]:
@@ -34,6 +35,8 @@ def backbone_reference(backbone: Any, name: str | None = None) -> dict[str, Any]
     zoo_specs = {info.alias: info.hf_id for info in zoo.list_models()}
     fingerprint = backbone.fingerprint() if hasattr(backbone, "fingerprint") else None
     ref_name = str(ref_name)
+    long = getattr(backbone, "long", "truncate")  # recorded only when chunking: older references stay equal
+    chunking = {} if long == "truncate" else {"long": long, "chunk_overlap": backbone.chunk_overlap}
     return {
         "name_or_path": ref_name,
         # the Hub id of a zoo alias (a fallback when it is absent) or of a name that already is one
@@ -45,6 +48,7 @@ def backbone_reference(backbone: Any, name: str | None = None) -> dict[str, Any]
         "padding_side": getattr(backbone, "padding_side", None),
         "append_eos": getattr(backbone, "append_eos", None),
         "prompt": getattr(backbone, "prompt", None),
+        **chunking,
         "hidden_size": int(backbone.hidden_size),
         "model_type": (fingerprint or {}).get("model_type"),
         "num_layers": (fingerprint or {}).get("num_layers"),

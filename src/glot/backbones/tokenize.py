@@ -41,6 +41,18 @@ class TruncationWarning(UserWarning):
     """Texts were longer than the backbone's ``max_length`` and lost their tail."""
 
 
+def truncation_warning(report: Truncation, limit: int | None) -> str:
+    """The library's one message for texts a backbone cut (``limit``: the model's position limit, if known)."""
+    fix = (
+        "the model takes no more" if limit is not None and limit <= report.max_length
+        else f"pass a larger max_length{f' (up to {limit})' if limit else ''} to keep more of them"
+    )  # fmt: skip
+    return (
+        f"{report.truncated} of {report.total} texts were cut to max_length={report.max_length} tokens; {fix}, "
+        "or long='chunk' to embed every token in windows"
+    )
+
+
 class TokenPlan:
     """How one backbone turns texts into token ids: prompt, truncation to ``max_length``, optional EOS.
 

@@ -169,7 +169,8 @@ def _warn_truncation(states: CachedStates) -> None:
     ):  # once per build (the backbone's per-call warnings are silenced while caching)
         warnings.warn(
             f"{states.num_truncated} of {len(states)} texts were cut to {states.truncated_at} tokens while "
-            "caching; pass a larger max_length (CLI: --max-length) to keep more of each text",
+            "caching; pass a larger max_length (CLI: --max-length) to keep more of each text, or long='chunk' "
+            "(CLI: --long chunk) to embed every token",
             TruncationWarning,
             stacklevel=3,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from glot.cli.common import add_json_argument, maybe_write_json, print_table, truncation_message, warn
 from glot.cli.options import add_model_arguments, add_task_arguments, load_backbone, load_task
@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "over the ranks, so use several shards per rank",
     )
     add_json_argument(parser)
+
+
+def _long(backbone: Any) -> str:
+    """How texts longer than max_length were handled (the --long setting)."""
+    return "truncate" if backbone.long == "truncate" else f"chunk (overlap {backbone.chunk_overlap})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,8 +70,9 @@ def _run(args: argparse.Namespace, main: bool, ranks: int) -> int:
         "task": task.name, "model": args.model, "path": str(states.path), "key": cached.cache_key,
         "texts": len(states), "tokens": states.num_tokens, "dim": states.dim, "dtype": states.dtype,
         "size_mb": round(size_mb, 1), "seconds": round(seconds, 1), "max_length": states.truncated_at,
-        "truncated": states.num_truncated, "ranks": ranks, "shards": len(states.manifest["shards"]),
-        "shards_computed": len(states.built_shards or []),
+        "truncated": states.num_truncated, "long": _long(backbone),
+        "windowed": int((states.lengths > backbone.max_length).sum()) if backbone.long == "chunk" else 0,
+        "ranks": ranks, "shards": len(states.manifest["shards"]), "shards_computed": len(states.built_shards or []),
         "splits": {name: len(ids["texts"]) for name, ids in cached.ids.items()},
     }  # fmt: skip
     if not main:  # rank 0 reports for the group

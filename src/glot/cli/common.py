@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from glot.io import atomic_write_json
@@ -54,7 +56,7 @@ def truncation_message(
     upto = f" (up to {limit} for this model)" if limit and limit > (max_length or 0) else ""
     return (
         f"{truncated} of {total} texts were cut to {max_length} tokens by the backbone; "
-        f"pass --max-length N{upto} to keep more of each text"
+        f"pass --max-length N{upto} to keep more of each text, or --long chunk to embed every token"
     )
 
 
@@ -118,18 +120,48 @@ def print_table(
 ) -> None:
     """Print a readable table (rich) to stdout: the first ``left`` columns left-aligned, the rest right-aligned;
     ``caption`` (e.g. a legend) below it. A cell too wide for the terminal wraps (folds), it is never cut. With
-    ``wrap`` only those columns (e.g. model ids, licences) may wrap; the short ones (numbers) stay on one line."""
-    table = Table(title=title, caption=caption, caption_justify="left", show_lines=False)
-    if wrap is not None:  # a compact frame (no inner rules) leaves the room to the cells
-        table.box, table.show_edge = box.SIMPLE_HEAD, False
-    for i, col in enumerate(columns):
-        justify: Literal["left", "right"] = "left" if i < left else "right"
-        table.add_column(
-            str(col), justify=justify, overflow="fold", no_wrap=wrap is not None and i not in wrap
-        )
-    for row in rows:
-        table.add_row(*[_fmt(v) for v in row])
-    console.print(table)
+    ``wrap`` only those columns (e.g. model ids, licences) may wrap. A number (``72.5``, ``50.0 ± 3.6``,
+    ``4,418``) stays on one line; a table too wide for the terminal gets the compact frame (no inner rules),
+    which leaves the room to the cells, and only when even that cannot hold the numbers whole do they fold."""
+    cells = [[_fmt(v) for v in row] for row in rows]
+    numeric = {i for i in range(len(columns)) if cells and all(_NUMBER.fullmatch(r[i]) for r in cells)}
+    keep = numeric | (set() if wrap is None else set(range(len(columns))) - set(wrap))
+
+    def build(compact: bool, one_line: set[int], blank: bool = False) -> Table:
+        table = Table(title=None if blank else title, caption=None if blank else caption,
+                      caption_justify="left", show_lines=False)  # fmt: skip
+        if compact:
+            table.box, table.show_edge, table.collapse_padding = box.SIMPLE_HEAD, False, True
+        for i, col in enumerate(columns):
+            justify: Literal["left", "right"] = "left" if i < left else "right"
+            table.add_column(
+                "" if blank else str(col), justify=justify, overflow="fold", no_wrap=i in one_line
+            )
+        for row in cells:
+            table.add_row(*(["" for _ in row] if blank else row))
+        return table
+
+    def needed(compact: bool, one_line: set[int]) -> int:
+        """Width at which every ``one_line`` column holds its widest cell and no other word is split."""
+        frame = _measure(build(compact, one_line, blank=True)).maximum
+        widths = [max([cell_len(str(col)) if i in one_line else _measure(str(col)).minimum]
+                      + [cell_len(r[i]) if i in one_line else _measure(r[i]).minimum for r in cells])
+                  for i, col in enumerate(columns)]  # fmt: skip
+        return frame + sum(widths)
+
+    compact = wrap is not None or _measure(build(False, keep)).maximum > console.width
+    if needed(compact, keep) > console.width:  # even the numbers cannot all stay whole: every cell folds
+        keep = set()
+    console.print(build(compact, keep))
+
+
+def _measure(renderable: Any) -> Measurement:
+    """Natural (unconstrained) minimum / maximum width of a table or text on the results console."""
+    return Measurement.get(console, console.options.update_width(10_000), renderable)
+
+
+#: a table cell that is a number: 72.5, -3, 4,418, 0.41%, 50.0 ± 3.6, or a dash / nothing for a missing one
+_NUMBER = re.compile(r"[-+]?[\d.,]+%?(?: ± [\d.,]+%?)?|-|")
 
 
 def _fmt(value: Any) -> str:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from glot.cli.common import CLIError, add_json_argument, maybe_write_json, print_table
+from glot.cli.options import add_length_arguments, length_options, one_line_errors
 from glot.cli.options import load_backbone as load_named
-from glot.cli.options import one_line_errors
 from glot.io import atomic_save_npy
 
 # torch, transformers, PyG and the modules built on them are imported inside the functions (lazy command
@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--seed", type=int, default=None, help="which seed of a multi-seed run")
     src.add_argument("--model", default=None, help="backbone (with --pooler, no --run)")
     src.add_argument("--pooler", default=None, help="cls, eos, mean or max (untrained poolers need --run)")
+    add_length_arguments(
+        parser.add_argument_group("long texts"),
+        "tokens per forward (default: the run's; with --model the model's own limit, e.g. 256 for minilm)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
         "--shard-rows",
@@ -109,7 +113,9 @@ def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         from glot.export.hub import from_pretrained
 
         # the one export path: pooler, the trained head's embedding transform and (LoRA / full) the trained backbone
-        encoder = from_pretrained(_run_folder(args.run, args.seed), head_dtype=args.head_dtype)
+        encoder = from_pretrained(
+            _run_folder(args.run, args.seed), head_dtype=args.head_dtype, **length_options(args)
+        )
         name = getattr(getattr(encoder.pooler, "config", None), "name", type(encoder.pooler).__name__)
         return encoder, name
     if args.model is None or args.pooler is None:
@@ -119,7 +125,7 @@ def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             f"--pooler {args.pooler!r} has trainable weights; train it with `glot train` and use --run"
         )
     args.dtype, args.layer = "auto", -1
-    backbone = load_named(args, None)  # the model's own limit, as sentence-transformers
+    backbone = load_named(args, None)  # the model's own limit (as sentence-transformers) unless --max-length
     pooler = build_pooler(args.pooler, backbone.hidden_size)
     return Encoder(backbone, pooler, head_dtype=args.head_dtype or "auto"), args.pooler
 

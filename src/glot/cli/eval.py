@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 
 from glot.cli.common import CLIError, add_json_argument, console, maybe_write_json, print_table, warn
-from glot.cli.options import add_task_arguments, load_task, one_line_errors, torch_threads
+from glot.cli.options import (
+    add_length_arguments,
+    add_task_arguments,
+    length_options,
+    load_task,
+    one_line_errors,
+    torch_threads,
+)
 from glot.data import task_from_spec
 from glot.training.metrics import compute, format_mean_std, mean_std
 
@@ -44,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_task_arguments(parser, required=False)
     parser.set_defaults(data_seed=None)  # None = not given (the run's spec decides)
     parser.add_argument("--split", default="eval", help="split to score (default eval)")
-    parser.add_argument("--max-length", type=int, default=None, help="task truncation (default: the run's)")
+    add_length_arguments(parser.add_argument_group("long texts"), "task truncation (default: the run's)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="hidden-state cache folder")
     parser.add_argument(
         "--cache-dtype",
@@ -134,14 +141,16 @@ def _states(task: Any, config: dict[str, Any], args: argparse.Namespace, backbon
     from glot.export.hub import load_backbone
 
     run_dtype = (config.get("cache") or {}).get("dtype", "float16")
-    if args.cache_dtype in (None, run_dtype):
+    reference = dict(config["backbone"])
+    lengths = {k: v for k, v in length_options(args).items() if k != "max_length"}  # max_length: a task flag
+    same = all(reference.get(k, "truncate" if k == "long" else None) == v for k, v in lengths.items())
+    if args.cache_dtype in (None, run_dtype) and same:
         reused = _run_cache(task, config, args.cache_dir)
         if reused is not None:
             return reused
-    reference = dict(config["backbone"])
-    key = _canon({k: v for k, v in reference.items() if k != "fingerprint"})
+    key = _canon({**{k: v for k, v in reference.items() if k != "fingerprint"}, **lengths})
     if key not in backbones:
-        backbones[key] = load_backbone(reference)
+        backbones[key] = load_backbone(reference, **lengths)
     return cache_task(
         task, backbones[key], splits=[args.split], cache_dir=args.cache_dir,
         dtype=args.cache_dtype or run_dtype, progress=not args.no_progress,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from glot.cli.common import CLIError, add_json_argument, console, maybe_write_json, print_table
+from glot.cli.options import add_length_arguments, length_options
 
 # torch, transformers, PyG, matplotlib (glot.viz) and the modules built on them are imported inside the
 # functions (lazy command loading): `glot explain --help` loads none of them (tests/test_imports.py). They are
@@ -50,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", default="png,svg", help="comma-separated formats: png, svg, pdf (default png,svg)"
     )
     parser.add_argument("--device", default=None, help="torch device for backbone and pooler (default: auto)")
+    add_length_arguments(
+        parser.add_argument_group("long texts"),
+        "tokens per forward (default: the run's; without --run the model's own limit, e.g. 256 for minilm)",
+    )
     add_json_argument(parser)
 
 
@@ -76,7 +81,7 @@ def _from_run(args: argparse.Namespace) -> tuple[Any, Any]:
         reference = {"name_or_path": reference}
     if not isinstance(reference, dict) or not reference.get("name_or_path"):
         raise CLIError(f"{args.run}/run_config.json does not name its backbone (key 'backbone')")
-    backbone = load_backbone(reference, device=args.device)
+    backbone = load_backbone(reference, device=args.device, **length_options(args))
     return backbone, pooler.to(backbone.device)
 
 
@@ -90,7 +95,9 @@ def _untrained(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.seed is not None:
         raise CLIError("--seed selects a seed of a --run folder; it has no meaning without --run")
     name = args.pooler or "glot"
-    backbone = FrozenBackbone.from_pretrained(args.model or "minilm", dtype="float32", device=args.device)
+    backbone = FrozenBackbone.from_pretrained(
+        args.model or "minilm", dtype="float32", device=args.device, **length_options(args)
+    )
     options = {"tau": args.tau} if name == "glot" and args.tau is not None else {}
     torch.manual_seed(0)
     pooler = build_pooler(name, backbone.hidden_size, **options).eval()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from glot.cli.common import CLIError, add_json_argument, console, maybe_write_json, print_table
+from glot.cli.options import add_length_arguments, length_options
 from glot.integrations import require_extra
 
 # mteb, sentence-transformers (optional extras) and torch are imported inside run(): `glot mteb --help`
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--name", default=None, help="model name for MTEB results (default glot/<backbone>-<pooler>)"
     )
+    add_length_arguments(parser.add_argument_group("long texts"), "tokens per forward (default: the run's)")
     add_json_argument(parser)
 
 
@@ -104,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyError as err:
         raise CLIError(f"unknown MTEB task: {err}") from err
     model = GLOTMTEBEncoder.from_pretrained(
-        args.run, batch_size=args.batch_size, dtype=args.dtype, device=args.device, name=args.name
-    )
+        args.run, batch_size=args.batch_size, dtype=args.dtype, device=args.device, name=args.name,
+        **length_options(args),
+    )  # fmt: skip
     rows = evaluate(model, tasks, args.out, args.batch_size)
     meta = model.mteb_model_meta
     name, revision = (meta.name, meta.revision) if meta is not None else (args.name, None)

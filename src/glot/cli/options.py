@@ -84,19 +84,14 @@ def one_line_errors(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, default: str | None = "minilm") -> None:
-    """--model, --dtype, --layer, --max-length, --cache-dir, --cache-dtype, --threads, --no-progress."""
+    """--model, --dtype, --layer, --max-length, --long, --chunk-overlap, --cache-dir, --cache-dtype, --threads,
+    --no-progress."""
     one_line_errors(parser)
     g = parser.add_argument_group("backbone and cache")
     g.add_argument("--model", default=default, help=f"zoo alias, local folder or hub id (default: {default})")
     g.add_argument("--dtype", default="auto", help="backbone compute dtype: auto, float32, bfloat16, float16")
     g.add_argument("--layer", type=int, default=-1, help="hidden_states index (-1 = last layer, the paper)")
-    g.add_argument(
-        "--max-length",
-        type=int,
-        default=None,
-        help="truncation in tokens (default: the task's: 128 for stress, tweets and GLUE, 512 for imdb; "
-        "csv/jsonl: the model's own limit, e.g. 256 for minilm)",
-    )
+    add_length_arguments(g)
     g.add_argument(
         "--cache-dir", type=Path, default=None, help="hidden-state cache (default $GLOT_HOME/cache)"
     )
@@ -118,6 +113,47 @@ def add_model_arguments(parser: argparse.ArgumentParser, default: str | None = "
         help="auto: spread a backbone too big for one GPU over the visible GPUs (and CPU) with Accelerate",
     )  # fmt: skip
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+MAX_LENGTH_HELP = (
+    "tokens per forward (default: the task's: 128 for stress, tweets and GLUE, 512 for imdb; csv/jsonl: the "
+    "model's own limit, e.g. 256 for minilm)"
+)
+
+
+def add_length_arguments(group: Any, max_length_help: str = MAX_LENGTH_HELP) -> None:
+    """--max-length, --long, --chunk-overlap: how many tokens a forward takes and what happens to longer texts
+    (every command that embeds has them; ``max_length_help`` names the command's own default)."""
+    from glot.backbones.longtext import DEFAULT_OVERLAP, LONG_MODES
+
+    group.add_argument("--max-length", type=int, default=None, help=max_length_help)
+    group.add_argument(
+        "--long",
+        choices=LONG_MODES,
+        default=None,
+        help="texts longer than --max-length: truncate (keep the first max-length tokens, the paper; a warning "
+        "counts them) or chunk (embed every token: windows of max-length tokens, one forward each, stitched "
+        "into one token sequence, so the pooler sees the whole text) (default truncate)",
+    )
+    group.add_argument(
+        "--chunk-overlap",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"with --long chunk: tokens two consecutive windows share (default {DEFAULT_OVERLAP}, at most a "
+        "quarter of a window)",
+    )
+
+
+def length_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The --max-length / --long / --chunk-overlap values that were given, as FrozenBackbone keyword arguments
+    (``max_length`` only when given; the caller decides its default)."""
+    given = {k: getattr(args, k, None) for k in ("max_length", "long", "chunk_overlap")}
+    if given["chunk_overlap"] is not None and given["long"] != "chunk":
+        raise CLIError(
+            f"--chunk-overlap {given['chunk_overlap']} only applies with --long chunk; add --long chunk"
+        )
+    return {k: v for k, v in given.items() if v is not None}
 
 
 TASK_HELP = (
@@ -278,7 +314,8 @@ def load_task(args: argparse.Namespace) -> Any:
 def load_backbone(args: argparse.Namespace, max_length: int | None) -> Any:
     """The frozen backbone named by --model; clean one-line errors for unknown or missing models.
 
-    ``max_length`` None leaves the truncation to the backbone's default (the model's own configured limit).
+    ``max_length`` None leaves the truncation to the backbone's default (the model's own configured limit);
+    --long / --chunk-overlap are read from ``args`` when the command has them.
     """
     from glot.backbones import zoo
     from glot.backbones.frozen import FrozenBackbone
@@ -288,7 +325,7 @@ def load_backbone(args: argparse.Namespace, max_length: int | None) -> Any:
         raise CLIError(
             f"unknown model {name!r}: not a zoo alias ({', '.join(zoo.aliases())}) nor a local folder"
         )
-    lengths: dict[str, Any] = {} if max_length is None else {"max_length": max_length}
+    lengths = {**length_options(args), **({} if max_length is None else {"max_length": max_length})}
     if getattr(args, "device_map", None) is not None:
         lengths["device_map"] = args.device_map
     try:

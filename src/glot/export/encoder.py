@@ -115,9 +115,9 @@ class Encoder:
     def from_pretrained(cls, dir_or_repo_id: str | os.PathLike[str], **options: Any) -> Encoder:
         """Load a saved encoder folder, a finished training run or a Hub repo id.
 
-        ``options``: ``revision``, ``token``, ``backbone``, ``dtype``, ``device``; see
-        :func:`glot.export.pretrained.load_parts`; ``head_dtype`` replaces the folder's own (a run trained in
-        bf16 runs in bf16 where the hardware has it, else in fp32).
+        ``options``: ``revision``, ``token``, ``backbone``, ``dtype``, ``device``, ``max_length``, ``long``,
+        ``chunk_overlap``; see :func:`glot.export.pretrained.load_parts`; ``head_dtype`` replaces the folder's
+        own (a run trained in bf16 runs in bf16 where the hardware has it, else in fp32).
         """
         head_dtype = options.pop("head_dtype", None)
         bb, pooler, transform, saved = pretrained.load_parts(dir_or_repo_id, **options)

@@ -127,12 +127,15 @@ def load_parts(
     backbone: str | None = None,
     dtype: str | None = None,
     device: str | None = None,
+    **lengths: Any,
 ) -> tuple[FrozenBackbone, Pooler, nn.Module | None, str]:
-    """(backbone, pooler, transform, head dtype) of a folder saved by :func:`save_pretrained` (local folder or Hub repo id)
-    or of a training run folder (``run_config.json`` + ``pooler/``): what ``Encoder.from_pretrained`` builds.
+    """(backbone, pooler, transform, head dtype) of a folder saved by :func:`save_pretrained` (local folder or
+    Hub repo id) or of a training run folder (``run_config.json`` + ``pooler/``): what ``Encoder.from_pretrained``
+    builds.
 
     ``revision``/``token`` apply to the glot repo; ``backbone`` replaces the recorded backbone id/path (e.g. a
-    local copy), ``dtype``/``device`` replace the recorded backbone precision / the default device. The head
+    local copy), ``dtype``/``device`` replace the recorded backbone precision / the default device, ``lengths``
+    (``max_length``, ``long``, ``chunk_overlap``) the recorded token window and long-text handling. The head
     dtype is the recorded one as :func:`glot.training.precision.saved_head_dtype` reads it.
     """
     folder, bound = local_folder(dir_or_repo_id, revision, token)
@@ -142,9 +145,9 @@ def load_parts(
     )  # small and strictly validated: a damaged folder fails before the backbone
     bb: FrozenBackbone
     if parts.trained is not None:  # LoRA merged into its base, full fine-tuning, bundled: the trained weights
-        bb = trained_backbone(parts, name_or_path=backbone, dtype=dtype, device=device)
+        bb = trained_backbone(parts, name_or_path=backbone, dtype=dtype, device=device, **lengths)
     else:
-        bb = load_backbone(parts.reference, name_or_path=backbone, dtype=dtype, device=device)
+        bb = load_backbone(parts.reference, name_or_path=backbone, dtype=dtype, device=device, **lengths)
     pooler = pooler.to(bb.device)
     if pooler.input_dim != bb.hidden_size:
         raise InputError(

@@ -153,12 +153,18 @@ class GLOTMTEBEncoder(AbsEncoder):
         batch_size: int = 32,
         dtype: str | None = None,
         device: str | None = None,
+        max_length: int | None = None,
+        long: str | None = None,
+        chunk_overlap: int | None = None,
         **meta: Any,
     ) -> GLOTMTEBEncoder:
-        """Load a training run folder, a folder saved by ``glot.export.hub.save_pretrained``, or a Hub repo id."""
-        return cls(
-            Encoder.from_pretrained(dir_or_repo_id, dtype=dtype, device=device), batch_size=batch_size, **meta
-        )
+        """Load a training run folder, a folder saved by ``glot.export.hub.save_pretrained``, or a Hub repo id.
+
+        ``max_length`` / ``long`` / ``chunk_overlap`` replace the recorded token window and long-text handling
+        (``long="chunk"`` embeds every token of long documents; see :mod:`glot.backbones.chunking`)."""
+        lengths = {"max_length": max_length, "long": long, "chunk_overlap": chunk_overlap}
+        encoder = Encoder.from_pretrained(dir_or_repo_id, dtype=dtype, device=device, **lengths)
+        return cls(encoder, batch_size=batch_size, **meta)
 
     def encode(
         self,

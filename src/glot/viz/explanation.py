@@ -42,8 +42,11 @@ class Explanation:
 
 def _token_strings(backbone: Any, text: str) -> list[str]:
     """Readable strings of the real tokens the backbone embeds for ``text`` (decoded one id at a time)."""
-    enc = backbone.tokenize([text])
-    ids = enc["input_ids"][0][enc["attention_mask"][0].bool()].tolist()
+    if hasattr(backbone, "token_ids"):  # FrozenBackbone: also right for long texts under long="chunk"
+        ids = backbone.token_ids([text])[0]
+    else:
+        enc = backbone.tokenize([text])
+        ids = enc["input_ids"][0][enc["attention_mask"][0].bool()].tolist()
     raw = backbone.tokenizer.convert_ids_to_tokens(ids)
     out = []
     for i, tok in zip(ids, raw, strict=True):

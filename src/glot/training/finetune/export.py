@@ -33,7 +33,9 @@ class TrainedBackbone(FrozenBackbone):
 
 
 def _kwargs(reference: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    keys = ("dtype", "layer", "max_length", "padding_side", "append_eos", "prompt")
+    from glot.backbones.reference import BACKBONE_KWARGS
+
+    keys = [k for k in BACKBONE_KWARGS if k != "revision"]  # the bundled weights are not a hub revision
     kwargs = {k: reference[k] for k in keys if reference.get(k) is not None}
     return kwargs | {k: v for k, v in overrides.items() if v is not None}
 
@@ -43,7 +45,7 @@ def _wrap(backbone: FrozenBackbone, name: str, trained_from: dict[str, Any]) -> 
     out = TrainedBackbone(
         backbone.model, backbone.tokenizer, name=name, source=None, revision=None, layer=backbone.layer,
         max_length=backbone.max_length, padding_side=backbone.padding_side, append_eos=backbone.append_eos,
-        prompt=backbone.prompt,
+        prompt=backbone.prompt, long=backbone.long, chunk_overlap=backbone.chunk_overlap,
     )  # fmt: skip
     out.trained_from = trained_from
     return out
