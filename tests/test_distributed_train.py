@@ -116,12 +116,12 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny: Path, 
 
 
 def test_a_killed_two_process_run_resumes_to_the_one_process_numbers(tiny: Path, tmp_path: Path) -> None:
-    epochs = 8
+    epochs = 8  # --patience epochs: no early stop, every epoch runs
     argv = ["train", "--model", str(tiny), "--task", "stress", "--task-option", "seq_len=16", "--n-train",
             "200", "--n-eval", "40", "--max-length", "40", "--cache-dir", str(tmp_path / "cache"),
             "--cache-dtype", "float32", "--no-progress", "--pooler", "glot", "--tau", "0.5", "--hidden-dim",
             "16", "--epochs", str(epochs), "--batch-size", "9", "--lr", "1e-2",
-            "--head-dtype", "fp32"]  # fmt: skip
+            "--head-dtype", "fp32", "--patience", str(epochs)]  # fmt: skip
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0  # also builds the cache both launches read
     run = tmp_path / "killed"
     victim = _torchrun([*argv, "--out", str(run)])
