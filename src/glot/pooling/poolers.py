@@ -26,8 +26,10 @@ from glot.io import atomic_save_tensors, atomic_write_json, load_weights, read_j
 from glot.pooling.config import OPTION_SECTION, PoolerConfig, PoolerSections
 from glot.pooling.gnn import TokenGNN
 from glot.pooling.graph import TokenGraph, build_token_graph
+from glot.pooling.layermix import LayerMix, mixed_width
 from glot.pooling.packing import check_packed, pack
 from glot.pooling.readout import AttentionReadout, first_token, last_token, max_readout, mean_readout
+from glot.pooling.zoo import PMAHead, TokenTransformer, check_heads, check_learned_graph, learned_graph
 
 CONFIG_NAME = "pooler_config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -49,6 +51,8 @@ class Pooler(nn.Module):
         type(self).check(config.sections)
         self.config = config
         self.input_dim = config.input_dim
+        self.token_dim = mixed_width(config.input_dim, config.gnn.mix_layers)  # width after the layer mix
+        self.layer_mix = LayerMix(config.gnn.mix_layers) if config.gnn.mix_layers > 1 else None
 
     @classmethod
     def settings(cls, **options: Any) -> PoolerSections:
@@ -87,7 +91,11 @@ class Pooler(nn.Module):
 
     @property
     def out_dim(self) -> int:
-        return self.input_dim
+        return self.token_dim
+
+    def mix(self, x: Tensor) -> Tensor:
+        """Stacked layers -> their learned mix (identity for one layer). Shapes: (N, n * D) -> (N, D)."""
+        return x if self.layer_mix is None else self.layer_mix(x)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         """Pool padded states; padding side does not matter. Shapes: (B, L, D), (B, L) -> (B, out_dim)."""
@@ -104,7 +112,7 @@ class Pooler(nn.Module):
             )
         param = next(self.parameters(), None)
         x = x.to(param.dtype if param is not None else torch.float32)
-        return self._pool(x, ptr.to(x.device))
+        return self._pool(self.mix(x), ptr.to(x.device))
 
     def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
         raise NotImplementedError
@@ -130,6 +138,8 @@ POOLERS: dict[str, type[Pooler]] = {}
 
 def register_pooler(cls: type[Pooler]) -> type[Pooler]:
     """Class decorator: add a pooler to the registry under ``cls.name`` (its options must be config fields)."""
+    if "mix_layers" not in cls.options:  # every pooler takes the layer mix (glot.pooling.layermix)
+        cls.options = (*cls.options, "mix_layers")
     if not cls.name or cls.name in POOLERS:
         raise InputError(
             f"a pooler needs a new, non-empty name; got {cls.name!r} (taken: {', '.join(POOLERS)})"
@@ -213,7 +223,7 @@ class _ReadoutPooler(Pooler):
 
     def __init__(self, config: PoolerConfig) -> None:
         super().__init__(config)
-        self.gnn = TokenGNN(config.input_dim, config.gnn, weighted=self.uses_graph and config.graph.weighted)
+        self.gnn = TokenGNN(self.token_dim, config.gnn, weighted=self.uses_graph and config.graph.weighted)
         self.readout = AttentionReadout(self.gnn.out_dim, config.readout.readout_hidden)
 
     @property
@@ -240,7 +250,7 @@ class _ReadoutPooler(Pooler):
     def token_weights(self, x: Tensor, ptr: Tensor) -> Tensor:
         check_packed(x, ptr)
         param = next(self.parameters())
-        x = x.to(param.dtype)
+        x = self.mix(x.to(param.dtype))
         return self.readout.weights(self.token_states(x, ptr), ptr)
 
 
@@ -268,8 +278,86 @@ class GLOTPooler(_ReadoutPooler):
 
     name = "glot"
     uses_graph = True
-    options = tuple(OPTION_SECTION)  # every field: tau, knn, weighted, self_loops, conv, num_layers, ...
+    options = tuple(o for o in OPTION_SECTION if o != "rank")  # tau, knn, weighted, conv, num_layers, ...
     defaults: ClassVar[Mapping[str, Any]] = {}  # the section defaults are GLOT's (the paper's GLUE settings)
+
+
+# ---- beyond the paper: thin shells over glot.pooling.zoo (see its docstring for the designs and sizes)
+@register_pooler
+class TransformerPooler(_ReadoutPooler):
+    """Dense self-attention over the tokens: Linear(D, P), K Transformer layers, JK, attention readout."""
+
+    name = "transformer"
+    options = ("num_layers", "hidden_dim", "heads", "jk", "readout_hidden")
+    defaults = {"num_layers": 1, "hidden_dim": 200, "heads": 4}  # parameter-matched to glot on MiniLM
+
+    def __init__(self, config: PoolerConfig) -> None:
+        Pooler.__init__(self, config)
+        g = config.gnn
+        check_heads(self.name, g.hidden_dim, g.heads)
+        self.encoder = TokenTransformer(self.token_dim, g.hidden_dim, g.num_layers, g.heads, g.jk)
+        self.readout = AttentionReadout(self.encoder.out_dim, config.readout.readout_hidden)
+
+    @property
+    def out_dim(self) -> int:
+        return self.encoder.out_dim
+
+    def token_states(self, x: Tensor, ptr: Tensor) -> Tensor:
+        return self.encoder(x, ptr)
+
+
+@register_pooler
+class PMAPooler(Pooler):
+    """Set-Transformer pooling (PyG's SetTransformerAggregation): Linear(D, P), K SABs, PMA on one seed."""
+
+    name = "pma"
+    options = ("num_layers", "hidden_dim", "heads")
+    defaults = {"num_layers": 1, "hidden_dim": 208, "heads": 4}  # parameter-matched to glot on MiniLM
+
+    def __init__(self, config: PoolerConfig) -> None:
+        super().__init__(config)
+        g = config.gnn
+        check_heads(self.name, g.hidden_dim, g.heads)
+        self.head = PMAHead(self.token_dim, g.hidden_dim, g.num_layers, g.heads)
+
+    @property
+    def out_dim(self) -> int:
+        return self.head.width
+
+    def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
+        return self.head(x, ptr)
+
+
+@register_pooler
+class LearnedGraphPooler(_ReadoutPooler):
+    """GLOT on a learned graph: cos(Q x_i, Q x_j) > tau with rank-r Q, soft edge weights, GNN, readout."""
+
+    name = "learned-graph"
+    uses_graph = True
+    options = (
+        "tau",
+        "rank",
+        "self_loops",
+        "conv",
+        "num_layers",
+        "hidden_dim",
+        "heads",
+        "jk",
+        "readout_hidden",
+    )
+    defaults = {"weighted": True, "tau": 0.5}  # the weights carry the projection's gradient: always on
+
+    def __init__(self, config: PoolerConfig) -> None:
+        check_learned_graph(config)
+        super().__init__(config)
+        self.edge_proj = nn.Linear(self.token_dim, config.graph.rank, bias=False)
+
+    def build_graph(self, x: Tensor, ptr: Tensor) -> TokenGraph:
+        return learned_graph(self.edge_proj(x), ptr, self.config.graph.tau, self.config.graph.self_loops)
+
+    def token_states(self, x: Tensor, ptr: Tensor) -> Tensor:
+        graph = self.build_graph(x, ptr)
+        return self.gnn(x, graph.edge_index, graph.edge_weight)
 
 
 def build_pooler(name: str, input_dim: int, **options: Any) -> Pooler:
