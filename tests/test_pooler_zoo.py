@@ -135,3 +135,54 @@ def test_layer_mix_width_errors_are_one_line() -> None:
         glot.build_pooler("mean", 12, mix_layers=0)
     with pytest.raises(InputError, match="width D = 12.*input_dim = 36"):
         glot.build_pooler("mean", 36, mix_layers=3)(*batch())
+
+
+# ---------------------------------------------------------------------------------------------- stacked layers
+def test_a_backbone_stacks_several_layers_and_keys_the_cache_by_them(tmp_path) -> None:
+    from glot.backbones.frozen import FrozenBackbone
+    from glot.cache.key import cache_key
+    from tiny_models import make_tiny_bert
+
+    path = make_tiny_bert(tmp_path / "bert")
+    one, two = (
+        FrozenBackbone.from_pretrained(str(path), dtype="float32", layer=lay) for lay in (-1, [1, -1])
+    )
+    assert (one.hidden_size, two.hidden_size) == (32, 64)
+    assert one.fingerprint()["layer"] == "last" and two.fingerprint()["layer"] == [1, "last"]
+    texts = ["the delivery contains keys", "not files"]
+    assert cache_key(one.fingerprint(), texts).digest != cache_key(two.fingerprint(), texts).digest
+    x1, ptr = one.embed_packed(texts)
+    x2, _ = two.embed_packed(texts)
+    mid = FrozenBackbone.from_pretrained(str(path), dtype="float32", layer=1).embed_packed(texts)[0]
+    torch.testing.assert_close(x2, torch.cat([mid, x1], dim=-1))
+    with pytest.raises(InputError, match="distinct hidden_states indices"):
+        FrozenBackbone.from_pretrained(str(path), layer=[2, -1])  # both are the last layer
+
+
+def test_train_with_stacked_layers_and_a_mix_end_to_end(tmp_path, capsys) -> None:
+    import json
+
+    import numpy as np
+
+    from glot.cli import main
+    from tiny_models import make_tiny_bert
+
+    tiny = make_tiny_bert(tmp_path / "bert")
+    base = ["train", "--model", str(tiny), "--task", "negation", "--task-option", "seq_len=12", "--n-train", "32",
+            "--n-eval", "8", "--max-length", "40", "--epochs", "1", "--pooler", "adapool",
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]  # fmt: skip
+    assert main([*base, "--layer", "1,2", "--mix-layers", "2", "--out", str(tmp_path / "run")]) == 0
+    saved = json.loads((tmp_path / "run" / "seed-0" / "pooler" / "pooler_config.json").read_text())["pooler"]
+    assert (saved["input_dim"], saved["gnn"]["mix_layers"]) == (64, 2)
+    pooler = glot.load_pooler(tmp_path / "run" / "seed-0" / "pooler")
+    assert pooler.layer_mix is not None and pooler.out_dim == 32
+    texts = tmp_path / "texts.txt"
+    texts.write_text("never chairs keys\nkeys not lamps\n")
+    out = tmp_path / "emb.npy"
+    assert main(["encode", str(texts), "--run", str(tmp_path / "run"), "-o", str(out), "--no-progress"]) == 0
+    emb = np.load(out)
+    assert emb.shape == (2, 32) and np.isfinite(emb).all()  # the run's backbone came back with both layers
+    capsys.readouterr()
+    assert main([*base, "--mix-layers", "2", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mix_layers=2 but the cached states stack 1 layer(s)" in err[0]

@@ -13,6 +13,17 @@ from torch import Tensor, nn
 from glot.errors import InputError
 
 
+def check_stacking(mix_layers: int, layer: object) -> None:
+    """A pooler that mixes ``mix_layers`` > 1 layers needs states stacking exactly that many (the backbone's
+    ``layer`` list, as its fingerprint records it); otherwise one layer would be cut into fake "layers"."""
+    stacked = len(layer) if isinstance(layer, list) else 1
+    if mix_layers > 1 and mix_layers != stacked:
+        raise InputError(
+            f"mix_layers={mix_layers} but the cached states stack {stacked} layer(s) (layer={layer!r}); pass "
+            f"--layer with {mix_layers} indices (e.g. --layer 4,5,6 --mix-layers 3) or drop --mix-layers"
+        )
+
+
 def mixed_width(input_dim: int, mix_layers: int) -> int:
     """Width D of one layer when ``mix_layers`` layers are stacked in a state of width ``input_dim``."""
     if input_dim % mix_layers:

@@ -33,6 +33,7 @@ import torch
 from glot.cache.task import CachedTask, cache_task
 from glot.errors import InputError
 from glot.io import atomic_write_json
+from glot.pooling.layermix import check_stacking
 from glot.pooling.poolers import Pooler, from_config
 from glot.progress import tqdm
 from glot.training.checkpoint import (
@@ -75,6 +76,8 @@ def build_models(cached: CachedTask, config: TrainConfig) -> tuple[Pooler, TaskH
     head_options = task.head_options() | config.head_options
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
+        layer = cached.states.manifest["ingredients"]["backbone"].get("layer")
+        check_stacking(config.pooler_options.gnn.mix_layers, layer)  # glot.pooling.layermix
         pooler = from_config(config.pooler_config(cached.dim))  # the typed spec, normalised in TrainConfig
         head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **head_options)
     return pooler, head
