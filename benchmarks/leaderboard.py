@@ -173,7 +173,9 @@ def markdown(data: dict[str, Any]) -> str:
                 for t in tasks
             ]
             secs = sum(e["seconds_per_epoch"] for e in mine.values()) / len(mine)
-            params = " / ".join(sorted({f"{e['params']:,}" for e in mine.values()}, key=len))
+            params = " / ".join(
+                dict.fromkeys(f"{mine[t]['params']:,}" for t in tasks if t in mine)
+            )  # task order
             lines.append(f"| {pooler} | " + " | ".join(cells) + f" | {params} | {secs:.1f} |")
         parts += ["\n".join(lines), "\n\nThe small number under each cell is the chosen lr.\n\n",
                   "\n".join(_verdicts(entries, tasks)), "\n"]  # fmt: skip
