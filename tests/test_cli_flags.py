@@ -145,7 +145,7 @@ def test_weighted_and_self_loops_reach_the_trained_pooler(
     assert (saved["pooler"]["graph"]["weighted"], saved["pooler"]["graph"]["self_loops"]) == (True, False)
     assert saved["pooler"]["graph"]["tau"] == 0.0 and saved["pooler"]["gnn"]["hidden_dim"] == 8
     run = json.loads((tmp_path / "flags" / "seed-0" / "run_config.json").read_text())
-    graph = {"tau": 0.0, "knn": None, "weighted": True, "self_loops": False, "edge_density": 0.05}
+    graph = {"tau": 0.0, "knn": None, "weighted": True, "self_loops": False, "edge_density": 0.05, "rank": 32}
     assert run["train"]["pooler_options"]["graph"] == graph
 
     plain, flagged = (glot.load_pooler(tmp_path / p / "seed-0" / "pooler") for p in ("plain", "flags"))
@@ -168,7 +168,7 @@ def test_train_refuses_an_option_its_pooler_does_not_take(
                  "--out", str(tmp_path / "run"), "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert "pooler 'mean' does not take option(s) ['weighted']; its options are: none" in err[0]
+    assert "pooler 'mean' does not take option(s) ['weighted']; its options are: mix_layers" in err[0]
     assert not (tmp_path / "run").exists()
 
 

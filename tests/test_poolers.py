@@ -14,7 +14,13 @@ from glot.pooling.packing import pack
 from glot.pooling.poolers import Pooler, from_config, register_pooler
 
 ALL = sorted(glot.POOLERS)
-SMALL = {"glot": {"hidden_dim": 16, "tau": 0.2}, "mlp": {"hidden_dim": 16}}
+SMALL = {
+    "glot": {"hidden_dim": 16, "tau": 0.2},
+    "mlp": {"hidden_dim": 16},
+    "transformer": {"hidden_dim": 16},
+    "pma": {"hidden_dim": 16},
+    "learned-graph": {"hidden_dim": 16, "rank": 4, "tau": 0.2},
+}
 
 
 def random_batch(seed: int = 0, b: int = 5, lmax: int = 11, d: int = 12):
@@ -186,6 +192,12 @@ ZERO_BY_MATH: dict[tuple[str, str], str] = {}
         ("glot", {"conv": "gcn", "weighted": True, "jk": "mean", "tau": 0.0}),  # GCN needs weights >= 0
         ("mlp", {"jk": "max"}),
         ("adapool", {}),
+        ("transformer", {"num_layers": 2, "jk": "max"}),
+        ("pma", {"num_layers": 2}),
+        ("learned-graph", {"tau": -1.0}),
+        ("learned-graph", {"conv": "gcn", "tau": 0.0, "jk": "mean"}),
+        ("mean", {"mix_layers": 3}),
+        ("glot", {"mix_layers": 2}),
     ],
 )
 def test_gradients_reach_every_parameter(name: str, opts: dict) -> None:
@@ -195,7 +207,7 @@ def test_gradients_reach_every_parameter(name: str, opts: dict) -> None:
     pooler = (
         glot.build_pooler(name, 12, hidden_dim=16, **{"tau": -1.0, **opts})
         if name == "glot"
-        else (glot.build_pooler(name, 12, **opts))
+        else (glot.build_pooler(name, 12, **{**SMALL.get(name, {}), **opts}))
     )
     # the scorer starts at zero (uniform weights = mean pooling), where W's gradient is zero by the math:
     # give it a random value so that the wiring of every parameter is tested
@@ -297,8 +309,11 @@ def test_load_names_a_damaged_weight_file(tmp_path, damage: str) -> None:
 
 
 def test_registry_names_and_errors() -> None:
-    assert set(ALL) == {"cls", "eos", "mean", "max", "adapool", "mlp", "glot"}
-    with pytest.raises(ValueError, match="valid names: adapool, cls, eos, glot, max, mean, mlp"):
+    paper = {"cls", "eos", "mean", "max", "adapool", "mlp", "glot"}
+    assert set(ALL) == paper | {"transformer", "pma", "learned-graph"}  # + glot.pooling.zoo
+    with pytest.raises(
+        ValueError, match="valid names: adapool, cls, eos, glot, learned-graph, max, mean, mlp"
+    ):
         glot.build_pooler("attention", 12)
     with pytest.raises(ValueError, match="does not take option"):
         glot.build_pooler("mean", 12, tau=0.5)
@@ -349,7 +364,7 @@ def test_invalid_input_dim_and_shapes() -> None:
 def test_token_weights_sum_to_one_per_sentence() -> None:
     hidden, mask = random_batch(seed=8)
     x, ptr = pack(hidden, mask)
-    for name in ("cls", "eos", "mean", "adapool", "mlp", "glot"):
+    for name in ("cls", "eos", "mean", "adapool", "mlp", "glot", "transformer", "learned-graph"):
         w = glot.build_pooler(name, 12, **SMALL.get(name, {})).token_weights(x, ptr)
         sums = torch.stack([w[ptr[i] : ptr[i + 1]].sum() for i in range(ptr.numel() - 1)])
         assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5), name
@@ -382,14 +397,17 @@ def test_each_class_declares_its_options_and_defaults_and_build_pooler_follows()
     expected = {  # what each pooler's saved config holds by default (K = num_layers)
         "cls": ("gat", 0, None), "eos": ("gat", 0, None), "mean": ("gat", 0, None), "max": ("gat", 0, None),
         "adapool": ("gat", 0, 128), "mlp": ("mlp", 2, None), "glot": ("gat", 2, None),
+        "transformer": ("gat", 1, None), "pma": ("gat", 1, None), "learned-graph": ("gat", 2, None),
     }  # fmt: skip
     for name, cls in glot.POOLERS.items():
         cfg = glot.build_pooler(name, 12).config
         assert (cfg.gnn.conv, cfg.gnn.num_layers, cfg.readout.readout_hidden) == expected[name], name
         assert cfg.sections == cls.settings() and cls.name == name
-    assert glot.POOLERS["adapool"].options == ("normalize", "readout_hidden")
-    assert glot.POOLERS["mlp"].options == ("normalize", "num_layers", "hidden_dim", "jk", "readout_hidden")
-    assert set(glot.POOLERS["glot"].options) == set(OPTION_SECTION)
+    assert glot.POOLERS["adapool"].options == ("normalize", "readout_hidden", "mix_layers")  # all: mix_layers
+    assert glot.POOLERS["mlp"].options == (
+        "normalize", "num_layers", "hidden_dim", "jk", "readout_hidden", "mix_layers"
+    )  # fmt: skip
+    assert set(glot.POOLERS["glot"].options) == set(OPTION_SECTION) - {"rank"}  # rank: learned-graph only
     assert (
         glot.build_pooler("adapool", 12, readout_hidden=64).readout.hidden == 64
     )  # an option over a default

@@ -55,7 +55,7 @@ class FrozenBackbone:
         name: str | None = None,
         source: str | None = None,
         revision: str | None = None,
-        layer: int = -1,
+        layer: int | Sequence[int] = -1,
         max_length: int | None = None,
         padding_side: str | None = None,
         append_eos: bool | None = None,
@@ -79,11 +79,13 @@ class FrozenBackbone:
         self.revision = revision
         self.num_layers = _hf.num_layers(self.config)
         self.layer = layer
-        self._layer_index = identity.check_layer(layer, self.num_layers)
+        # several layers: their states side by side, width len x D (a pooler's mix_layers mixes them)
+        self._layers = identity.check_layers(layer, self.num_layers)
+        self._layer_index = self._layers[0]
         width = _hf.hidden_width(self.config)
         if width is None:
             raise InputError(f"cannot read the hidden width of {type(model).__name__} from its config")
-        self.hidden_size: int = width
+        self.hidden_size: int = width * len(self._layers)  # the width of the states it gives
         self.length_limit = _hf.position_limit(self.config, model)
         self.max_length, self.max_length_origin = identity.resolve_max_length(
             max_length, self.length_limit, model, tokenizer, source, revision
@@ -114,7 +116,7 @@ class FrozenBackbone:
         name_or_path: str,
         *,
         dtype: str | torch.dtype = "auto",
-        layer: int = -1,
+        layer: int | Sequence[int] = -1,
         max_length: int | None = None,
         padding_side: str | None = None,
         append_eos: bool | None = None,
@@ -131,7 +133,8 @@ class FrozenBackbone:
 
         ``dtype``: "auto" (bf16 where the hardware runs it natively, else float32), "float32"/"fp32",
         "bfloat16"/"bf16", "float16"/"fp16" or a torch.dtype. ``layer`` indexes ``hidden_states`` (0 = the
-        embeddings, -1 = last layer). ``max_length`` (tokens per text, longer texts are cut with a
+        embeddings, -1 = last layer); a list of indices stacks those layers side by side
+        (width len x D, for a pooler with ``mix_layers``). ``max_length`` (tokens per text, longer texts are cut with a
         :class:`~glot.backbones.tokenize.TruncationWarning`) defaults to the model's own configured limit, as
         sentence-transformers uses it: sentence_bert_config.json ``max_seq_length``, else the tokenizer's
         ``model_max_length``, else the position embeddings, else 512 (see ``glot.backbones.introspect.configured_max_length``;
@@ -221,10 +224,12 @@ class FrozenBackbone:
                 kwargs[key] = enc[key].to(dev)
         if self._positions:
             kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        last = self._layer_index == -1
+        last = self._layers == (-1,)
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             out = self.model(**kwargs, output_hidden_states=not last, return_dict=True)
-            hidden = out.last_hidden_state if last else out.hidden_states[self._layer_index]
+            hidden = (
+                out.last_hidden_state if last else torch.cat([out.hidden_states[i] for i in self._layers], -1)
+            )
         keep = mask.bool()
         return hidden.float().masked_fill(~keep[..., None], 0.0), keep
 

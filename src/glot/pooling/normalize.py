@@ -139,6 +139,8 @@ def fit_pooler(pooler: Any, x: Tensor, ptr: Tensor) -> dict[str, Any]:
     """
     check_packed(x, ptr)
     x = x.float()
+    if hasattr(pooler, "mix"):  # stacked hidden layers: the statistics of the (initial) mix the pooler sees
+        x = pooler.mix(x)
     report: dict[str, Any] = {"texts": int(ptr.numel() - 1), "tokens": int(x.shape[0])}
     norm = getattr(pooler, "normalizer", None)
     if norm is not None:

@@ -27,9 +27,11 @@ from glot.pooling.config import OPTION_SECTION, PoolerConfig, PoolerSections
 from glot.pooling.gnn import TokenGNN
 from glot.pooling.graph import TokenGraph, build_token_graph
 from glot.pooling.graph_cache import BatchGraph
+from glot.pooling.layermix import LayerMix, mixed_width
 from glot.pooling.normalize import InputNorm
 from glot.pooling.packing import check_packed, pack
 from glot.pooling.readout import AttentionReadout, first_token, last_token, max_readout, mean_readout
+from glot.pooling.zoo import PMAHead, TokenTransformer, check_heads, check_learned_graph, learned_graph
 
 CONFIG_NAME = "pooler_config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -55,6 +57,8 @@ class Pooler(nn.Module):
         type(self).check(config.sections)
         self.config = config
         self.input_dim = config.input_dim
+        self.token_dim = mixed_width(config.input_dim, config.gnn.mix_layers)  # width after the layer mix
+        self.layer_mix = LayerMix(config.gnn.mix_layers) if config.gnn.mix_layers > 1 else None
 
     @classmethod
     def settings(cls, **options: Any) -> PoolerSections:
@@ -93,7 +97,11 @@ class Pooler(nn.Module):
 
     @property
     def out_dim(self) -> int:
-        return self.input_dim
+        return self.token_dim
+
+    def mix(self, x: Tensor) -> Tensor:
+        """Stacked layers -> their learned mix (identity for one layer). Shapes: (N, n * D) -> (N, D)."""
+        return x if self.layer_mix is None else self.layer_mix(x)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         """Pool padded states; padding side does not matter. Shapes: (B, L, D), (B, L) -> (B, out_dim)."""
@@ -113,6 +121,7 @@ class Pooler(nn.Module):
             )
         param = next(self.parameters(), None)
         x = x.to(param.dtype if param is not None else torch.float32)
+        x = self.mix(x)  # several stacked hidden layers -> one (mix_layers > 1), else x itself
         if graph is not None:  # a prebuilt graph (training over a cache: glot.pooling.graph_cache)
             return self._pool_on(x, ptr.to(x.device), graph)
         return self._pool(x, ptr.to(x.device))
@@ -147,6 +156,8 @@ POOLERS: dict[str, type[Pooler]] = {}
 
 def register_pooler(cls: type[Pooler]) -> type[Pooler]:
     """Class decorator: add a pooler to the registry under ``cls.name`` (its options must be config fields)."""
+    if "mix_layers" not in cls.options:  # every pooler takes the layer mix (glot.pooling.layermix)
+        cls.options = (*cls.options, "mix_layers")
     if not cls.name or cls.name in POOLERS:
         raise InputError(
             f"a pooler needs a new, non-empty name; got {cls.name!r} (taken: {', '.join(POOLERS)})"
@@ -233,11 +244,14 @@ class _ReadoutPooler(Pooler):
     """Shared shell: (optional graph) -> token GNN -> attention readout."""
 
     uses_graph: ClassVar[bool] = False
+    #: whether its token graph depends only on the (normalised) input states and the graph config, so training
+    #: over a cache may build it once (glot.pooling.graph_cache); a learned graph does not
+    prebuilt_graph: ClassVar[bool] = False
 
     def __init__(self, config: PoolerConfig) -> None:
         super().__init__(config)
-        self.normalizer = InputNorm(config.input_dim, config.input.normalize)  # before graph and GNN
-        self.gnn = TokenGNN(config.input_dim, config.gnn, weighted=self.uses_graph and config.graph.weighted)
+        self.normalizer = InputNorm(self.token_dim, config.input.normalize)  # before graph and GNN
+        self.gnn = TokenGNN(self.token_dim, config.gnn, weighted=self.uses_graph and config.graph.weighted)
         self.readout = AttentionReadout(self.gnn.out_dim, config.readout.readout_hidden)
 
     @property
@@ -283,7 +297,7 @@ class _ReadoutPooler(Pooler):
     def token_weights(self, x: Tensor, ptr: Tensor) -> Tensor:
         check_packed(x, ptr)
         param = next(self.parameters())
-        x = x.to(param.dtype)
+        x = self.mix(x.to(param.dtype))
         return self.readout.weights(self.token_states(x, ptr), ptr)
 
 
@@ -311,9 +325,94 @@ class GLOTPooler(_ReadoutPooler):
 
     name = "glot"
     uses_graph = True
-    options = tuple(OPTION_SECTION)  # every field: tau, knn, weighted, self_loops, conv, num_layers, ...
+    prebuilt_graph = True
+    options = tuple(o for o in OPTION_SECTION if o != "rank")  # tau, knn, weighted, conv, num_layers, ...
     #: the section defaults are GLOT's (the paper's GLUE settings), plus the standardised inputs
     defaults: ClassVar[Mapping[str, Any]] = dict(ROBUST_DEFAULTS)
+
+
+# ---- beyond the paper: thin shells over glot.pooling.zoo (see its docstring for the designs and sizes)
+@register_pooler
+class TransformerPooler(_ReadoutPooler):
+    """Dense self-attention over the tokens: Linear(D, P), K Transformer layers, JK, attention readout."""
+
+    name = "transformer"
+    options = ("num_layers", "hidden_dim", "heads", "jk", "readout_hidden")
+    defaults = {"num_layers": 1, "hidden_dim": 200, "heads": 4}  # parameter-matched to glot on MiniLM
+
+    def __init__(self, config: PoolerConfig) -> None:
+        Pooler.__init__(self, config)
+        g = config.gnn
+        check_heads(self.name, g.hidden_dim, g.heads)
+        self.normalizer = InputNorm(self.token_dim, config.input.normalize)
+        self.encoder = TokenTransformer(self.token_dim, g.hidden_dim, g.num_layers, g.heads, g.jk)
+        self.readout = AttentionReadout(self.encoder.out_dim, config.readout.readout_hidden)
+
+    @property
+    def out_dim(self) -> int:
+        return self.encoder.out_dim
+
+    def token_states(self, x: Tensor, ptr: Tensor, graph: BatchGraph | None = None) -> Tensor:
+        assert graph is None, "the transformer head uses no token graph"
+        return self.encoder(self.normalizer(x), ptr)
+
+
+@register_pooler
+class PMAPooler(Pooler):
+    """Set-Transformer pooling (PyG's SetTransformerAggregation): Linear(D, P), K SABs, PMA on one seed."""
+
+    name = "pma"
+    options = ("num_layers", "hidden_dim", "heads")
+    defaults = {"num_layers": 1, "hidden_dim": 208, "heads": 4}  # parameter-matched to glot on MiniLM
+
+    def __init__(self, config: PoolerConfig) -> None:
+        super().__init__(config)
+        g = config.gnn
+        check_heads(self.name, g.hidden_dim, g.heads)
+        self.head = PMAHead(self.token_dim, g.hidden_dim, g.num_layers, g.heads)
+
+    @property
+    def out_dim(self) -> int:
+        return self.head.width
+
+    def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
+        return self.head(x, ptr)
+
+
+@register_pooler
+class LearnedGraphPooler(_ReadoutPooler):
+    """GLOT on a learned graph: cos(Q x_i, Q x_j) > tau with rank-r Q, soft edge weights, GNN, readout."""
+
+    name = "learned-graph"
+    uses_graph = True
+    options = (
+        "tau",
+        "rank",
+        "self_loops",
+        "conv",
+        "num_layers",
+        "hidden_dim",
+        "heads",
+        "jk",
+        "readout_hidden",
+    )
+    defaults = {"weighted": True, "tau": 0.5}  # the weights carry the projection's gradient: always on
+
+    def __init__(self, config: PoolerConfig) -> None:
+        check_learned_graph(config)
+        super().__init__(config)
+        self.edge_proj = nn.Linear(self.token_dim, config.graph.rank, bias=False)
+
+    def build_graph(self, x: Tensor, ptr: Tensor) -> TokenGraph:
+        return learned_graph(
+            self.edge_proj(x), ptr, self.config.graph.threshold(), self.config.graph.self_loops
+        )
+
+    def token_states(self, x: Tensor, ptr: Tensor, graph: BatchGraph | None = None) -> Tensor:
+        assert graph is None, "a learned graph is built from the trained projection, never prebuilt"
+        x = self.normalizer(x)
+        learned = self.build_graph(x, ptr)
+        return self.gnn(x, learned.edge_index, learned.edge_weight)
 
 
 def build_pooler(name: str, input_dim: int, **options: Any) -> Pooler:

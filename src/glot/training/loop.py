@@ -38,6 +38,7 @@ from glot.cache.task import CachedTask, cache_task
 from glot.distributed import is_main, on_main
 from glot.errors import InputError
 from glot.io import atomic_write_json
+from glot.pooling.layermix import check_stacking
 from glot.pooling.normalize import fit_pooler, fit_sample, needs_fit
 from glot.pooling.poolers import Pooler, from_config
 from glot.progress import tqdm
@@ -88,6 +89,12 @@ def build_models(cached: CachedTask | OnlineTask, config: TrainConfig) -> tuple[
     head_options = task.head_options() | config.head_options
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
+        layer = (
+            cached.states.manifest["ingredients"]["backbone"].get("layer")
+            if isinstance(cached, CachedTask)
+            else cached.backbone.fingerprint()["layer"]
+        )
+        check_stacking(config.pooler_options.gnn.mix_layers, layer)  # glot.pooling.layermix
         pooler = from_config(config.pooler_config(cached.dim))  # the typed spec, normalised in TrainConfig
         head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **head_options)
     return pooler, head
