@@ -211,7 +211,8 @@ def test_gradients_reach_every_parameter(name: str, opts: dict) -> None:
     )
     # the scorer starts at zero (uniform weights = mean pooling), where W's gradient is zero by the math:
     # give it a random value so that the wiring of every parameter is tested
-    torch.nn.init.normal_(pooler.readout.score.weight)
+    if hasattr(pooler, "readout"):  # pma and the parameter-free poolers have no attention readout
+        torch.nn.init.normal_(pooler.readout.score.weight)
     hidden, mask = random_batch(seed=6)
     assert int(mask.sum(1).max()) > 1  # at least one sentence with several tokens
     (pooler(hidden, mask) ** 2).sum().backward()
