@@ -456,3 +456,9 @@ def test_the_registry_decorator_checks_what_a_new_pooler_declares() -> None:
     finally:
         glot.POOLERS.pop("sum-test", None)
     assert "bad-test" not in glot.POOLERS
+
+
+def test_the_cli_list_of_pooler_names_is_the_registry() -> None:
+    from glot.pooling.config import POOLER_NAMES
+
+    assert tuple(glot.POOLERS) == POOLER_NAMES  # glot train --help names exactly the registered poolers

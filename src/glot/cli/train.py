@@ -30,6 +30,7 @@ from glot.cli.options import (
     train_config,
 )
 from glot.cli.runinfo import input_fit_label, sizes_label
+from glot.pooling.config import POOLER_NAMES
 
 HELP = "train a pooler + task head on cached states (or LoRA / full fine-tuning)"
 #: tau chosen from the training states (glot.pooling.normalize): a threshold that suits every backbone
@@ -40,9 +41,7 @@ TRAIN_POOLER_DEFAULTS = {"tau": "auto"}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_task_arguments(parser)
-    parser.add_argument(
-        "--pooler", default="glot", help="cls, eos, mean, max, adapool, mlp, glot (default glot)"
-    )
+    parser.add_argument("--pooler", default="glot", help=f"{', '.join(POOLER_NAMES)} (default glot)")
     add_pooler_arguments(
         parser, TRAIN_POOLER_DEFAULTS, about="An option the chosen --pooler does not take is an error."
     )

@@ -175,6 +175,9 @@ _SECTIONS: dict[str, type] = {
 #: A saved config without this section predates it: its pooler normalised nothing (the paper's behaviour).
 _LEGACY_SECTIONS: dict[str, dict[str, Any]] = {"input": {"normalize": "none"}}
 SECTION_NAMES = tuple(_SECTIONS)
+#: The registered poolers' names, in registry order, for texts that must not import torch (the CLI's --help);
+#: tests/test_poolers.py checks it equals ``glot.POOLERS``.
+POOLER_NAMES = ("cls", "eos", "mean", "max", "adapool", "mlp", "glot", "transformer", "pma", "learned-graph")
 #: option name -> the section holding it (names are unique across sections)
 OPTION_SECTION: dict[str, str] = {f.name: sec for sec, cls in _SECTIONS.items() for f in fields(cls)}
 

@@ -1,4 +1,5 @@
-"""Poolers: one contract, one registry — cls, eos, mean, max, adapool, mlp, glot.
+"""Poolers: one contract, one registry — cls, eos, mean, max, adapool, mlp, glot (+ transformer, pma,
+learned-graph: beyond the paper, glot.pooling.zoo).
 
 Every pooler maps a sentence's real token states to one vector. ``pooler(hidden, attention_mask)`` takes padded
 input and packs it once; ``pooler.forward_packed(x, ptr)`` is the native path. GLOT (Mantri et al., ICLR 2026,
