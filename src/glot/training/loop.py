@@ -53,7 +53,7 @@ from glot.training.checkpoint import (
 )
 from glot.training.config import TrainConfig
 from glot.training.heads import TaskHead, build_head
-from glot.training.precision import at_head_dtype, resolve_head_dtype
+from glot.training.precision import at_head_dtype, keyed, resolve_head_dtype
 from glot.training.results import finish_run, summarize
 from glot.training.setup import Rows, Setup, carve_validation, make_optimizer, row_counts, split_rows
 from glot.training.sources import CacheSource, predict, score
@@ -146,8 +146,7 @@ def fit(
     """Train one seed of a pooler + head on cached states into ``run_dir`` (resuming a checkpoint of the same
     run) and return its metrics dict."""
     config.validate()
-    requested = config.head_dtype  # "auto" is keyed as what it resolves to here (numbers differ slightly)
-    config = config.replace(head_dtype=resolve_head_dtype(config.head_dtype))
+    config, precision = keyed(config)  # "auto" is keyed as what it resolves to here (numbers differ slightly)
     rows = split_rows(cached.task, config, has_eval="eval" in cached.ids)
     config_json = make_run_config(cached, config, row_counts(rows))
     pooler, head = build_models(cached, config)  # bad pooler/head options fail before any folder is written
@@ -155,7 +154,7 @@ def fit(
     def finish(run_dir: Path, state: dict[str, Any], optimizer: Any, metrics: dict[str, Any]) -> None:
         states, head_params = cached.states, sum(p.numel() for p in head.parameters())
         metrics["pooler"] = config.pooler
-        metrics["precision"] = {"head_dtype": config.head_dtype, "requested": requested}
+        metrics["precision"] = precision
         metrics["params"] = {"pooler": pooler.num_parameters(), "head": head_params}
         metrics["truncation"] = {"truncated": states.num_truncated, "max_length": states.truncated_at,
                                  "texts": len(states)}  # fmt: skip

@@ -23,6 +23,7 @@ from glot.backbones.tokenize import TruncationWarning
 from glot.cache.task import backbone_info, task_texts
 from glot.data import Task
 from glot.training.config import TrainConfig
+from glot.training.precision import keyed
 from glot.training.runkey import build_run_config
 from glot.training.setup import Setup, row_counts, split_rows
 from glot.training.sources import BackboneSource
@@ -72,6 +73,7 @@ def fit_online(
     from glot.training.loop import build_models, run_loop
 
     config.validate()
+    config, precision = keyed(config)  # the head dtype used, as the cached path keys it
     task, backbone = online.task, online.backbone
     rows = split_rows(task, config, has_eval="eval" in task.splits)
     config_json = build_run_config(
@@ -87,6 +89,7 @@ def fit_online(
             "head": sum(p.numel() for p in head.parameters()),
         }
         metrics["states"] = "online"
+        metrics["precision"] = precision
         metrics["truncation"] = truncation
 
     source = BackboneSource(backbone, task.splits, frozen=True)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from glot.backbones.dtypes import auto_dtype, cpu_bf16_features
 from glot.errors import InputError
-from glot.training.config import HEAD_DTYPES
+from glot.training.config import HEAD_DTYPES, TrainConfig
 
 __all__ = [
     "HEAD_DTYPES",
@@ -70,6 +70,13 @@ def resolve_head_dtype(spec: Any, device: torch.device | str = "cpu") -> str:
             f"CUDA GPU with bf16), but {_hardware(where)} emulates it (slower); use --head-dtype auto or fp32"
         )
     return str(spec)
+
+
+def keyed(config: TrainConfig) -> tuple[TrainConfig, dict[str, str]]:
+    """``config`` with ``head_dtype`` resolved on this machine (what the run key records: "auto" would let a run
+    resume on a machine that computes other numbers), and the ``precision`` entry of the run's metrics."""
+    resolved = config.replace(head_dtype=resolve_head_dtype(config.head_dtype))
+    return resolved, {"head_dtype": resolved.head_dtype, "requested": config.head_dtype}
 
 
 def saved_head_dtype(recorded: Any) -> str:
