@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The GPU check of issue 12, in one go (< 10 minutes on any CUDA machine): the CUDA parity tests of the dense and
-# edge-list GAT paths and of cached graphs, benchmarks/gpu_heads.py, and the demo (glot compare defaults).
+# The GPU check of issues 12 and 14, in one go (< 10 minutes on any CUDA machine): the CUDA parity tests of the
+# dense and edge-list GAT paths and of cached graphs, benchmarks/gpu_heads.py, the demo (glot compare defaults),
+# and the distributed path under torchrun (nccl, one process: cache then train).
 #
 #   bash benchmarks/gpu_check.sh [RESULTS_DIR]        (default benchmarks/results/gpu; PYTHON=... to pick python)
 #
 # Writes into RESULTS_DIR: gpu.txt (nvidia-smi), parity.txt (pytest), gpu_heads.{json,md} + gpu_heads.txt, and
-# demo.txt + demo/ (the compare run). Each step has its own time limit, so one slow step cannot eat the rest;
+# demo.txt + demo/ (the compare run), distributed.txt (torchrun cache + train). Each step has its own time limit, so one slow step cannot eat the rest;
 # the script exits non-zero if any step failed, after running them all. CPU machines: the parity tests skip.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,12 +31,17 @@ step() {  # step NAME SECONDS LOGFILE COMMAND...
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 } >"$OUT/gpu.txt" 2>&1
 cat "$OUT/gpu.txt"
-step "CUDA parity tests" 150 "$OUT/parity.txt" \
+step "CUDA parity tests" 120 "$OUT/parity.txt" \
   "$PY" -m pytest -q -p no:cacheprovider -rs -k cuda tests/test_dense_gat.py tests/test_graph_cache.py
-step "gpu_heads.py" 210 "$OUT/gpu_heads.txt" \
+step "gpu_heads.py" 200 "$OUT/gpu_heads.txt" \
   "$PY" benchmarks/gpu_heads.py --device cuda --out "$OUT"
-step "demo (glot compare)" 220 "$OUT/demo.txt" \
+step "demo (glot compare)" 200 "$OUT/demo.txt" \
   "$PY" -c 'import sys; from glot.cli import main; sys.exit(main(sys.argv[1:]))' \
   compare --out "$OUT/demo" --overwrite --no-progress
+step "torchrun: distributed cache + train (1 process, nccl)" 60 "$OUT/distributed.txt" bash -c "
+  $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m glot cache --model minilm --task tweets \
+    --n-train 1000 --n-eval 200 --shard-size 256 --cache-dir '$OUT/dist-cache' --no-progress &&
+  $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m glot train --model minilm --task tweets \
+    --n-train 1000 --n-eval 200 --epochs 2 --cache-dir '$OUT/dist-cache' --out '$OUT/dist-run' --overwrite --no-progress"
 echo "results in $OUT"
 exit $status
