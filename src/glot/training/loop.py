@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from glot.backbones.identity import layer_names
 from glot.cache.task import CachedTask, cache_task
 from glot.distributed import is_main, on_main
 from glot.errors import InputError
@@ -92,7 +93,7 @@ def build_models(cached: CachedTask | OnlineTask, config: TrainConfig) -> tuple[
         layer = (
             cached.states.manifest["ingredients"]["backbone"].get("layer")
             if isinstance(cached, CachedTask)
-            else cached.backbone.fingerprint()["layer"]
+            else layer_names(cached.backbone._layers)  # as the cache key names them (no weights hashing)
         )
         check_stacking(config.pooler_options.gnn.mix_layers, layer)  # glot.pooling.layermix
         pooler = from_config(config.pooler_config(cached.dim))  # the typed spec, normalised in TrainConfig
@@ -151,17 +152,24 @@ def fit(
     config_json = make_run_config(cached, config, row_counts(rows))
     pooler, head = build_models(cached, config)  # bad pooler/head options fail before any folder is written
 
+    states = cached.states
+    truncation = {"truncated": states.num_truncated, "max_length": states.truncated_at, "texts": len(states)}
+
     def finish(run_dir: Path, state: dict[str, Any], optimizer: Any, metrics: dict[str, Any]) -> None:
-        states, head_params = cached.states, sum(p.numel() for p in head.parameters())
-        metrics["pooler"] = config.pooler
-        metrics["precision"] = precision
-        metrics["params"] = {"pooler": pooler.num_parameters(), "head": head_params}
-        metrics["truncation"] = {"truncated": states.num_truncated, "max_length": states.truncated_at,
-                                 "texts": len(states)}  # fmt: skip
+        metrics |= run_metrics(config, pooler, head, precision, truncation)
 
     source = CacheSource(cached, graphs=pooler)  # the pooler's token graphs built once per cache
     setup = Setup(cached.task, source, pooler, head, finish=finish)
     return run_loop(setup, config, Path(run_dir), config_json, rows, progress=progress, overwrite=overwrite)
+
+
+def run_metrics(
+    config: TrainConfig, pooler: Pooler, head: TaskHead, precision: dict[str, str], truncation: dict[str, Any]
+) -> dict[str, Any]:
+    """What every frozen-head run adds to its metrics: pooler name, head dtype used, parameter counts and how many
+    texts the backbone cut (cached and online runs alike)."""
+    params = {"pooler": pooler.num_parameters(), "head": sum(p.numel() for p in head.parameters())}
+    return {"pooler": config.pooler, "precision": precision, "params": params, "truncation": truncation}
 
 
 def run_loop(

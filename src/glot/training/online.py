@@ -70,7 +70,7 @@ def fit_online(
 ) -> dict[str, Any]:
     """Train one seed of a pooler + head on live backbone states into ``run_dir`` (resuming a checkpoint of the
     same run); the online twin of :func:`glot.training.loop.fit`. Returns the metrics dict."""
-    from glot.training.loop import build_models, run_loop
+    from glot.training.loop import build_models, run_loop, run_metrics
 
     config.validate()
     config, precision = keyed(config)  # the head dtype used, as the cached path keys it
@@ -83,14 +83,7 @@ def fit_online(
     truncation = _truncation(task, backbone)
 
     def finish(run_dir: Path, state: dict[str, Any], optimizer: Any, metrics: dict[str, Any]) -> None:
-        metrics["pooler"] = config.pooler
-        metrics["params"] = {
-            "pooler": pooler.num_parameters(),
-            "head": sum(p.numel() for p in head.parameters()),
-        }
-        metrics["states"] = "online"
-        metrics["precision"] = precision
-        metrics["truncation"] = truncation
+        metrics |= run_metrics(config, pooler, head, precision, truncation) | {"states": "online"}
 
     source = BackboneSource(backbone, task.splits, frozen=True)
     setup = Setup(task, source, pooler, head, finish=finish)
