@@ -13,8 +13,8 @@
   weights (GCN), so Q trains end to end through them. Then GLOT's GNN and readout.
 
 Every head takes packed tokens; where it needs a dense batch it pads per length bucket and masks, so padding
-never changes a result. The registered pooler classes (``glot.pooling.poolers``) are thin shells over these
-modules: poolers imports this module, never the other way round.
+never changes a result. The registered pooler classes (``glot.pooling.zoo_poolers``) are thin shells over these
+modules: zoo_poolers imports this module, never the other way round.
 """
 
 from __future__ import annotations
