@@ -186,3 +186,25 @@ def test_train_with_stacked_layers_and_a_mix_end_to_end(tmp_path, capsys) -> Non
     assert main([*base, "--mix-layers", "2", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "mix_layers=2 but the cached states stack 1 layer(s)" in err[0]
+
+
+@pytest.mark.parametrize("name", ["adapool", "mlp", "glot", "transformer", "pma", "learned-graph"])
+def test_every_learned_head_pools_and_trains_under_bf16_autocast(name: str) -> None:
+    # head_dtype bf16 (the default where bf16 is native) runs the pooler inside CPU autocast: the transformer and
+    # PMA heads used to stop there with an index_put dtype mismatch (bf16 layer outputs into fp32 buffers)
+    from glot.training.precision import pool
+
+    small = {
+        "glot": {"hidden_dim": 16, "tau": 0.2},
+        "learned-graph": {"hidden_dim": 16, "rank": 4, "tau": 0.2},
+    }
+    torch.manual_seed(0)
+    pooler = glot.build_pooler(name, 12, **small.get(name, {} if name == "adapool" else {"hidden_dim": 16}))
+    x, ptr = pack(*batch(seed=3))
+    want = pool(pooler, x, ptr, "fp32")
+    got = pool(pooler, x, ptr, "bf16")
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    torch.testing.assert_close(got, want.detach(), atol=0.1, rtol=0.1)  # bf16 keeps ~3 significant digits
+    got.pow(2).sum().backward()
+    grads = [p.grad for p in pooler.parameters() if p.grad is not None]
+    assert grads and all(bool(torch.isfinite(g).all()) for g in grads)

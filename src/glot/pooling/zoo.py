@@ -86,7 +86,7 @@ class TokenTransformer(nn.Module):
             h = h0[rows]
             for k, layer in enumerate(self.layers):
                 h = layer(h, src_key_padding_mask=~mask)
-                outs[k] = outs[k].index_put((rows[mask],), h[mask])
+                outs[k] = outs[k].index_put((rows[mask],), h[mask].to(outs[k].dtype))  # bf16 under autocast
         if self.jk == "cat":
             return torch.cat([x, *outs], dim=-1)
         if self.jk == "max":
@@ -113,12 +113,13 @@ class PMAHead(nn.Module):
 
     def forward(self, x: Tensor, ptr: Tensor) -> Tensor:
         h = self.proj(x)
-        z = h.new_zeros(ptr.numel() - 1, self.width)
+        z = x.new_zeros(ptr.numel() - 1, self.width)  # the input's dtype, also under bf16 autocast
         for ids in _buckets(ptr):  # one padded block per length bucket, masked inside PyG's blocks
             ids = ids.sort().values  # PyG wants sorted indices
             rows, mask = _bucket_rows(ptr, ids)
             index = torch.repeat_interleave(torch.arange(ids.numel(), device=x.device), mask.sum(1))
-            z = z.index_put((ids,), self.aggr(h[rows[mask]], index=index, dim_size=ids.numel()))
+            pooled = self.aggr(h[rows[mask]], index=index, dim_size=ids.numel())
+            z = z.index_put((ids,), pooled.to(z.dtype))
         return z
 
 
