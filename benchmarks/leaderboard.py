@@ -9,28 +9,38 @@ Tasks: the stress test with lengths matched (``stress-<ratio>``, so no length cu
 and ``roles`` (voice mixed), and ``tweets``. Synthetic tasks use ``glot compare``'s stress settings for the
 poolers (tau 0.6, K = 4, P = 64, where a pooler takes them), tweets the package defaults.
 
-    python benchmarks/leaderboard.py --models minilm,smollm2-135m --seeds 0,1,2      # the full board
-    python benchmarks/leaderboard.py --markdown                                        # JSON -> .md only
+    python benchmarks/leaderboard.py --models minilm,smollm2-135m      # the full board (many CPU hours)
+    python benchmarks/leaderboard.py --markdown                         # train nothing: cells -> report
 
-Writes ``benchmarks/results/leaderboard.json`` after every pooler (a rerun resumes: finished runs under
-``--runs`` are reused) and ``leaderboard.md``. Timings are noisy on a shared machine.
+Resumable and incremental: each cell — one (model, task, head, lr, seed) run — is stored as its own JSON file
+under ``--cells`` (default ``benchmarks/results/leaderboard-cells/``) the moment it finishes, and the report
+(``--json`` and its ``.md``, i.e. ``benchmarks/results/leaderboard.{json,md}``) is rewritten from whatever
+cells exist, missing ones marked. A rerun of the same command trains only the cells that are missing (a run
+stopped mid-way resumes from its last epoch in its glot run folder under ``--runs``), and loads no backbone
+when none is. A board keeps one set of settings (n_train, n_eval, data seed, epochs, patience, lrs, selection
+seed): a run with other settings is refused, so give it its own ``--json``. Parallel runs into one board (e.g.
+one per ``--models``) are safe; the grids they ask for are merged. Timings are noisy on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from common import machine_info
-from glot.io import atomic_write_json, atomic_write_text, read_json
+from glot.io import atomic_write_json, atomic_write_text
+from leaderboard_cells import Board, aggregate, choose_lr, markdown, slug
 
 RESULTS = Path(__file__).parent / "results"
 SYNTHETIC = {"stress": {"match_lengths": True}, "negation": {}, "roles": {"voice": "mixed"}}
 DEFAULT_TASKS = "stress-0.2,stress-0.5,stress-0.8,stress-0.9,negation,roles,tweets"
+BATCH_SIZE = 32
 
 
 def task_spec(name: str) -> tuple[str, dict[str, Any]]:
@@ -56,164 +66,192 @@ def pooler_options(pooler: str, synthetic: bool) -> dict[str, Any]:
     return {k: v for k, v in STRESS_POOLER_DEFAULTS.items() if k in taken} if synthetic else {}
 
 
-def run_head(
-    cached: Any, pooler: str, synthetic: bool, args: argparse.Namespace, out: Path
-) -> dict[str, Any]:
-    """Select the lr on the first seed's validation accuracy, then train every seed at it."""
-    from glot.training.config import TrainConfig
-    from glot.training.loop import train
+class Source:
+    """One model's frozen backbone(s) and cached tasks, loaded only when a cell has to train (a rerun of a
+    finished board loads nothing)."""
 
-    def config(lr: float) -> TrainConfig:
-        return TrainConfig(pooler=pooler, pooler_options=pooler_options(pooler, synthetic), lr=lr,
-                           epochs=args.epochs, patience=args.patience, batch_size=32)  # fmt: skip
+    def __init__(self, model: str, args: argparse.Namespace) -> None:
+        self.model, self.args = model, args
+        self.backbones: dict[int | None, Any] = {}
+        self.tasks: dict[str, Any] = {}
 
-    seeds = args.seeds
-    grid = {lr: train(cached, config(lr), out / f"lr-{lr:g}", seeds[:1], progress=False) for lr in args.lrs}
-    val = {lr: res["per_seed"][0]["val"] for lr, res in grid.items()}
-    lr = max(val, key=lambda v: (val[v], -v))  # ties: the smaller lr
-    res = train(cached, config(lr), out / f"lr-{lr:g}", seeds, progress=False)
-    per = res["per_seed"]
-    return {
-        "lr": lr, "val_by_lr": {f"{k:g}": v for k, v in val.items()},
-        "accuracy": [m["eval"] for m in per], "val": [m["val"] for m in per], "seeds": list(seeds),
-        "epochs_run": [m["epochs_run"] for m in per],
-        "seconds_per_epoch": sum(m["train_seconds"] / max(1, m["epochs_run"]) for m in per) / len(per),
-        "params": per[0]["params"]["pooler"] + per[0]["params"]["head"],
-    }  # fmt: skip
+    def backbone(self, max_length: int | None) -> Any:
+        from glot.backbones.frozen import FrozenBackbone
 
+        if max_length not in self.backbones:
+            kw = {} if max_length is None else {"max_length": max_length}
+            self.backbones[max_length] = FrozenBackbone.from_pretrained(self.model, **kw)
+        return self.backbones[max_length]
 
-def board(args: argparse.Namespace) -> dict[str, Any]:
-    from glot.backbones.frozen import FrozenBackbone
-    from glot.cache.task import cache_task
-    from glot.cli.compare import _all_poolers
-    from glot.data import get_task
+    def cached(self, name: str) -> Any:
+        from glot.cache.task import cache_task
+        from glot.data import get_task
 
-    path = args.json
-    data = read_json(path) if path.exists() and not args.fresh else {"entries": []}
-    done = {(e["model"], e["task"], e["pooler"]) for e in data["entries"]}
-    data.update(settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                machine=machine_info())  # fmt: skip
-    for model in args.models:
-        backbones: dict[Any, Any] = {}
-        for name in args.tasks:
+        if name not in self.tasks:
             base, options = task_spec(name)
-            n = {"n_train": args.n_train, "n_eval": args.n_eval, "seed": args.data_seed}
-            task = get_task(base, **options, **n)
-            if task.max_length not in backbones:
-                kw = {} if task.max_length is None else {"max_length": task.max_length}
-                backbones[task.max_length] = FrozenBackbone.from_pretrained(model, **kw)
-            backbone = backbones[task.max_length]
+            a = self.args
+            task = get_task(base, **options, n_train=a.n_train, n_eval=a.n_eval, seed=a.data_seed)
             t0 = time.perf_counter()
-            cached = cache_task(task, backbone, cache_dir=args.cache_dir, progress=False)
-            print(f"[{model} {name}] cached in {time.perf_counter() - t0:.0f} s", flush=True)
-            names = args.poolers if args.poolers != ["all"] else _all_poolers().split(",")
-            for pooler in [
-                "eos" if p == "auto" and backbone.is_decoder else "cls" if p == "auto" else p for p in names
-            ]:
-                if (model, name, pooler) in done:
-                    continue
-                t0 = time.perf_counter()
-                out = args.runs / model / name / pooler
-                entry = {"model": model, "task": name, "pooler": pooler,
-                         **run_head(cached, pooler, base in SYNTHETIC, args, out)}  # fmt: skip
-                entry["wall_seconds"] = time.perf_counter() - t0
-                data["entries"].append(entry)
-                atomic_write_json(path, data)
-                acc = ", ".join(f"{100 * a:.1f}" for a in entry["accuracy"])
-                print(
-                    f"[{model} {name}] {pooler}: lr {entry['lr']:g}, eval {acc} ({entry['wall_seconds']:.0f} s)",
-                    flush=True,
-                )
+            self.tasks[name] = cache_task(
+                task, self.backbone(task.max_length), cache_dir=a.cache_dir, progress=False
+            )
+            print(f"[{self.model} {name}] cached in {time.perf_counter() - t0:.0f} s", flush=True)
+        return self.tasks[name]
+
+
+def resolve_poolers(board: Board, source: Source, requested: list[str]) -> list[str]:
+    """``auto`` as the first-token pooler that fits the model (cls; eos on a decoder), recorded on the board."""
+    if "auto" not in requested:
+        return requested
+    first = board.first_token(source.model)
+    if first is None:
+        first = "eos" if source.backbone(None).is_decoder else "cls"
+        board.set_first_token(source.model, first)
+    return list(dict.fromkeys(first if p == "auto" else p for p in requested))
+
+
+def train_cell(
+    source: Source, task: str, pooler: str, lr: float, seed: int, args: argparse.Namespace
+) -> dict:
+    """Train one (model, task, head, lr, seed) run in its glot run folder (which resumes) and return the cell."""
+    from glot.training.config import TrainConfig
+    from glot.training.loop import NonFiniteError, fit
+
+    s = args.settings
+    config = TrainConfig(pooler=pooler, pooler_options=pooler_options(pooler, task_spec(task)[0] in SYNTHETIC),
+                         lr=lr, epochs=s["epochs"], patience=s["patience"], batch_size=s["batch_size"], seed=seed)  # fmt: skip
+    tag = f"n{s['n_train']}-{s['n_eval']}-d{s['data_seed']}-e{s['epochs']}-p{s['patience']}"
+    run_dir = args.runs / tag / slug(source.model) / task / pooler / f"lr-{lr:g}" / f"seed-{seed}"
+    cell: dict[str, Any] = {"model": source.model, "task": task, "pooler": pooler, "lr": lr, "seed": seed,
+                            "run_dir": str(run_dir), "machine": machine_info()}  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        m = fit(source.cached(task), config, run_dir, progress=False)
+    except NonFiniteError as err:  # a diverged run is a result too (it never wins the lr choice)
+        print(f"[{source.model} {task}] {pooler} lr {lr:g} seed {seed}: diverged", flush=True)
+        return cell | {"diverged": True, "error": str(err)}
+    print(f"[{source.model} {task}] {pooler} lr {lr:g} seed {seed}: val {100 * m['val']:.1f}, eval "
+          f"{100 * m['eval']:.1f} ({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+    return cell | {"diverged": False, "val": m["val"], "eval": m["eval"], "epochs_run": m["epochs_run"],
+                   "best_val_epoch": m["best_val_epoch"], "train_seconds": m["train_seconds"],
+                   "params": m["params"]["pooler"] + m["params"]["head"]}  # fmt: skip
+
+
+def run_head(board: Board, source: Source, task: str, pooler: str, args: argparse.Namespace) -> int:
+    """The lr grid on the selection seed, then every other seed at the chosen lr; only missing cells train.
+    Each finished cell is stored at once and the report rewritten. Returns how many cells trained."""
+    trained = 0
+
+    def ensure(lr: float, seed: int) -> dict[str, Any]:
+        nonlocal trained
+        cell = board.get(source.model, task, pooler, lr, seed)
+        if cell is None:
+            cell = train_cell(source, task, pooler, lr, seed, args)
+            board.put(cell)
+            write_report(board.root, args.json)
+            trained += 1
+        return cell
+
+    s = board.settings
+    grid = {lr: ensure(lr, s["selection_seed"]) for lr in s["lrs"]}
+    lr = choose_lr({lr: None if c["diverged"] else c["val"] for lr, c in grid.items()})
+    for seed in args.seeds[1:] if lr is not None else []:
+        ensure(lr, seed)
+    return trained
+
+
+def run_board(args: argparse.Namespace) -> tuple[int, list[str]]:
+    """Every missing cell of the grid the flags ask for; returns how many trained and the heads that failed.
+
+    A head whose run raises (a bug, not a divergence) is reported with its traceback and skipped, so one broken
+    head does not stop a board that runs for hours; its cells stay missing and the exit code says so."""
+    board = Board.open(args.cells, args.settings, args.grid)
+    trained, failed = 0, []
+    for model in args.models:
+        source = Source(model, args)
+        for task in args.tasks:
+            for pooler in resolve_poolers(board, source, args.grid["poolers"]):
+                try:
+                    trained += run_head(board, source, task, pooler, args)
+                except Exception:  # noqa: BLE001 - reported, and the run exits non-zero
+                    traceback.print_exc()
+                    failed.append(f"{model} {task} {pooler}")
+    return trained, failed
+
+
+def write_report(root: Path, json_path: Path) -> dict[str, Any]:
+    """``--json`` (every head's numbers) and its ``.md`` from the cells that exist now, atomically."""
+    data = aggregate(Board(root))  # read afresh: parallel runs into one board add cells and grid
+    atomic_write_json(json_path, data)
+    atomic_write_text(json_path.with_suffix(".md"), markdown(data))
     return data
 
 
-# ---------------------------------------------------------------------------------------------- markdown
-def _cell(values: list[float]) -> str:
-    from glot.training.metrics import format_mean_std
-
-    return format_mean_std(values, digits=1, scale=100)
-
-
-def _verdicts(entries: list[dict[str, Any]], tasks: list[str]) -> list[str]:
-    """Per task: GLOT against the best other head, with a Welch test (claims need >= 3 seeds)."""
-    import numpy as np
-
-    from glot.training.metrics import compare_means
-
-    lines = []
-    for task in tasks:
-        rows = {e["pooler"]: 100 * np.asarray(e["accuracy"]) for e in entries if e["task"] == task}
-        if "glot" not in rows or len(rows) < 2:
-            continue
-        best = max((p for p in rows if p != "glot"), key=lambda p: float(rows[p].mean()))
-        test = compare_means(rows["glot"], rows[best])
-        lines.append(f"- {task}: glot {_cell(list(rows['glot'] / 100))} vs best other head {best} "
-                     f"{_cell(list(rows[best] / 100))}: {test['gap']:+.1f} points, {test['verdict']}"
-                     + (f" (Welch p = {test['p']:.2g})" if test.get("p") is not None else ""))  # fmt: skip
-    return lines
-
-
-def markdown(data: dict[str, Any]) -> str:
-    s = data["settings"]
-    parts = ["## Pooling-head leaderboard\n",
-             f"Eval accuracy (%) at the best-on-validation epoch, mean ± std over seeds {s['seeds']}; each head at "
-             f"its validation-chosen lr from {s['lrs']} (chosen on seed {s['seeds'][0]}); {s['n_train']} train / "
-             f"{s['n_eval']} eval examples per task, at most {s['epochs']} epochs (patience {s['patience']}). "
-             "params = pooler + task head (synthetic tasks use the stress settings, tweets the defaults, hence two counts); s/epoch = mean train seconds per epoch over the tasks (noisy: shared "
-             "CPU).\n"]  # fmt: skip
-    for model in dict.fromkeys(e["model"] for e in data["entries"]):
-        entries = [e for e in data["entries"] if e["model"] == model]
-        tasks = list(dict.fromkeys(e["task"] for e in entries))
-        cols = ["head", *tasks, "params", "s/epoch"]
-        lines = [f"\n### {model}\n", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for pooler in dict.fromkeys(e["pooler"] for e in entries):
-            mine = {e["task"]: e for e in entries if e["pooler"] == pooler}
-            cells = [
-                _cell(mine[t]["accuracy"]) + f" <sub>{mine[t]['lr']:g}</sub>" if t in mine else "—"
-                for t in tasks
-            ]
-            secs = sum(e["seconds_per_epoch"] for e in mine.values()) / len(mine)
-            params = " / ".join(
-                dict.fromkeys(f"{mine[t]['params']:,}" for t in tasks if t in mine)
-            )  # task order
-            lines.append(f"| {pooler} | " + " | ".join(cells) + f" | {params} | {secs:.1f} |")
-        parts += ["\n".join(lines), "\n\nThe small number under each cell is the chosen lr.\n\n",
-                  "\n".join(_verdicts(entries, tasks)), "\n"]  # fmt: skip
-    return "".join(parts)
-
-
-def main() -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    split = lambda v: [x.strip() for x in v.split(",") if x.strip()]  # noqa: E731
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="minilm", type=lambda v: v.split(","))
-    p.add_argument("--tasks", default=DEFAULT_TASKS, type=lambda v: v.split(","))
-    p.add_argument("--poolers", default="all", type=lambda v: v.split(","))
-    p.add_argument("--seeds", default="0,1,2", type=lambda v: [int(x) for x in v.split(",")])
-    p.add_argument("--lrs", default="1e-3,3e-3,1e-2", type=lambda v: [float(x) for x in v.split(",")])
+    p.add_argument("--models", default="minilm", type=split)
+    p.add_argument("--tasks", default=DEFAULT_TASKS, type=split)
+    p.add_argument("--poolers", default="all", type=split, help="a subset, or all (cls/eos as auto)")
+    p.add_argument("--seeds", default="0,1,2", type=lambda v: [int(x) for x in split(v)],
+                   help="the first one chooses each head's lr (on validation)")  # fmt: skip
+    p.add_argument("--lrs", default="1e-3,3e-3,1e-2", type=lambda v: [float(x) for x in split(v)])
     p.add_argument("--n-train", type=int, default=2000)
     p.add_argument("--n-eval", type=int, default=500)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--runs", type=Path, default=Path("runs/leaderboard"))
-    p.add_argument("--json", type=Path, default=RESULTS / "leaderboard.json")
-    p.add_argument("--fresh", action="store_true", help="ignore entries already in --json")
-    p.add_argument("--markdown", action="store_true", help="only regenerate the .md from --json")
+    p.add_argument("--runs", type=Path, default=Path("runs/leaderboard"), help="glot run folders (resumable)")
+    p.add_argument("--json", type=Path, default=RESULTS / "leaderboard.json", help="report (.json + .md)")
     p.add_argument(
-        "--merge", default=None, help="comma-separated JSON files of partial boards to merge into --json"
+        "--cells", type=Path, default=None, help="cells folder (default: <--json>-cells beside it)"
     )
+    p.add_argument("--markdown", action="store_true", help="train nothing: rewrite the report from the cells")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if not args.seeds or len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        p.error(f"--seeds takes distinct integers >= 0, e.g. 0,1,2; got {args.seeds}")
+    if not args.lrs or min(args.lrs) <= 0:
+        p.error(f"--lrs takes positive learning rates, e.g. 1e-3,1e-2; got {args.lrs}")
+    for task in args.tasks:
+        task_spec(task)
+    args.cells = args.cells or args.json.with_name(args.json.stem + "-cells")
+    args.settings = {"n_train": args.n_train, "n_eval": args.n_eval, "data_seed": args.data_seed,
+                     "epochs": args.epochs, "patience": args.patience, "batch_size": BATCH_SIZE,
+                     "lrs": args.lrs, "selection_seed": args.seeds[0]}  # fmt: skip
+    args.grid = {"models": args.models, "tasks": args.tasks, "poolers": poolers(args.poolers),
+                 "seeds": args.seeds}  # fmt: skip
+    return args
+
+
+def poolers(names: list[str]) -> list[str]:
+    """``all`` as every registered head (cls / eos as ``auto``); every other name checked against the registry."""
+    from glot.cli.compare import _all_poolers
+    from glot.errors import InputError
+    from glot.pooling.poolers import pooler_class
+
+    expanded = [q for p in names for q in (_all_poolers().split(",") if p == "all" else [p])]
+    try:
+        [pooler_class(p) for p in expanded if p != "auto"]
+    except InputError as err:
+        raise SystemExit(f"--poolers: {err}") from None
+    return list(dict.fromkeys(expanded))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.merge:
-        parts = [read_json(Path(f)) for f in args.merge.split(",")]
-        data = {**parts[0], "entries": [e for part in parts for e in part["entries"]]}
-        atomic_write_json(args.json, data)
-    else:
-        data = read_json(args.json) if args.markdown else board(args)
-    atomic_write_text(args.json.with_suffix(".md"), markdown(data))
-    print(f"wrote {args.json} and {args.json.with_suffix('.md')}")
-    return 0
+    if args.markdown and not (args.cells / "board.json").is_file():
+        raise SystemExit(f"no board in {args.cells} yet; run without --markdown first (or pass --cells)")
+    trained, failed = (0, []) if args.markdown else run_board(args)
+    data = write_report(args.cells, args.json)
+    cells = data["cells"]
+    print(f"trained {trained} runs; the board has {cells['finished']} of {cells['planned']}; wrote {args.json} "
+          f"and {args.json.with_suffix('.md')} (cells in {args.cells})")  # fmt: skip
+    if failed:
+        print(f"FAILED (traceback above; their cells are missing): {'; '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
