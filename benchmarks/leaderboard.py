@@ -148,7 +148,8 @@ def run_head(board: Board, source: Source, task: str, pooler: str, args: argpars
         if cell is None:
             cell = train_cell(source, task, pooler, lr, seed, args)
             board.put(cell)
-            write_report(board.root, args.json)
+            done = write_report(board.root, args.json)["cells"]
+            print(f"  board: {done['finished']} of {done['planned']} runs finished", flush=True)
             trained += 1
         return cell
 
