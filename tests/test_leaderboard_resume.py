@@ -83,7 +83,9 @@ def test_a_partial_board_marks_the_missing_cells_and_a_rerun_fills_them(
     argv = [*board.ARGV, "--seeds", "0,1,2"]
     assert board.main(argv) == 0
     full = (tmp_path / "board.md").read_text()
-    ada = next(e for e in json.loads((tmp_path / "board.json").read_text())["entries"] if e["pooler"] == "adapool")
+    ada = next(
+        e for e in json.loads((tmp_path / "board.json").read_text())["entries"] if e["pooler"] == "adapool"
+    )
     _cell(tmp_path, "mean", 1e-1, 0).unlink()  # mean: half its lr grid, so no lr chosen yet
     _cell(tmp_path, "adapool", ada["lr"], 2).unlink()  # adapool: 2 of its 3 seeds
     assert board.main([*argv, "--markdown"]) == 0
@@ -104,7 +106,9 @@ def test_lr_choice_and_verdicts_state_what_ran(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.syspath_prepend(str(BENCH))
     import leaderboard_cells as lc
 
-    assert lc.choose_lr({1e-3: 0.8, 1e-2: 0.8, 1e-1: None}) == 1e-3  # ties: the smaller lr; diverged never wins
+    assert (
+        lc.choose_lr({1e-3: 0.8, 1e-2: 0.8, 1e-1: None}) == 1e-3
+    )  # ties: the smaller lr; diverged never wins
     assert lc.choose_lr({1e-3: None}) is None
     empty = {"lr": None, "seeds": [], "diverged_seeds": []}  # no lr chosen yet
     assert lc.cell_text(empty | {"lrs_run": 2}, 2, 3) == "div"
