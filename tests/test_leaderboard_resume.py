@@ -125,3 +125,60 @@ def test_lr_choice_and_verdicts_state_what_ran(monkeypatch: pytest.MonkeyPatch) 
         f"- t: glot {glot_s} (2/3 seeds) vs best other head adapool {ada_s}: +20.0 points, too few seeds; "
         "1 of the 2 other heads run so far"
     )
+
+
+def test_divergence_is_a_stored_result_and_a_broken_head_does_not_stop_the_board(
+    board: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from glot.training.loop import NonFiniteError
+
+    real = glot.training.loop.fit
+
+    def flaky(cached: Any, config: Any, run_dir: Any, **kw: Any) -> Any:
+        if config.pooler == "mean":
+            raise RuntimeError("a bug in this head")
+        if config.lr == 1e-1:
+            raise NonFiniteError("training loss is nan at epoch 1")
+        return real(cached, config, run_dir, **kw)
+
+    monkeypatch.setattr(glot.training.loop, "fit", flaky)
+    argv = [*board.ARGV, "--seeds", "0,1"]
+    assert board.main(argv) == 1  # mean failed: reported, its cells missing, adapool still ran
+    assert "FAILED" in capsys.readouterr().err
+    ada = next(
+        e for e in json.loads((tmp_path / "board.json").read_text())["entries"] if e["pooler"] == "adapool"
+    )
+    assert (
+        ada["lr"] == 1e-3 and ada["seeds"] == [0, 1] and ada["val_by_lr"]["0.1"] is None
+    )  # diverged: never wins
+    assert json.loads(_cell(tmp_path, "adapool", 1e-1, 0).read_text())["diverged"] is True
+    assert "| mean | – |" in (tmp_path / "board.md").read_text()
+    monkeypatch.setattr(glot.training.loop, "fit", real)
+    calls = _count_fits(monkeypatch)  # the real fit again: only mean's cells are missing
+    assert board.main(argv) == 0
+    assert {c.parts[-3] for c in calls} == {"mean"} and len(calls) == 3
+
+
+def test_parallel_runs_into_one_board_merge_their_grids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    import leaderboard_cells as lc
+
+    settings = {"n_train": 8, "n_eval": 4, "data_seed": 0, "epochs": 1, "patience": 1, "batch_size": 32,
+                "lrs": [1e-3], "selection_seed": 0}  # fmt: skip
+    lc.Board.open(
+        tmp_path, settings, {"models": ["a"], "tasks": ["roles"], "poolers": ["glot"], "seeds": [0, 1]}
+    )
+    b = lc.Board.open(
+        tmp_path, settings, {"models": ["b"], "tasks": ["roles"], "poolers": ["mean"], "seeds": [0]}
+    )
+    assert b.meta["grid"] == {
+        "models": ["a", "b"],
+        "tasks": ["roles"],
+        "poolers": ["glot", "mean"],
+        "seeds": [0, 1],
+    }
+    data = lc.aggregate(lc.Board(tmp_path))
+    assert data["cells"] == {"finished": 0, "planned": 8}  # 2 models x 2 heads x (1 lr + 1 other seed)
+    assert "| glot | – |" in lc.markdown(data)
