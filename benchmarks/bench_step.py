@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from common import add_common_arguments, apply_quick, apply_threads, compare_times, machine_info, median_time
+from common import add_common_arguments, apply_quick, apply_threads, compare_times, machine_info
+from flops import gemm_rate
+from flops import head_flops as flops
 from glot import build_pooler, build_token_graph
 from glot.pooling.dense_gat import dense_from_edges, dense_is_faster
-from glot.pooling.graph import bucket_width, length_buckets
 from glot.pooling.graph_cache import SentenceGraphs
 from report import args_json, command_line, fmt_ms, header, md_table, write_results
 
@@ -75,31 +76,6 @@ class MemStore:
         rows = [self.x[int(self.ptr[i]) : int(self.ptr[i + 1])] for i in ids]
         lengths = torch.from_numpy(self.lengths[np.asarray(ids)])
         return torch.cat(rows), torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
-
-
-def flops(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, float]:
-    """Matmul FLOPs of one train step's parts (forward + backward; the states need no gradient)."""
-    n, d, cfg = x.shape[0], x.shape[1], pooler.config
-    edges = build_token_graph(x, ptr, cfg.graph).edge_index
-    e_gat = int((edges[0] != edges[1]).sum()) + n  # GATConv's own self-loops
-    gnn = 0.0
-    for k, conv in enumerate(pooler.gnn.convs):
-        width = conv.heads * conv.out_channels
-        gnn += 2 * n * conv.lin.in_channels * width * (2 if k == 0 else 3) + 3 * 2 * e_gat * width
-    proj = pooler.readout.proj
-    readout = 3 * 2 * n * proj.in_features * proj.out_features
-    lengths = ptr[1:] - ptr[:-1]
-    slots = sum(len(g) * bucket_width(int(lengths[g[0]])) ** 2 for g in length_buckets(lengths, 1 << 24))
-    graph = 2 * slots * d
-    return {"graph": graph, "gnn": gnn, "readout": readout, "optimizer": 0.0, "edges_gat": e_gat,
-            "step": graph + gnn + readout}  # fmt: skip
-
-
-def gemm_rate(dtype: torch.dtype, repeats: int, clock: str) -> float:
-    """GFLOP/s of a (4096 x 384) @ (384 x 256) product in ``dtype`` (on the run's clock)."""
-    a, b = torch.randn(4096, 384).to(dtype), torch.randn(384, 256).to(dtype)
-    t = median_time(lambda: a @ b, repeats=repeats, warmup=2, clock=clock)["median_s"]
-    return 2 * 4096 * 384 * 256 / t / 1e9
 
 
 def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, Callable[[], Any]]:
