@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from common import add_common_arguments, apply_quick, apply_threads, compare_times, machine_info, median_time
+from common import add_common_arguments, apply_quick, apply_threads, compare_times, machine_info
+from flops import gemm_rate
 from glot import build_pooler, build_token_graph
 from glot.pooling.dense_gat import build_dense_graph, dense_is_faster
 from glot.pooling.packing import lengths_to_ptr, pack
@@ -74,13 +75,6 @@ def floor_gflop(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, float]:
         "edge_agg_gflop": 2 * e_gat * width / 1e9,
         "dense_agg_gflop": 2 * slots * width / 1e9,
     }
-
-
-def gemm_rate(n: int, k: int, m: int, repeats: int, clock: str = "wall") -> float:
-    """Measured fp32 GEMM rate in GFLOP/s on an (n, k) x (k, m) product (on the run's clock)."""
-    a, b = torch.randn(n, k), torch.randn(k, m)
-    t = median_time(lambda: a @ b, repeats=repeats, warmup=2, clock=clock)["median_s"]
-    return 2 * n * k * m / t / 1e9
 
 
 def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor, train: bool) -> dict[str, Callable[[], Any]]:
@@ -209,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_lengths = torch.randint(100, 151, (32,), generator=g).tolist()
     doc = document_tokens(max(sum(demo_lengths), args.sweep_tokens + max(args.sweep, default=0)))
     rate = gemm_rate(
-        4096, 384, 256, max(7, args.repeats), args.clock
+        torch.float32, max(7, args.repeats), args.clock
     )  # the first GAT layer's shape at B = 128
     print(f"fp32 GEMM rate (4096 x 384 x 256): {rate:.0f} GFLOP/s")
     rows = [run_case("demo", DEMO, *cut(doc, demo_lengths), train=True, rate=rate, args=args)]

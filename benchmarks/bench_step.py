@@ -30,17 +30,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from common import add_common_arguments, apply_quick, apply_threads, compare_times, machine_info, median_time
+from common import add_common_arguments, apply_quick, apply_threads, compare_times, machine_info
+from flops import gemm_rate
+from flops import head_flops as flops
 from glot import build_pooler, build_token_graph
 from glot.pooling.dense_gat import dense_from_edges, dense_is_faster
-from glot.pooling.graph import bucket_width, length_buckets
 from glot.pooling.graph_cache import SentenceGraphs
+from glot.training.precision import autocast, resolve_head_dtype
 from report import args_json, command_line, fmt_ms, header, md_table, write_results
 
 DEMO = {"tau": 0.6, "num_layers": 4, "hidden_dim": 64}
 TWEETS = {"tau": 0.8}
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 PARTS = ("graph", "gnn", "readout", "optimizer", "step")
+AUTO_DTYPE = resolve_head_dtype("auto")  # what glot trains with on this CPU
 
 
 def cpu_flags() -> list[str]:
@@ -75,31 +78,6 @@ class MemStore:
         rows = [self.x[int(self.ptr[i]) : int(self.ptr[i + 1])] for i in ids]
         lengths = torch.from_numpy(self.lengths[np.asarray(ids)])
         return torch.cat(rows), torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
-
-
-def flops(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, float]:
-    """Matmul FLOPs of one train step's parts (forward + backward; the states need no gradient)."""
-    n, d, cfg = x.shape[0], x.shape[1], pooler.config
-    edges = build_token_graph(x, ptr, cfg.graph).edge_index
-    e_gat = int((edges[0] != edges[1]).sum()) + n  # GATConv's own self-loops
-    gnn = 0.0
-    for k, conv in enumerate(pooler.gnn.convs):
-        width = conv.heads * conv.out_channels
-        gnn += 2 * n * conv.lin.in_channels * width * (2 if k == 0 else 3) + 3 * 2 * e_gat * width
-    proj = pooler.readout.proj
-    readout = 3 * 2 * n * proj.in_features * proj.out_features
-    lengths = ptr[1:] - ptr[:-1]
-    slots = sum(len(g) * bucket_width(int(lengths[g[0]])) ** 2 for g in length_buckets(lengths, 1 << 24))
-    graph = 2 * slots * d
-    return {"graph": graph, "gnn": gnn, "readout": readout, "optimizer": 0.0, "edges_gat": e_gat,
-            "step": graph + gnn + readout}  # fmt: skip
-
-
-def gemm_rate(dtype: torch.dtype, repeats: int, clock: str) -> float:
-    """GFLOP/s of a (4096 x 384) @ (384 x 256) product in ``dtype`` (on the run's clock)."""
-    a, b = torch.randn(4096, 384).to(dtype), torch.randn(384, 256).to(dtype)
-    t = median_time(lambda: a @ b, repeats=repeats, warmup=2, clock=clock)["median_s"]
-    return 2 * 4096 * 384 * 256 / t / 1e9
 
 
 def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, Callable[[], Any]]:
@@ -143,6 +121,13 @@ def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, Callable[
         "step old": _train_step(old, x, ptr, labels, lambda: None),
         "step new": _train_step(new, x, ptr, labels, lambda: graphs.batch(ids, ptr)),
     }
+    if AUTO_DTYPE != "fp32":  # the new path at the precision glot trains with here (head_dtype="auto")
+        fns[f"step new {AUTO_DTYPE}"] = _train_step(
+            copy.deepcopy(new), x, ptr, labels, lambda: graphs.batch(ids, ptr), AUTO_DTYPE
+        )
+        torch.manual_seed(0)
+        ada = build_pooler("adapool", x.shape[1])
+        fns[f"step adapool {AUTO_DTYPE}"] = _train_step(ada, x, ptr, labels, lambda: None, AUTO_DTYPE)
     torch.manual_seed(0)
     fns["step adapool"] = _train_step(build_pooler("adapool", x.shape[1]), x, ptr, labels, lambda: None)
     fns["_dense"] = lambda: use_dense
@@ -165,15 +150,23 @@ def _optimizer_step(pooler: nn.Module) -> Callable[[], None]:
 
 
 def _train_step(
-    pooler: nn.Module, x: Tensor, ptr: Tensor, labels: Tensor, graph: Callable[[], Any]
+    pooler: nn.Module,
+    x: Tensor,
+    ptr: Tensor,
+    labels: Tensor,
+    graph: Callable[[], Any],
+    dtype: str = "fp32",
 ) -> Callable[[], None]:
+    """One step as glot's loop runs it: the pooler (under ``dtype``'s autocast), an fp32 head, loss, Adam."""
     torch.manual_seed(1)
     head = nn.Linear(pooler.out_dim, 3)
     opt = torch.optim.Adam([*pooler.parameters(), *head.parameters()], lr=1e-4)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(head(pooler.forward_packed(x, ptr, graph=graph())), labels).backward()
+        with autocast(dtype):
+            z = pooler.forward_packed(x, ptr, graph=graph())
+        F.cross_entropy(head(z.float()), labels).backward()
         opt.step()
 
     return step
@@ -233,7 +226,7 @@ def _cell(times: dict[str, Any], key: str, flop: float, rate: float) -> str:
 def markdown(
     rows: list[dict[str, Any]], train: dict[str, Any], info: dict[str, Any], cmd: str, args: Any
 ) -> str:
-    text = header("Where a GLOT train step's time goes: old path vs new path (fp32)", cmd, info, args)
+    text = header("Where a GLOT train step's time goes: old path vs new path", cmd, info, args)
     text += (
         f"CPU flags: {', '.join(info['cpu_flags']) or 'none found'}. Medians over {args.repeats} interleaved "
         "repeats, ms; in brackets the part's matmul FLOP floor at the fp32 GEMM rate measured in this run. "
@@ -256,10 +249,20 @@ def markdown(
         table.append([r["case"], r["B"], r["N"], "", "", "", "", "", "AdaPool step (ratio: GLOT / AdaPool)",
                       f"{t['step old']['median_s'] / ada:.1f}x", f"{t['step new']['median_s'] / ada:.1f}x",
                       f"{ada * 1e3:.1f} ms"])  # fmt: skip
+        low = f"step new {AUTO_DTYPE}"
+        if low in t:  # the new path at the auto dtype, against its floor at that dtype's GEMM rate
+            step_floor = fl["step"] - fl["graph"]
+            table.append([r["case"], r["B"], r["N"], "", "", "", "", "", f"step, new path: fp32 vs {AUTO_DTYPE} autocast",
+                          _cell(t, "step new", step_floor, rate), _cell(t, low, step_floor, info[f"gemm_gflops_{AUTO_DTYPE}"]),
+                          f"{t['step new']['median_s'] / t[low]['median_s']:.2f}x"])  # fmt: skip
+            ada_low = t[f"step adapool {AUTO_DTYPE}"]["median_s"]
+            table.append([r["case"], r["B"], r["N"], "", "", "", "", "", f"AdaPool step at {AUTO_DTYPE} (ratio: GLOT / AdaPool)",
+                          "", f"{t[low]['median_s'] / ada_low:.1f}x", f"{ada_low * 1e3:.1f} ms"])  # fmt: skip
     text += md_table(cols, table)
     text += f"\nfp32 GEMM rate (4096 x 384 x 256): {rows[0]['gemm_gflops_fp32']:.0f} GFLOP/s; bf16: "
     text += (
-        f"{info['gemm_gflops_bf16']:.0f} GFLOP/s (bf16 autocast is another change; these figures are fp32).\n"
+        f"{info['gemm_gflops_bf16']:.0f} GFLOP/s. Every row is fp32 except the `{AUTO_DTYPE}` rows, which run the "
+        f'pooler under the autocast `head_dtype="auto"` picks on this CPU ({AUTO_DTYPE}; floor at the {AUTO_DTYPE} rate).\n'
     )
     if train:
         ada = train["adapool"]["seconds"]

@@ -27,6 +27,7 @@ import torch
 import bench_pooler
 from bench_long import BYTES_PER_EDGE, document_states
 from common import add_common_arguments, apply_quick, machine_info, median_time
+from pooler_report import MINILM_NOTE, markdown
 from report import check_out, fmt_ms, md_table, write_results
 
 D, PAD_TO = 384, 128
@@ -108,6 +109,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--long", type=int, default=32768, help="document length (0 = skip)")
     parser.add_argument("--max-gb", type=float, default=40.0)
+    bench_pooler.add_dtype_argument(parser)
     args = parser.parse_args(argv)
     args.tau, args.stages, args.clock = 0.8, list(bench_pooler.TARGETS), "wall"  # GPUs: wall time only
     apply_quick(args, argv, batch_sizes=[32], repeats=3, warmup=1, batches=1, long=8192)
@@ -143,13 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"states: {kind} {tuple(hidden.shape)}; {stats}")
     info = machine_info(args.device)
     results = bench_pooler.run_sizes(hidden.to(dev), mask.to(dev), args, sync=torch.cuda.synchronize)
-    note = (
-        bench_pooler.MINILM_NOTE
-        if kind == "real"
-        else "Synthetic states of MiniLM's shape (see gpu_heads.py)"
-    )
+    note = MINILM_NOTE if kind == "real" else "Synthetic states of MiniLM's shape (see gpu_heads.py)"
     cmd = "python benchmarks/gpu_heads.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = bench_pooler.markdown(results, stats, info, cmd, args, states=note)
+    text = markdown(results, stats, info, cmd, args, states=note)
     text = text.replace("## Pooler head:", f"## GPU ({info.get('gpu')}) pooler head:", 1)
     rows = []
     if args.long:

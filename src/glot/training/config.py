@@ -96,7 +96,8 @@ class TrainConfig:
     val_fraction: float = _flag(0.1, "share of train held out for model selection")
     patience: int | None = _flag(
         DEFAULT_PATIENCE,
-        "stop after N epochs without a validation improvement (the best epoch's weights are kept)",
+        "stop after N epochs without a validation improvement (the best epoch's weights are kept; of epochs "
+        "tied on the best score, the latest)",
     )
     max_length: int | None = None
     grad_clip: float | None = _flag(None, "max gradient norm; default off")

@@ -7,8 +7,8 @@ full fine-tuning run (:mod:`glot.training.finetune`) goes through the SAME loop;
 backbone's trainable weights are optimised and checkpointed with the pooler and head.
 
 Model selection uses a validation split CARVED FROM TRAIN (``val_fraction``, stratified for classification):
-each epoch trains, scores the validation split and keeps the best state; at the end the best-on-validation
-state is loaded and the eval split's metric is computed once. The eval split's LABELS are read only then: each
+each epoch trains, scores the validation split and keeps the best state (ties: the later epoch, see
+:func:`select_epoch`); at the end the best-on-validation state is loaded and the eval split's metric is computed once. The eval split's LABELS are read only then: each
 epoch only stores eval predictions, from which the per-epoch eval metric — and the paper-style "best epoch on
 the eval split" (optimistic) — are computed at the end.
 
@@ -240,18 +240,27 @@ def _epoch(
             _pooler(setup, config), setup.head, setup.source, "eval", rows["eval"], setup.task.metric,
             config.eval_batch_size,
         )  # fmt: skip
-    if val is None or state["best_val"] is None or val > state["best_val"]:  # no validation: the last
-        state["best_val"], state["best_epoch"] = val, epoch
+    select_epoch(state, epoch, val)
     state["epoch"] = epoch
     state["history"].append(
         {"epoch": epoch, "train_loss": loss, "val": val, "seconds": time.perf_counter() - t0}
     )
     state["costs"].append({"steps": steps, "train_seconds": t1 - t0, "val_seconds": t2 - t1})
-    patience = config.patience
-    state["stopped_early"] = (
-        patience is not None and epoch - state["best_epoch"] >= patience and epoch < config.epochs
-    )
+    patience, improved = config.patience, state.get("improved_epoch", state["best_epoch"])
+    state["stopped_early"] = patience is not None and epoch - improved >= patience and epoch < config.epochs
     return loss, val
+
+
+def select_epoch(state: dict[str, Any], epoch: int, val: float | None) -> None:
+    """Model selection after ``epoch``: the best validation score so far, and among epochs that tie on it the
+    LATEST (it trained longer for the same score; on a small validation split accuracy ties often). Early
+    stopping counts from the last strict improvement (``improved_epoch``), so a tie never prolongs a run.
+    Without validation the last epoch is selected."""
+    best = state["best_val"]
+    if val is None or best is None or val > best:
+        state["improved_epoch"] = epoch
+    if val is None or best is None or val >= best:
+        state["best_val"], state["best_epoch"] = val, epoch
 
 
 def _train_epoch(
