@@ -6,7 +6,7 @@ reference code): GATConv, K = 2 layers, width P = 256, jumping knowledge ``cat``
 Every option is declared ONCE, as a field of a section (:class:`GraphConfig`, :class:`GNNConfig`,
 :class:`ReadoutConfig`) with its help text as field metadata; the ``glot train`` / ``glot compare`` flags are
 generated from these fields (:func:`option_fields`) and each pooler class names the fields it takes
-(``glot.pooling.poolers``). :class:`PoolerSections` is a pooler's settings without name and input width (what
+(``glot.pooling.poolers``, ``glot.pooling.zoo_poolers``). :class:`PoolerSections` is a pooler's settings without name and input width (what
 a training config holds); :class:`PoolerConfig` adds both and is what a saved pooler stores.
 """
 
@@ -212,7 +212,7 @@ def _sections_from_dict(data: dict[str, Any], where: str) -> dict[str, Any]:
 class PoolerSections:
     """A pooler's settings without its name and input width: the graph, GNN and readout sections.
 
-    Which fields a given pooler reads, and its defaults, are declared on its class (``glot.pooling.poolers``);
+    Which fields a given pooler reads, and its defaults, are declared on its class (``glot.pooling.poolers``, ``glot.pooling.zoo_poolers``);
     ``Pooler.settings(**options)`` gives the full sections of one pooler.
     """
 
