@@ -155,7 +155,9 @@ def _key(ingredients: dict[str, Any]) -> str:
 def _recorded(out: Path) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
     """(the key the folder's files were written with, its ingredients, its part records by chunk)."""
     index, state = (read_json(out / n) if (out / n).is_file() else None for n in (INDEX, PROGRESS))
-    key, ingredients, done = None, {}, {}
+    key: str | None = None
+    ingredients: dict[str, Any] = {}
+    done: dict[str, Any] = {}
     if isinstance(index, dict) and index.get("key"):
         key, ingredients = index["key"], index.get("ingredients") or {}
         for r in index.get("shards", []):
