@@ -71,11 +71,14 @@ def test_a_killed_run_resumes_without_recomputing_its_finished_parts(texts: Path
     before = _mtimes(out)
     again = Embed()
     index = _encode(again, texts, out)
-    assert len(again.chunks) == 4  # parts 2..5 only
+    assert len(again.chunks) == 4 and index["parts_computed"] == 4  # parts 2..5 only
     assert {k: v for k, v in _mtimes(out).items() if k in before} == before  # finished parts untouched
     assert np.array_equal(load(out), load(tmp_path / "full")) and load(out).shape == (45, 6)
     assert [r["sha256"] for r in index["shards"]] == [r["sha256"] for r in full["shards"]]
     assert index["key"] == full["key"] and sorted(p.name for p in out.glob("*.json")) == ["index.json"]
+    assert "parts_computed" not in json.loads(
+        (out / "index.json").read_text()
+    )  # the call's, not the folder's
     finished = Embed()  # a finished folder: every part verified and kept
     assert _encode(finished, texts, out)["key"] == full["key"] and finished.chunks == []
 
@@ -165,7 +168,8 @@ def test_the_command_resumes_after_a_kill(cli: dict[str, Path], nproc: int) -> N
     kept = _recorded(out)
     assert kept and len(kept) < 8, kept
     before = {k: v for k, v in _mtimes(out).items() if k in kept}
-    rerun = glot(nproc, *_args(cli, out))
+    rerun = glot(nproc, *_args(cli, out), "--json", str(out) + ".json")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert json.loads(Path(str(out) + ".json").read_text())["parts_computed"] == 8 - len(kept)
     assert {k: v for k, v in _mtimes(out).items() if k in kept} == before  # not recomputed
     assert load(out).shape == (60, 32) and np.array_equal(load(out), load(reference))  # row for row

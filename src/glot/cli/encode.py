@@ -201,7 +201,7 @@ def _run(args: argparse.Namespace, main: bool, ranks: int) -> int:
             ingredients=_ingredients(encoder, args), overwrite=args.overwrite, progress=not args.no_progress,
         )  # fmt: skip
         info.update(texts=index["rows"], dim=index["dim"], pooler=pooler_name, shards=len(index["shards"]))
-        info["ranks"] = ranks
+        info.update(parts_computed=index["parts_computed"], ranks=ranks)  # a rerun keeps finished parts
     else:
         assert chunks is not None and first is not None
         emb = np.concatenate([embed(first), *(embed(chunk) for chunk in chunks)])

@@ -226,6 +226,7 @@ def _finish(
     """Rank 0, after every rank wrote its parts: the index, then delete parts it does not list."""
     rows = int(state["shard_rows"])
     shards = sorted((dict(r) for recs in gathered for r in recs), key=lambda r: r["first_row"])
+    kept = sum(state["done"].get(str(r["first_row"] // rows)) == r for r in shards)
     if not shards:
         raise InputError(f"no texts in {meta.get('input')!r}: expected one non-empty text per line")
     dims = {r.pop("dim") for r in shards}
@@ -242,7 +243,7 @@ def _finish(
     for stale in [*out.glob(PART_GLOB), *out.glob(RANK_PROGRESS_GLOB), out / PROGRESS]:
         if stale.name not in listed:
             stale.unlink(missing_ok=True)
-    return index
+    return {**index, "parts_computed": len(shards) - kept}
 
 
 def encode_to_folder(
@@ -257,7 +258,7 @@ def encode_to_folder(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Stream ``source`` through ``embed`` into the sharded folder ``out`` (resuming the finished parts of the
-    same run); return its index. ``ingredients``: what determines ``embed``'s output (the folder's key, with
+    same run); return its index, plus ``parts_computed`` (the parts this call embedded). ``ingredients``: what determines ``embed``'s output (the folder's key, with
     ``shard_rows`` and the input's sha256). Collective under a process group (every rank calls it with the same
     arguments; see :mod:`glot.distributed`).
 

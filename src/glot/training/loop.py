@@ -165,9 +165,7 @@ def fit(
     def finish(run_dir: Path, state: dict[str, Any], optimizer: Any, metrics: dict[str, Any]) -> None:
         metrics |= run_metrics(config, pooler, head, precision, truncation)
 
-    source = CacheSource(
-        cached, graphs=pooler, device=device
-    )  # graphs built once per cache; batches on device
+    source = CacheSource(cached, graphs=pooler, device=device)  # graphs built once; batches on device
     setup = Setup(cached.task, source, pooler, head, finish=finish)
     return run_loop(setup, config, Path(run_dir), config_json, rows, progress=progress, overwrite=overwrite)
 
