@@ -187,19 +187,25 @@ def test_help_says_what_auto_means(capsys: pytest.CaptureFixture[str]) -> None:
         )
 
 
-def test_online_mode_trains_the_head_on_the_backbones_device(tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_online_mode_trains_the_head_on_the_backbones_device(
+    tmp_path: Path, spy: dict[str, set[str]], device: str
+) -> None:
     from glot.backbones.frozen import FrozenBackbone
     from glot.training.online import OnlineTask, fit_online, head_device
 
+    where = str(torch.device(device, 0) if device == "cuda" else torch.device(device))
     backbone = FrozenBackbone.from_pretrained(
-        str(make_tiny_bert(tmp_path / "bert")), dtype="float32", device="cpu"
+        str(make_tiny_bert(tmp_path / "bert")), dtype="float32", device=where
     )
     task = get_task("stress", **{**STRESS, "n_train": 40, "n_eval": 10})
     config = TrainConfig(pooler="adapool", epochs=1, batch_size=16, head_dtype="fp32")
     metrics = fit_online(OnlineTask(task, backbone), config, tmp_path / "run", progress=False)
-    assert metrics["device"] == "cpu" and metrics["states"] == "online"
-    with pytest.raises(InputError, match="cuda"):  # not the backbone's device (or no CUDA at all)
-        head_device(backbone, "cuda")
+    assert metrics["device"] == where and metrics["states"] == "online"
+    assert spy["inputs"] == spy["weights"] == spy["optimizer"] == {where}, spy  # backbone, pooler and head
+    other = "cpu" if device == "cuda" else "cuda"
+    with pytest.raises(InputError, match="online mode trains the pooler|needs CUDA"):  # not the backbone's
+        head_device(backbone, other)
 
 
 # ---------------------------------------------------------------------------------------------- CUDA machines
