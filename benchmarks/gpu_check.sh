@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU check of issues 12 and 14, in one go (< 10 minutes on any CUDA machine): the CUDA parity tests of the
-# dense and edge-list GAT paths and of cached graphs, benchmarks/gpu_heads.py, the demo (glot compare defaults),
-# and the distributed path under torchrun (nccl, one process: cache then train).
+# The GPU check of issues 12 and 14, in one go (< 10 minutes on any CUDA machine; the step limits add up to 600 s):
+# the CUDA parity tests of the dense and edge-list GAT paths, of cached graphs and of training on the GPU (every
+# batch, weight and optimizer state on cuda; cuda vs cpu numbers; a cuda run scored and resumed on the cpu),
+# benchmarks/gpu_heads.py, the demo (glot compare defaults), and the distributed path under torchrun (nccl, one
+# process: cache, then train with --device cuda, checked to have trained on cuda:0).
 #
 #   bash benchmarks/gpu_check.sh [RESULTS_DIR]        (default benchmarks/results/gpu; PYTHON=... to pick python)
 #
@@ -31,17 +33,21 @@ step() {  # step NAME SECONDS LOGFILE COMMAND...
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 } >"$OUT/gpu.txt" 2>&1
 cat "$OUT/gpu.txt"
-step "CUDA parity tests" 120 "$OUT/parity.txt" \
-  "$PY" -m pytest -q -p no:cacheprovider -rs -k cuda tests/test_dense_gat.py tests/test_graph_cache.py
-step "gpu_heads.py" 200 "$OUT/gpu_heads.txt" \
+step "CUDA parity tests" 160 "$OUT/parity.txt" \
+  "$PY" -m pytest -q -p no:cacheprovider -rs -k cuda tests/test_dense_gat.py tests/test_graph_cache.py \
+    tests/test_device_training.py
+step "gpu_heads.py" 170 "$OUT/gpu_heads.txt" \
   "$PY" benchmarks/gpu_heads.py --device cuda --out "$OUT"
-step "demo (glot compare)" 200 "$OUT/demo.txt" \
+step "demo (glot compare)" 180 "$OUT/demo.txt" \
   "$PY" -c 'import sys; from glot.cli import main; sys.exit(main(sys.argv[1:]))' \
   compare --out "$OUT/demo" --overwrite --no-progress
-step "torchrun: distributed cache + train (1 process, nccl)" 60 "$OUT/distributed.txt" bash -c "
+step "torchrun: distributed cache + train on cuda (1 process, nccl)" 90 "$OUT/distributed.txt" bash -c "
   $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m glot cache --model minilm --task tweets \
     --n-train 1000 --n-eval 200 --shard-size 256 --cache-dir '$OUT/dist-cache' --no-progress &&
   $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m glot train --model minilm --task tweets \
-    --n-train 1000 --n-eval 200 --epochs 2 --cache-dir '$OUT/dist-cache' --out '$OUT/dist-run' --overwrite --no-progress"
+    --n-train 1000 --n-eval 200 --epochs 2 --device cuda --cache-dir '$OUT/dist-cache' --out '$OUT/dist-run' \
+    --overwrite --no-progress &&
+  $PY -c \"import json, sys; m = json.load(open('$OUT/dist-run/seed-0/metrics.json')); print('trained on', m['device'],
+    'head dtype', m['precision']['head_dtype']); sys.exit(m['device'] != 'cuda:0')\""
 echo "results in $OUT"
 exit $status

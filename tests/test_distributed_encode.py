@@ -77,13 +77,20 @@ def test_input_is_streamed_part_by_part(setup: dict[str, Path]) -> None:
     assert load(out).shape == (89, 32) and np.array_equal(load(out), load(reference))
 
 
-def test_stale_parts_of_a_longer_run_are_removed(setup: dict[str, Path], tmp_path: Path) -> None:
+def test_another_input_is_refused_then_overwrite_removes_the_stale_parts(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "emb"
     assert main(_args(setup, out)) == 0
     short = tmp_path / "short.txt"
     short.write_text("the cat sat\na dog\n")
     args = _args(setup, out)
     args[1] = str(short)
-    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2  # parts of another input: never mixed, the folder is left as it was
+    err = capsys.readouterr().err.strip()
+    assert "another input, model or options (differs in: input)" in err and "--overwrite" in err
+    assert len(err.splitlines()) == 1 and load(out).shape == (89, 32)
+    assert main([*args, "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["index.json", "part-00000.npy"]
     assert load(out).shape == (2, 32)

@@ -90,11 +90,43 @@ def active() -> bool:
     return is_initialized() and dist.get_world_size() > 1
 
 
-def device() -> torch.device:
-    """This rank's device: ``cuda:<LOCAL_RANK>`` when CUDA is available, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank() % max(1, torch.cuda.device_count()))
-    return torch.device("cpu")
+def device(spec: str | torch.device | None = None) -> torch.device:
+    """THE device rule: where this rank computes (backbone, pooler + head, their batches).
+
+    ``None`` / ``"auto"``: ``cuda:<LOCAL_RANK>`` when CUDA is available, else the CPU. ``"cpu"``; ``"cuda"``
+    (this rank's GPU); ``"cuda:N"`` (one process only: under a launcher every rank has its own GPU). CUDA asked
+    for where there is none, an out-of-range index or another string is a one-line InputError naming the value.
+    """
+    if spec is None or spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank() % max(1, torch.cuda.device_count()))
+        return torch.device("cpu")
+    try:
+        wanted = torch.device(spec)
+    except (RuntimeError, TypeError):
+        wanted = torch.device("meta")  # not a device torch knows: refused below
+    if wanted.type == "cpu":
+        return torch.device("cpu")
+    if wanted.type != "cuda":
+        raise InputError(f"device must be auto, cpu, cuda or cuda:N (--device), got {str(spec)!r}")
+    if not torch.cuda.is_available():
+        raise InputError(
+            f"device {str(spec)!r} (--device {spec}) needs CUDA, but torch {torch.__version__} sees no CUDA GPU "
+            "here; use --device auto or cpu (device='auto' / 'cpu')"
+        )
+    if wanted.index is None:
+        return device("auto")
+    if launched():
+        raise InputError(
+            f"device {str(spec)!r}: under torchrun every rank uses its own GPU (cuda:LOCAL_RANK); pass --device "
+            "cuda or auto"
+        )
+    if wanted.index >= torch.cuda.device_count():
+        raise InputError(
+            f"device {str(spec)!r} (--device {spec}): this machine has {torch.cuda.device_count()} CUDA "
+            f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}; pass one of them, or auto"
+        )
+    return wanted
 
 
 def default_backend() -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import transformers
 
+from glot import distributed
 from glot.backbones import introspect as _hf
 from glot.backbones.dtypes import dtype_name
 from glot.errors import InputError, InputTypeError
@@ -71,7 +72,8 @@ def source_kind(source: str | None) -> str:
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Where a backbone loads without ``device=``: :func:`glot.distributed.device` (this rank's GPU, else cpu)."""
+    return distributed.device()
 
 
 def check_layers(layer: int | Sequence[int], n_layers: int | None) -> tuple[int, ...]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from glot.cli.common import CLIError, add_json_argument, maybe_write_json, print_table
-from glot.cli.options import add_length_arguments, length_options, one_line_errors
+from glot.cli.options import add_length_arguments, cli_device, length_options, one_line_errors
 from glot.cli.options import load_backbone as load_named
 from glot.io import atomic_save_npy
 
@@ -20,7 +21,7 @@ HELP = "embed texts with a trained run (or a backbone + pooler) to .npy"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from glot.training.config import HEAD_DTYPES  # no torch: the flags of a TrainConfig field
+    from glot.training.config import DEVICE_HELP, HEAD_DTYPES  # no torch: the flags of TrainConfig fields
 
     one_line_errors(parser)
     parser.add_argument("input", nargs="?", default="-", help="text file, one text per line ('-' = stdin)")
@@ -61,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=HEAD_DTYPES,
         help="precision of the pooler's matmuls (default: the run's own; auto = bf16 on CUDA or a CPU with "
         "avx512_bf16/AMX); the embeddings are float32 either way",
+    )
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="-o FOLDER: replace embeddings of another input, model or options in it (a rerun of the same "
+        "command resumes: finished parts are kept)",
     )
     parser.add_argument("--no-progress", action="store_true")
     add_json_argument(parser)
@@ -114,8 +122,9 @@ def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
         # the one export path: pooler, the trained head's embedding transform and (LoRA / full) the trained backbone
         encoder = from_pretrained(
-            _run_folder(args.run, args.seed), head_dtype=args.head_dtype, **length_options(args)
-        )
+            _run_folder(args.run, args.seed), head_dtype=args.head_dtype, device=str(cli_device(args.device)),
+            **length_options(args),
+        )  # fmt: skip
         name = getattr(getattr(encoder.pooler, "config", None), "name", type(encoder.pooler).__name__)
         return encoder, name
     if args.model is None or args.pooler is None:
@@ -128,6 +137,27 @@ def _encoder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     backbone = load_named(args, None)  # the model's own limit (as sentence-transformers) unless --max-length
     pooler = build_pooler(args.pooler, backbone.hidden_size)
     return Encoder(backbone, pooler, head_dtype=args.head_dtype or "auto"), args.pooler
+
+
+def _ingredients(encoder: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """What determines the embeddings (the key of a -o FOLDER, with the input and --shard-rows): the backbone's
+    fingerprint (weights, layer, length and long-text settings, dtype), the pooler's and transform's content
+    digests, the head dtype as it resolves on the pooler's device, --normalize and --batch-size (padding). Not
+    the device itself: a run resumes elsewhere, as a training run does."""
+    from glot.backbones.introspect import module_digest
+    from glot.training.precision import resolve_head_dtype
+    from glot.training.sources import model_device
+
+    config = getattr(encoder.pooler, "config", None)
+    transform = encoder.transform
+    return {
+        "backbone": encoder.backbone.fingerprint(),
+        "pooler": {"config": None if config is None else config.to_dict(), **module_digest(encoder.pooler)},
+        "transform": None if transform is None else module_digest(transform),
+        "head_dtype": resolve_head_dtype(encoder.head_dtype, model_device(encoder.pooler)),
+        "normalize": args.normalize,
+        "batch_size": args.batch_size,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,15 +197,11 @@ def _run(args: argparse.Namespace, main: bool, ranks: int) -> int:
             "model": args.model,
         }
         index = encode_to_folder(
-            embed,
-            args.input,
-            args.output,
-            shard_rows=args.shard_rows,
-            meta=meta,
-            progress=not args.no_progress,
-        )
+            embed, args.input, args.output, shard_rows=args.shard_rows, meta=meta,
+            ingredients=_ingredients(encoder, args), overwrite=args.overwrite, progress=not args.no_progress,
+        )  # fmt: skip
         info.update(texts=index["rows"], dim=index["dim"], pooler=pooler_name, shards=len(index["shards"]))
-        info["ranks"] = ranks
+        info.update(parts_computed=index["parts_computed"], ranks=ranks)  # a rerun keeps finished parts
     else:
         assert chunks is not None and first is not None
         emb = np.concatenate([embed(first), *(embed(chunk) for chunk in chunks)])

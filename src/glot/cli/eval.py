@@ -22,12 +22,14 @@ from glot.cli.common import CLIError, add_json_argument, console, maybe_write_js
 from glot.cli.options import (
     add_length_arguments,
     add_task_arguments,
+    cli_device,
     length_options,
     load_task,
     one_line_errors,
     torch_threads,
 )
 from glot.data import task_from_spec
+from glot.training.config import DEVICE_HELP
 from glot.training.metrics import compute, format_mean_std, mean_std
 
 # torch, transformers, PyG and the modules built on them are imported inside the functions (lazy command
@@ -61,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=None, help="default: the run's eval batch size")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as glot train)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto, as glot train)")
     parser.add_argument("--no-progress", action="store_true")
     add_json_argument(parser)
 
@@ -150,7 +153,7 @@ def _states(task: Any, config: dict[str, Any], args: argparse.Namespace, backbon
             return reused
     key = _canon({**{k: v for k, v in reference.items() if k != "fingerprint"}, **lengths})
     if key not in backbones:
-        backbones[key] = load_backbone(reference, **lengths)
+        backbones[key] = load_backbone(reference, device=cli_device(args.device), **lengths)
     return cache_task(
         task, backbones[key], splits=[args.split], cache_dir=args.cache_dir,
         dtype=args.cache_dtype or run_dtype, progress=not args.no_progress,
@@ -163,6 +166,8 @@ def _score_run(run: Path, args: argparse.Namespace, memo: dict[str, dict[str, An
     from glot.training.precision import for_run
 
     pooler, head, config = load_run(run)
+    device = cli_device(args.device)  # where the run's pooler + head score (saved on the CPU: any device)
+    pooler, head = pooler.to(device), head.to(device)
     pooler = for_run(pooler, config["train"].get("head_dtype"))  # the precision the run trained and scored at
     task = _run_task(run, config, args, memo.setdefault("tasks", {}))
     if args.split not in task.splits:
@@ -185,6 +190,7 @@ def _score_run(run: Path, args: argparse.Namespace, memo: dict[str, dict[str, An
 def run(args: argparse.Namespace) -> int:
     from glot.training.checkpoint import run_dirs
 
+    cli_device(args.device)  # --device cuda without CUDA: one line before anything is read
     if not args.run_dir.is_dir():
         raise CLIError(f"run folder {args.run_dir} does not exist; pass the --out folder of `glot train`")
     runs = run_dirs(args.run_dir)

@@ -344,6 +344,8 @@ def load_backbone(args: argparse.Namespace, max_length: int | None) -> Any:
     lengths = {**length_options(args), **({} if max_length is None else {"max_length": max_length})}
     if getattr(args, "device_map", None) is not None:
         lengths["device_map"] = args.device_map
+    elif getattr(args, "device", None) is not None:  # --device: backbone and pooler + head on one device
+        lengths["device"] = cli_device(args.device)
     try:
         return FrozenBackbone.from_pretrained(name, dtype=args.dtype, layer=args.layer, **lengths)
     except OSError as err:
@@ -352,6 +354,17 @@ def load_backbone(args: argparse.Namespace, max_length: int | None) -> Any:
             f"cannot load model {name!r} ({first}); use a zoo alias ({', '.join(zoo.aliases())}), a local folder "
             "or a hub id reachable online"
         ) from None
+
+
+def cli_device(spec: str | None) -> Any:
+    """``--device`` resolved by :func:`glot.distributed.device` (the one device rule); a bad value or CUDA asked
+    for where there is none becomes a one-line CLI error."""
+    from glot.distributed import device
+
+    try:
+        return device(spec)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
 
 
 @contextlib.contextmanager
@@ -374,6 +387,7 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 def train_config(args: argparse.Namespace, pooler: str, only_taken: bool = False, **overrides: Any) -> Any:
     """TrainConfig from the parsed flags; bad values become one-line CLI errors (see :func:`pooler_options`)."""
+    from glot.distributed import device
     from glot.pooling.poolers import pooler_class
     from glot.training.config import TrainConfig
     from glot.training.precision import resolve_head_dtype
@@ -384,7 +398,8 @@ def train_config(args: argparse.Namespace, pooler: str, only_taken: bool = False
         config = TrainConfig(pooler=pooler, pooler_options=sections, max_length=args.max_length, **values)
         config = config.replace(**overrides)
         config.validate()
-        resolve_head_dtype(config.head_dtype)  # --head-dtype bf16 without native bf16 fails before any cache
+        # --device cuda without CUDA, or --head-dtype bf16 where that device lacks it: one line before any cache
+        resolve_head_dtype(config.head_dtype, device(config.device))
     except ValueError as err:
         raise CLIError(str(err)) from None
     return config

@@ -75,15 +75,16 @@ class SentenceGraphs:
         items, srcs, dsts, weights = [np.zeros(0, np.int64)], [np.zeros(0, dtype)], [np.zeros(0, dtype)], []
         for ids in _chunks(order, lengths, chunk_tokens):
             x, ptr = packed(ids)
-            graph = build_token_graph(x, ptr, config)
-            src, dst = graph.edge_index.numpy()
-            sentence = np.searchsorted(ptr.numpy(), dst, side="right") - 1  # position of dst's sentence
-            start = ptr.numpy()[sentence]
+            graph = build_token_graph(x, ptr, config)  # on the states' device; the edges are kept on the CPU
+            src, dst = graph.edge_index.cpu().numpy()
+            ptr_np = ptr.cpu().numpy()
+            sentence = np.searchsorted(ptr_np, dst, side="right") - 1  # position of dst's sentence
+            start = ptr_np[sentence]
             items.append(ids[sentence])
             srcs.append((src - start).astype(dtype))
             dsts.append((dst - start).astype(dtype))
             if graph.edge_weight is not None:
-                weights.append(graph.edge_weight.numpy())
+                weights.append(graph.edge_weight.cpu().numpy())
         item = np.concatenate(items)
         keep = np.argsort(item, kind="stable")  # by item; within an item the builder's (dst, src) order
         offsets = np.zeros(lengths.size + 1, dtype=np.int64)
@@ -138,21 +139,26 @@ def _chunks(order: np.ndarray, lengths: np.ndarray, chunk_tokens: int) -> list[n
 _SHARED: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], SentenceGraphs]] = weakref.WeakKeyDictionary()
 
 
-def shared_graphs(states: Any, config: GraphConfig, transform: Any = None) -> SentenceGraphs:
+def shared_graphs(
+    states: Any, config: GraphConfig, transform: Any = None, device: torch.device | None = None
+) -> SentenceGraphs:
     """The graphs of every item of ``states`` (a store with ``packed(ids)`` and ``lengths``) for ``config``,
     built on first use and kept while ``states`` lives. ``transform``: the pooler's input normalisation
     (:class:`glot.pooling.normalize.InputNorm`), applied to the states before the graph is built, as the
-    pooler does; its fitted statistics are part of the key, so graphs of other statistics are never reused."""
+    pooler does; its fitted statistics are part of the key, so graphs of other statistics are never reused.
+    ``device``: where the graphs are computed (the pooler's; default where ``states`` hands them out); the
+    edges are kept on the CPU either way."""
     per_config = _SHARED.setdefault(states, {})
     key = (dataclasses.astuple(config), None if transform is None else transform.fingerprint())
     if key not in per_config:
         packed = states.packed
-        if transform is not None:
+        if transform is not None or device is not None:
 
             def packed(ids: np.ndarray) -> tuple[Tensor, Tensor]:
                 x, ptr = states.packed(ids)
+                x, ptr = (x, ptr) if device is None else (x.to(device), ptr.to(device))
                 with torch.no_grad():
-                    return transform(x), ptr
+                    return (x if transform is None else transform(x)), ptr
 
         per_config[key] = SentenceGraphs.build(packed, np.asarray(states.lengths), config)
     return per_config[key]

@@ -92,9 +92,9 @@ def pair_cosines(x: Tensor, ptr: Tensor, tokens_per_text: int = FIT_TOKENS_PER_T
         n = hi - lo
         if n < 2:
             continue
-        idx = torch.linspace(lo, hi - 1, min(n, tokens_per_text)).round().long().unique()
+        idx = torch.linspace(lo, hi - 1, min(n, tokens_per_text)).round().long().unique().to(x.device)
         sim = xn[idx] @ xn[idx].T
-        parts.append(sim[~torch.eye(len(idx), dtype=torch.bool)].clamp_(-1.0, 1.0))
+        parts.append(sim[~torch.eye(len(idx), dtype=torch.bool, device=sim.device)].clamp_(-1.0, 1.0))
     return torch.cat(parts) if parts else x.new_zeros(0, dtype=torch.float32)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,11 +21,17 @@ from glot.pooling.config import SECTION_NAMES, PoolerConfig, PoolerSections
 if TYPE_CHECKING:
     from glot.pooling.poolers import Pooler
 
-__all__ = ["HEAD_DTYPES", "OPTIMIZERS", "TrainConfig"]
+__all__ = ["DEVICE_HELP", "HEAD_DTYPES", "OPTIMIZERS", "TrainConfig"]
 
 OPTIMIZERS = ("adam", "adamw")
 #: Precisions of the pooler + head (:mod:`glot.training.precision`); "auto" = bf16 where the hardware has it.
 HEAD_DTYPES = ("auto", "fp32", "bf16")
+#: ``--device`` (every command that runs the pooler + head); resolved by :func:`glot.distributed.device`.
+DEVICE_HELP = (
+    "where the pooler + task head run (and, from the CLI, the backbone): auto = this rank's GPU "
+    "(cuda:LOCAL_RANK under torchrun, else cuda:0) when CUDA is available, else cpu; or cpu, cuda, cuda:N"
+)
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 #: Training defaults (benchmarks/sweep_defaults.py; docs/results.md): one lr for every pooler and backbone,
 #: enough epochs for small data, early stopping on the validation split carved from train.
 DEFAULT_LR = 3e-3
@@ -79,6 +86,8 @@ class TrainConfig:
     after that many epochs without a validation improvement (None = never). ``max_length`` = backbone
     truncation (None = the task's). ``grad_clip`` = max gradient norm (None = off). ``head_dtype``: see
     :mod:`glot.training.precision`; a run records the dtype it used (``"auto"`` resolved) in its key.
+    ``device``: where the pooler + head train, resolved by :func:`glot.distributed.device` (``"auto"``: this
+    rank's GPU when CUDA is available, else the CPU); it is not part of the run key.
     """
 
     pooler: str = "glot"
@@ -107,6 +116,7 @@ class TrainConfig:
         "auto = bf16 on CUDA or a CPU with avx512_bf16/AMX, else fp32",
         choices=HEAD_DTYPES,
     )
+    device: str = _flag("auto", DEVICE_HELP + " (not in the run key: a run resumes on another device)")
 
     def __post_init__(self) -> None:
         """Normalise ``pooler_options`` to the pooler's full settings (keywords, sections or their JSON)."""
@@ -159,6 +169,8 @@ class TrainConfig:
             raise InputError(
                 f"head_dtype must be one of {', '.join(HEAD_DTYPES)} (--head-dtype), got {self.head_dtype!r}"
             )
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            raise InputError(f"device must be auto, cpu, cuda or cuda:N (--device), got {self.device!r}")
         if not isinstance(self.head_options, dict):
             raise InputError(f"head_options must be a dict of build_head keywords, got {self.head_options!r}")
         if not isinstance(self.pooler_options, PoolerSections):

@@ -18,8 +18,10 @@ same predictions. Rank 0 alone writes run folders, checkpoints and results (:fun
 the others wait for its result, and raise its error if it failed); on resume every rank reads the checkpoint it wrote, so the
 run folder must be on a file system every rank sees (one machine, or a shared mount).
 
-Collectives go over the default process group, or over a gloo group when the default is nccl (the training
-loop keeps pooler and head on the CPU). In a one-process run every hook is the plain computation.
+Every rank trains on its own device (``TrainConfig.device``, :func:`glot.distributed.device`: cuda:LOCAL_RANK
+with CUDA, where the default group is nccl): the pooled vectors and the all-reduced gradients live there and go
+over the default group. CPU tensors under an nccl default (``--device cpu`` on a GPU machine) go over a gloo
+twin of it. In a one-process run every hook is the plain computation.
 """
 
 from __future__ import annotations
@@ -46,9 +48,10 @@ __all__ = ["part", "pool_batch", "predict", "reduce_gradients"]
 _GLOO: dict[int, Any] = {}  # id of the default group -> the gloo group for CPU tensors under nccl
 
 
-def _group() -> Any:
-    """The group CPU tensors are exchanged over: the default one, or a gloo twin of an nccl default."""
-    if dist.get_backend() != "nccl":
+def _group(tensor: Tensor) -> Any:
+    """The group ``tensor`` is exchanged over: the default one (None), except for a CPU tensor under an nccl
+    default, which goes over a gloo twin of it."""
+    if dist.get_backend() != "nccl" or tensor.device.type != "cpu":
         return None
     default = id(dist.distributed_c10d._get_default_group())
     if default not in _GLOO:
@@ -79,7 +82,7 @@ def _gather_rows(local: Tensor, n: int) -> list[Tensor]:
     padded = local.detach().new_zeros(k, max(sizes), width)
     padded[:, : local.shape[1]] = local.detach()
     out = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(out, padded.contiguous(), group=_group())
+    dist.all_gather(out, padded.contiguous(), group=_group(padded))
     return [t[:, :size] for t, size in zip(out, sizes, strict=True)]
 
 
@@ -101,7 +104,7 @@ def pool_batch(pooler: Pooler, setup: Setup, split: str, chunk: np.ndarray) -> T
     if len(mine):
         z = _forward(pooler, setup, split, mine).view(k, len(mine), -1)
     else:  # a global batch smaller than the world: this rank pools nothing
-        z = torch.zeros(k, 0, setup.pooler.out_dim)
+        z = torch.zeros(k, 0, setup.pooler.out_dim, device=setup.source.device)
     parts = _gather_rows(z, len(chunk))
     parts[distributed.rank()] = z
     return torch.cat(parts, dim=1).reshape(k * len(chunk), -1)
@@ -127,7 +130,7 @@ def reduce_gradients(setup: Setup) -> None:
         g = p.grad if p.grad is not None else torch.zeros_like(p)  # a rank that pooled nothing
         grads.append((g / world if id(p) in head else g).reshape(-1))
     flat = torch.cat(grads)
-    dist.all_reduce(flat, group=_group())
+    dist.all_reduce(flat, group=_group(flat))
     offset = 0
     for p in params:
         p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
@@ -155,17 +158,20 @@ def predict(
     rank). Shapes: as :func:`glot.training.sources.predict`."""
     if not distributed.active():
         return sources.predict(pooler, head, source, split, rows, metric, batch)
-    src = sources.CacheSource(source) if isinstance(source, CachedTask) else source
+    if isinstance(source, CachedTask):
+        src: StateSource = sources.CacheSource(source, device=sources.model_device(head))
+    else:
+        src = source
     mine, k = part(rows), _columns(_task_of(src), split)
     if len(mine):
         local = sources.head_outputs(pooler, cast("TaskHead", _Stack()), src, split, mine, batch)
     else:
-        local = torch.zeros(k, 0, pooler.out_dim)
+        local = torch.zeros(k, 0, pooler.out_dim, device=src.device)
     columns = torch.cat(_gather_rows(local, len(rows)), dim=1)
     head.eval()
     with torch.no_grad():
         output = head(*columns)
-    return output.float() if metric == "mrr" else torch.as_tensor(head.predict(output))
+    return output.float().cpu() if metric == "mrr" else torch.as_tensor(head.predict(output))
 
 
 def _task_of(source: Any) -> Any:

@@ -36,6 +36,7 @@ import torch
 
 from glot.backbones.identity import layer_names
 from glot.cache.task import CachedTask, cache_task
+from glot.distributed import device as training_device
 from glot.distributed import is_main, on_main
 from glot.errors import InputError
 from glot.io import atomic_write_json
@@ -57,7 +58,7 @@ from glot.training.heads import TaskHead, build_head
 from glot.training.precision import at_head_dtype, keyed, resolve_head_dtype
 from glot.training.results import finish_run, summarize
 from glot.training.setup import Rows, Setup, carve_validation, make_optimizer, row_counts, split_rows
-from glot.training.sources import CacheSource, predict, score
+from glot.training.sources import CacheSource, model_device, predict, score
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -80,8 +81,11 @@ __all__ = [
 ]
 
 
-def build_models(cached: CachedTask | OnlineTask, config: TrainConfig) -> tuple[Pooler, TaskHead]:
-    """Pooler + head with weights initialised deterministically from ``config.seed``.
+def build_models(
+    cached: CachedTask | OnlineTask, config: TrainConfig, device: torch.device | None = None
+) -> tuple[Pooler, TaskHead]:
+    """Pooler + head with weights initialised deterministically from ``config.seed`` (on the CPU, so every
+    device starts from the same weights), then moved to ``device`` (the training device).
 
     An STS head gets the task's ``info["score_scale"]`` (gold score meaning "identical": targets are
     score / scale) unless ``config.head_options`` sets ``score_scale`` itself.
@@ -98,6 +102,8 @@ def build_models(cached: CachedTask | OnlineTask, config: TrainConfig) -> tuple[
         check_stacking(config.pooler_options.gnn.mix_layers, layer)  # glot.pooling.layermix
         pooler = from_config(config.pooler_config(cached.dim))  # the typed spec, normalised in TrainConfig
         head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **head_options)
+    if device is not None:
+        pooler, head = pooler.to(device), head.to(device)
     return pooler, head
 
 
@@ -147,10 +153,11 @@ def fit(
     """Train one seed of a pooler + head on cached states into ``run_dir`` (resuming a checkpoint of the same
     run) and return its metrics dict."""
     config.validate()
-    config, precision = keyed(config)  # "auto" is keyed as what it resolves to here (numbers differ slightly)
+    device = training_device(config.device)  # CUDA asked for where there is none: one line, before any work
+    config, precision = keyed(config, device)  # "auto" is keyed as it resolves on that device (bf16 on CUDA)
     rows = split_rows(cached.task, config, has_eval="eval" in cached.ids)
     config_json = make_run_config(cached, config, row_counts(rows))
-    pooler, head = build_models(cached, config)  # bad pooler/head options fail before any folder is written
+    pooler, head = build_models(cached, config, device)  # bad options fail before any folder is written
 
     states = cached.states
     truncation = {"truncated": states.num_truncated, "max_length": states.truncated_at, "texts": len(states)}
@@ -158,7 +165,7 @@ def fit(
     def finish(run_dir: Path, state: dict[str, Any], optimizer: Any, metrics: dict[str, Any]) -> None:
         metrics |= run_metrics(config, pooler, head, precision, truncation)
 
-    source = CacheSource(cached, graphs=pooler)  # the pooler's token graphs built once per cache
+    source = CacheSource(cached, graphs=pooler, device=device)  # graphs built once; batches on device
     setup = Setup(cached.task, source, pooler, head, finish=finish)
     return run_loop(setup, config, Path(run_dir), config_json, rows, progress=progress, overwrite=overwrite)
 
@@ -169,7 +176,10 @@ def run_metrics(
     """What every frozen-head run adds to its metrics: pooler name, head dtype used, parameter counts and how many
     texts the backbone cut (cached and online runs alike)."""
     params = {"pooler": pooler.num_parameters(), "head": sum(p.numel() for p in head.parameters())}
-    return {"pooler": config.pooler, "precision": precision, "params": params, "truncation": truncation}
+    return {
+        "pooler": config.pooler, "precision": precision, "params": params, "truncation": truncation,
+        "device": str(model_device(pooler, head)),
+    }  # fmt: skip
 
 
 def run_loop(
@@ -274,7 +284,6 @@ def _train_epoch(
 ) -> tuple[float, list[list[float]]]:
     """One pass over ``rows`` in the (seed, epoch) order, at most ``budget`` steps (None: all); returns the
     mean training loss and each step's (wall, CPU) seconds."""
-    labels = setup.task.splits["train"].labels
     setup.pooler.train()
     setup.head.train()
     setup.source.train(True)
@@ -286,9 +295,7 @@ def _train_epoch(
     for start in tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch", disable=not progress):
         chunk, wall, cpu = order[start : start + config.batch_size], time.perf_counter(), time.process_time()
         z = ddp.pool_batch(pooler, setup, "train", chunk)  # every text column at once (distributed: gathered)
-        loss = setup.head.loss(
-            setup.head(*torch.split(z, len(chunk))), None if labels is None else labels[chunk]
-        )
+        loss = setup.head.loss(setup.head(*torch.split(z, len(chunk))), setup.source.labels("train", chunk))
         value = float(loss.detach())
         if not math.isfinite(value):
             raise NonFiniteError(_non_finite(f"training loss is {value}", config, epoch, start, len(order)))

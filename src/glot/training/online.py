@@ -19,9 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from glot.backbones.tokenize import TruncationWarning
 from glot.cache.task import backbone_info, task_texts
 from glot.data import Task
+from glot.distributed import device as training_device
+from glot.errors import InputError
 from glot.training.config import TrainConfig
 from glot.training.precision import keyed
 from glot.training.runkey import build_run_config
@@ -60,6 +64,18 @@ def _truncation(task: Task, backbone: FrozenBackbone, chunk: int = 2048) -> dict
     return {"truncated": cut, "max_length": backbone.max_length, "texts": len(texts)}
 
 
+def head_device(backbone: FrozenBackbone, spec: str) -> torch.device:
+    """Where an online run's pooler + head train: the backbone's device (its states come back there).
+    ``spec`` (``TrainConfig.device``) must be "auto" or name that device, else a one-line InputError."""
+    where = torch.device(backbone.device)
+    if spec != "auto" and training_device(spec) != where:
+        raise InputError(
+            f"device {spec!r}: online mode trains the pooler + head on the backbone's device ({where}); pass "
+            f"device='auto' (--device auto), or load the backbone on {spec}"
+        )
+    return where
+
+
 def fit_online(
     online: OnlineTask,
     config: TrainConfig,
@@ -73,13 +89,14 @@ def fit_online(
     from glot.training.loop import build_models, run_loop, run_metrics
 
     config.validate()
-    config, precision = keyed(config)  # the head dtype used, as the cached path keys it
     task, backbone = online.task, online.backbone
+    device = head_device(backbone, config.device)
+    config, precision = keyed(config, device)  # the head dtype used, as the cached path keys it
     rows = split_rows(task, config, has_eval="eval" in task.splits)
     config_json = build_run_config(
         task, config, row_counts(rows), backbone_info(backbone), extra={"states": "online"}
     )
-    pooler, head = build_models(online, config)
+    pooler, head = build_models(online, config, device)
     truncation = _truncation(task, backbone)
 
     def finish(run_dir: Path, state: dict[str, Any], optimizer: Any, metrics: dict[str, Any]) -> None:

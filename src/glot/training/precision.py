@@ -72,10 +72,11 @@ def resolve_head_dtype(spec: Any, device: torch.device | str = "cpu") -> str:
     return str(spec)
 
 
-def keyed(config: TrainConfig) -> tuple[TrainConfig, dict[str, str]]:
-    """``config`` with ``head_dtype`` resolved on this machine (what the run key records: "auto" would let a run
-    resume on a machine that computes other numbers), and the ``precision`` entry of the run's metrics."""
-    resolved = config.replace(head_dtype=resolve_head_dtype(config.head_dtype))
+def keyed(config: TrainConfig, device: torch.device | str) -> tuple[TrainConfig, dict[str, str]]:
+    """``config`` with ``head_dtype`` resolved on the training ``device`` (what the run key records: "auto" would
+    let a run resume on a machine that computes other numbers; "auto" on CUDA is bf16), and the ``precision``
+    entry of the run's metrics."""
+    resolved = config.replace(head_dtype=resolve_head_dtype(config.head_dtype, device))
     return resolved, {"head_dtype": resolved.head_dtype, "requested": config.head_dtype}
 
 

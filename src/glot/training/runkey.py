@@ -28,6 +28,10 @@ __all__ = ["RUN_FORMAT", "build_run_config", "config_differences", "data_fingerp
 RUN_FORMAT = 3
 #: Run-config fields outside the key: the key itself, the glot version and where the cache lives.
 _NOT_KEYED = ("key", "glot_version", "cache")
+#: TrainConfig fields left out of the run config: where a run computes (``device``) does not change its
+#: result beyond float rounding, so a run started on a GPU resumes on a CPU and vice versa (the head dtype,
+#: which does change the numbers, is keyed as resolved on the training device: precision.keyed).
+UNKEYED_TRAIN_FIELDS = ("device",)
 
 
 def _version() -> str:
@@ -86,7 +90,7 @@ def build_run_config(
         "data": {"splits": used, "sha256": data_fingerprint(task, used)},
     }  # fmt: skip
     body: dict[str, Any] = {
-        "format": RUN_FORMAT, **(extra or {}), "train": config.to_dict(), "task": task_info,
+        "format": RUN_FORMAT, **(extra or {}), "train": _train_section(config), "task": task_info,
         "backbone": backbone,
     }  # fmt: skip
     if cache is not None:
@@ -97,6 +101,11 @@ def build_run_config(
     if cache is not None:
         out["cache"] = {"path": cache["path"], "dtype": cache["dtype"], "splits": used}
     return out
+
+
+def _train_section(config: TrainConfig) -> dict[str, Any]:
+    """The run config's ``train`` section: every TrainConfig field but :data:`UNKEYED_TRAIN_FIELDS`."""
+    return {k: v for k, v in config.to_dict().items() if k not in UNKEYED_TRAIN_FIELDS}
 
 
 def make_run_config(cached: CachedTask, config: TrainConfig, sizes: dict[str, int]) -> dict[str, Any]:

@@ -10,6 +10,10 @@ backbone forward on the batch's texts (:class:`BackboneSource`), with gradients 
 
 :func:`head_outputs` is the one batched inference over a source (validation, eval predictions, reloaded
 fine-tuned models); :func:`predict` turns its outputs into what a metric scores.
+
+Device: a source hands out every piece of a batch (states, ``ptr``, prebuilt graph, labels) on its ``device``,
+the device the pooler + head train on (:func:`glot.distributed.device`); :func:`to_device` is the one copy of
+the data path (pinned memory + ``non_blocking`` to CUDA). Predictions come back on the CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from torch import Tensor
 
 from glot.cache.task import COLUMNS, CachedTask
 from glot.data import Split
+from glot.pooling.graph import TokenGraph
 from glot.pooling.graph_cache import BatchGraph, shared_graphs, training_graphs
 from glot.pooling.poolers import Pooler
 from glot.training.heads import TaskHead
@@ -31,11 +36,39 @@ from glot.training.metrics import compute
 if TYPE_CHECKING:
     from glot.backbones.frozen import FrozenBackbone
 
-__all__ = ["BackboneSource", "CacheSource", "StateSource", "head_outputs", "predict", "score"]
+__all__ = ["BackboneSource", "CacheSource", "StateSource", "head_outputs", "predict", "score", "to_device"]
+
+
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """``tensor`` on ``device``: host memory is pinned and copied ``non_blocking`` to CUDA (the copy overlaps
+    the host's next work); a tensor already there is returned as is."""
+    if tensor.device == device:
+        return tensor
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def _graph_to(graph: BatchGraph | None, device: torch.device) -> BatchGraph | None:
+    """A prebuilt batch graph with its edges on ``device`` (its ``ptr`` stays the CPU record it was built for)."""
+    if graph is None:
+        return None
+    weight = None if graph.edges.edge_weight is None else to_device(graph.edges.edge_weight, device)
+    edges = TokenGraph(to_device(graph.edges.edge_index, device), weight)
+    return graph._replace(edges=edges)
+
+
+def _labels(split: Split, rows: np.ndarray, device: torch.device) -> Tensor | None:
+    """The labels of ``rows`` of ``split`` on ``device`` (None for a task without labels). Shapes: (B,)."""
+    if split.labels is None:
+        return None
+    return to_device(torch.as_tensor(np.asarray(split.labels)[rows]), device)
 
 
 class StateSource(Protocol):
     """Token states of a task's rows. Shapes: rows (B,) of a split with k text columns -> x (N, D), ptr (k B + 1,)."""
+
+    device: torch.device  # where every piece of a batch is handed out (the pooler + head's device)
 
     def packed(self, split: str, rows: np.ndarray) -> tuple[Tensor, Tensor]:
         """Packed states of every text column of ``rows`` of ``split``, column after column."""
@@ -49,6 +82,10 @@ class StateSource(Protocol):
         """The prebuilt token graph of that packed batch, or None (the pooler builds it on the fly)."""
         ...
 
+    def labels(self, split: str, rows: np.ndarray) -> Tensor | None:
+        """The labels of ``rows`` of ``split`` on the source's device (None without labels)."""
+        ...
+
     def train(self, mode: bool = True) -> None:
         """Training mode (dropout on) of whatever computes the states; a no-op for fixed states."""
         ...
@@ -60,26 +97,35 @@ class CacheSource:
     ``graphs``: the pooler whose token graphs are built once for the cache (on its normalised states, for its
     graph config as it stands at first use, i.e. after ``tau="auto"`` is fitted; :mod:`glot.pooling.graph_cache`),
     so each batch carries its graph. None, or a pooler without a graph: the pooler builds graphs per batch.
+    ``device``: where batches are handed out (the pooler + head's device; default the CPU, where the cache is).
     """
 
-    def __init__(self, cached: CachedTask, graphs: Pooler | None = None) -> None:
+    def __init__(
+        self, cached: CachedTask, graphs: Pooler | None = None, device: torch.device | str | None = None
+    ) -> None:
         self.cached = cached
         self.graphs = graphs
+        self.device = torch.device("cpu" if device is None else device)
 
     def _ids(self, split: str, rows: np.ndarray) -> np.ndarray:
         return np.concatenate([self.cached.ids[split][c][rows] for c in self.cached.columns(split)])
 
     def packed(self, split: str, rows: np.ndarray) -> tuple[Tensor, Tensor]:
         """Shapes: rows (B,) -> x (N, D) float32, ptr (k B + 1,) int64 for the split's k text columns."""
-        return self.cached.states.packed(self._ids(split, rows))
+        x, ptr = self.cached.states.packed(self._ids(split, rows))
+        return to_device(x, self.device), to_device(ptr, self.device)
 
     def graph(self, split: str, rows: np.ndarray, ptr: Tensor) -> BatchGraph | None:
         """The batch's token graph from the graphs built once for the cache (None without ``graphs``)."""
         config = None if self.graphs is None else training_graphs(self.graphs)
         if config is None:
             return None
-        graphs = shared_graphs(self.cached.states, config, getattr(self.graphs, "normalizer", None))
-        return graphs.batch(self._ids(split, rows), ptr)
+        normalizer = getattr(self.graphs, "normalizer", None)
+        graphs = shared_graphs(self.cached.states, config, normalizer, device=self.device)
+        return _graph_to(graphs.batch(self._ids(split, rows), ptr), self.device)
+
+    def labels(self, split: str, rows: np.ndarray) -> Tensor | None:
+        return _labels(self.cached.task.splits[split], rows, self.device)
 
     def inference_order(self, split: str, rows: np.ndarray) -> np.ndarray:
         return np.arange(len(rows))
@@ -91,7 +137,8 @@ class CacheSource:
 class BackboneSource:
     """States from a forward of the (trainable) backbone on the batch's texts: with gradients when autograd is
     on (training), without under ``torch.no_grad()`` (inference). The forward is :class:`FrozenBackbone`'s own.
-    ``frozen=True`` (online mode, :mod:`glot.training.online`): the backbone stays in eval mode, no gradients."""
+    ``frozen=True`` (online mode, :mod:`glot.training.online`): the backbone stays in eval mode, no gradients.
+    Batches are handed out on the backbone's device, where the pooler + head train."""
 
     def __init__(
         self, backbone: FrozenBackbone, splits: Mapping[str, Split], *, frozen: bool = False
@@ -99,6 +146,7 @@ class BackboneSource:
         self.backbone = backbone
         self.splits = splits
         self.frozen = frozen
+        self.device = backbone.device
 
     def _texts(self, split: str, rows: np.ndarray) -> list[list[str]]:
         data = self.splits[split]
@@ -108,7 +156,8 @@ class BackboneSource:
     def packed(self, split: str, rows: np.ndarray) -> tuple[Tensor, Tensor]:
         """Shapes: rows (B,) -> x (N, D) float32, ptr (k B + 1,) int64 for the split's k text columns."""
         texts = [t for column in self._texts(split, rows) for t in column]
-        return self.backbone.embed_packed(texts, grad=not self.frozen)
+        x, ptr = self.backbone.embed_packed(texts, grad=not self.frozen)
+        return to_device(x, self.device), to_device(ptr, self.device)
 
     def inference_order(self, split: str, rows: np.ndarray) -> np.ndarray:
         """Longest rows first (characters over all columns), so each inference batch pads little."""
@@ -117,6 +166,9 @@ class BackboneSource:
 
     def graph(self, split: str, rows: np.ndarray, ptr: Tensor) -> BatchGraph | None:
         return None  # the states change with the backbone: graphs are built per batch
+
+    def labels(self, split: str, rows: np.ndarray) -> Tensor | None:
+        return _labels(self.splits[split], rows, self.device)
 
     def train(self, mode: bool = True) -> None:
         self.backbone.model.train(mode and not self.frozen)
@@ -142,7 +194,7 @@ def head_outputs(
             z = pooler.forward_packed(x, ptr, graph=source.graph(split, chunk, ptr))
             zs.append(torch.split(z, len(chunk)))
         inverse = torch.from_numpy(np.argsort(order))
-        return head(*[torch.cat(parts)[inverse] for parts in zip(*zs, strict=True)])
+        return head(*[torch.cat(parts)[inverse.to(parts[0].device)] for parts in zip(*zs, strict=True)])
 
 
 def predict(
@@ -156,11 +208,21 @@ def predict(
 ) -> Tensor:
     """Predictions for ``rows`` (head.predict; the full similarity matrix for mrr). Reads no labels.
 
-    Shapes: rows (B,) -> (B,) predictions, or (B, B) float similarities for mrr.
+    Shapes: rows (B,) -> (B,) predictions, or (B, B) float similarities for mrr; on the CPU.
     """
-    source = CacheSource(cached) if isinstance(cached, CachedTask) else cached
+    source = CacheSource(cached, device=model_device(head)) if isinstance(cached, CachedTask) else cached
     output = head_outputs(pooler, head, source, split, rows, batch)
-    return output.float() if metric == "mrr" else torch.as_tensor(head.predict(output))
+    return output.float().cpu() if metric == "mrr" else torch.as_tensor(head.predict(output))
+
+
+def model_device(*modules: torch.nn.Module) -> torch.device:
+    """The device of the first parameter of ``modules`` (the CPU when none has one): where a reloaded model's
+    batches go."""
+    for module in modules:
+        param = next(module.parameters(), None)
+        if param is not None:
+            return param.device
+    return torch.device("cpu")
 
 
 def score(metric: str, preds: Tensor, labels: np.ndarray | None) -> float:

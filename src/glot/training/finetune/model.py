@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from glot.backbones.frozen import FrozenBackbone
 from glot.cache.task import COLUMNS
 from glot.data import Split, Task
+from glot.distributed import device as training_device
 from glot.errors import InputError
 from glot.integrations import require_extra
 from glot.pooling.poolers import Pooler, build_pooler
@@ -87,7 +88,8 @@ def prepare_finetune(
     else:
         max_length = config.max_length or task.max_length  # None: the backbone's own default
         lengths: dict[str, Any] = {} if max_length is None else {"max_length": max_length}
-        backbone = FrozenBackbone.from_pretrained(str(model), dtype="float32", **lengths)
+        device = training_device(config.device)  # glot.distributed.device: the one device rule
+        backbone = FrozenBackbone.from_pretrained(str(model), dtype="float32", device=device, **lengths)
     pooling = pooling or ("eos" if backbone.is_decoder else "mean")
     if pooling not in POOLINGS:
         raise InputError(f"pooling must be one of {POOLINGS} for fine-tuning, got {pooling!r}")
@@ -105,4 +107,4 @@ def prepare_finetune(
         pooler = build_pooler(pooling, backbone.hidden_size)
         head_options = task.head_options() | config.head_options  # e.g. the STS task's score_scale
         head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **head_options)
-    return FinetunedModel(backbone, encoder, pooler, head)
+    return FinetunedModel(backbone, encoder, pooler.to(backbone.device), head.to(backbone.device))
