@@ -8,7 +8,8 @@ from typing import Any
 
 from glot.cache.task import cache_task
 from glot.training.config import TrainConfig
-from glot.training.loop import fit, select_epoch
+from glot.training.loop import fit
+from glot.training.selection import select_epoch
 from test_train import WordBackbone, _stress
 
 

@@ -8,7 +8,7 @@ backbone's trainable weights are optimised and checkpointed with the pooler and 
 
 Model selection uses a validation split CARVED FROM TRAIN (``val_fraction``, stratified for classification):
 each epoch trains, scores the validation split and keeps the best state (ties: the later epoch, see
-:func:`select_epoch`); at the end the best-on-validation state is loaded and the eval split's metric is computed once. The eval split's LABELS are read only then: each
+:func:`~glot.training.selection.select_epoch`); at the end the best-on-validation state is loaded and the eval split's metric is computed once. The eval split's LABELS are read only then: each
 epoch only stores eval predictions, from which the per-epoch eval metric — and the paper-style "best epoch on
 the eval split" (optimistic) — are computed at the end.
 
@@ -34,15 +34,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from glot.backbones.identity import layer_names
 from glot.cache.task import CachedTask, cache_task
 from glot.distributed import device as training_device
 from glot.distributed import is_main, on_main
 from glot.errors import InputError
 from glot.io import atomic_write_json
-from glot.pooling.layermix import check_stacking
 from glot.pooling.normalize import fit_pooler, fit_sample, needs_fit
-from glot.pooling.poolers import Pooler, from_config
+from glot.pooling.poolers import Pooler
 from glot.progress import tqdm
 from glot.training import distributed as ddp
 from glot.training.checkpoint import (
@@ -54,10 +52,19 @@ from glot.training.checkpoint import (
     save_epoch,
 )
 from glot.training.config import TrainConfig
-from glot.training.heads import TaskHead, build_head
+from glot.training.heads import TaskHead
 from glot.training.precision import at_head_dtype, keyed, resolve_head_dtype
 from glot.training.results import finish_run, summarize
-from glot.training.setup import Rows, Setup, carve_validation, make_optimizer, row_counts, split_rows
+from glot.training.selection import select_epoch, stops_early
+from glot.training.setup import (
+    Rows,
+    Setup,
+    build_models,
+    carve_validation,
+    make_optimizer,
+    row_counts,
+    split_rows,
+)
 from glot.training.sources import CacheSource, model_device, predict, score
 
 if TYPE_CHECKING:
@@ -79,32 +86,6 @@ __all__ = [
     "summarize",
     "train",
 ]
-
-
-def build_models(
-    cached: CachedTask | OnlineTask, config: TrainConfig, device: torch.device | None = None
-) -> tuple[Pooler, TaskHead]:
-    """Pooler + head with weights initialised deterministically from ``config.seed`` (on the CPU, so every
-    device starts from the same weights), then moved to ``device`` (the training device).
-
-    An STS head gets the task's ``info["score_scale"]`` (gold score meaning "identical": targets are
-    score / scale) unless ``config.head_options`` sets ``score_scale`` itself.
-    """
-    task = cached.task
-    head_options = task.head_options() | config.head_options
-    with torch.random.fork_rng():
-        torch.manual_seed(config.seed)
-        layer = (
-            cached.states.manifest["ingredients"]["backbone"].get("layer")
-            if isinstance(cached, CachedTask)
-            else layer_names(cached.backbone._layers)  # as the cache key names them (no weights hashing)
-        )
-        check_stacking(config.pooler_options.gnn.mix_layers, layer)  # glot.pooling.layermix
-        pooler = from_config(config.pooler_config(cached.dim))  # the typed spec, normalised in TrainConfig
-        head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **head_options)
-    if device is not None:
-        pooler, head = pooler.to(device), head.to(device)
-    return pooler, head
 
 
 def train(
@@ -256,21 +237,8 @@ def _epoch(
         {"epoch": epoch, "train_loss": loss, "val": val, "seconds": time.perf_counter() - t0}
     )
     state["costs"].append({"steps": steps, "train_seconds": t1 - t0, "val_seconds": t2 - t1})
-    patience, improved = config.patience, state.get("improved_epoch", state["best_epoch"])
-    state["stopped_early"] = patience is not None and epoch - improved >= patience and epoch < config.epochs
+    state["stopped_early"] = stops_early(state, epoch, config)
     return loss, val
-
-
-def select_epoch(state: dict[str, Any], epoch: int, val: float | None) -> None:
-    """Model selection after ``epoch``: the best validation score so far, and among epochs that tie on it the
-    LATEST (it trained longer for the same score; on a small validation split accuracy ties often). Early
-    stopping counts from the last strict improvement (``improved_epoch``), so a tie never prolongs a run.
-    Without validation the last epoch is selected."""
-    best = state["best_val"]
-    if val is None or best is None or val > best:
-        state["improved_epoch"] = epoch
-    if val is None or best is None or val >= best:
-        state["best_val"], state["best_epoch"] = val, epoch
 
 
 def _train_epoch(

@@ -29,7 +29,7 @@ from glot.errors import InputError
 from glot.training.config import TrainConfig
 from glot.training.precision import keyed
 from glot.training.runkey import build_run_config
-from glot.training.setup import Setup, row_counts, split_rows
+from glot.training.setup import Setup, build_models, row_counts, split_rows
 from glot.training.sources import BackboneSource
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ __all__ = ["OnlineTask", "fit_online", "train_online"]
 
 @dataclass
 class OnlineTask:
-    """A task whose token states come from ``backbone`` live (what :func:`glot.training.loop.build_models` needs
+    """A task whose token states come from ``backbone`` live (what :func:`glot.training.setup.build_models` needs
     of a cached task: the task and the state width)."""
 
     task: Task
@@ -86,7 +86,7 @@ def fit_online(
 ) -> dict[str, Any]:
     """Train one seed of a pooler + head on live backbone states into ``run_dir`` (resuming a checkpoint of the
     same run); the online twin of :func:`glot.training.loop.fit`. Returns the metrics dict."""
-    from glot.training.loop import build_models, run_loop, run_metrics
+    from glot.training.loop import run_loop, run_metrics
 
     config.validate()
     task, backbone = online.task, online.backbone

@@ -12,18 +12,24 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from glot.backbones.identity import layer_names
+from glot.cache.task import CachedTask
 from glot.data import Task, stratified_indices
 from glot.errors import InputError
-from glot.pooling.poolers import Pooler
+from glot.pooling.layermix import check_stacking
+from glot.pooling.poolers import Pooler, from_config
 from glot.training.config import TrainConfig
-from glot.training.heads import TaskHead
+from glot.training.heads import TaskHead, build_head
 from glot.training.sources import StateSource
+
+if TYPE_CHECKING:
+    from glot.training.online import OnlineTask
 
 __all__ = [
     "Finish",
@@ -152,3 +158,29 @@ def split_rows(task: Task, config: TrainConfig, has_eval: bool) -> Rows:
 def row_counts(rows: Rows) -> dict[str, int]:
     """Examples per split (the run config's and metrics' ``sizes``)."""
     return {name: 0 if r is None else len(r) for name, r in rows.items()}
+
+
+def build_models(
+    cached: CachedTask | OnlineTask, config: TrainConfig, device: torch.device | None = None
+) -> tuple[Pooler, TaskHead]:
+    """Pooler + head with weights initialised deterministically from ``config.seed`` (on the CPU, so every
+    device starts from the same weights), then moved to ``device`` (the training device).
+
+    An STS head gets the task's ``info["score_scale"]`` (gold score meaning "identical": targets are
+    score / scale) unless ``config.head_options`` sets ``score_scale`` itself.
+    """
+    task = cached.task
+    head_options = task.head_options() | config.head_options
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        layer = (
+            cached.states.manifest["ingredients"]["backbone"].get("layer")
+            if isinstance(cached, CachedTask)
+            else layer_names(cached.backbone._layers)  # as the cache key names them (no weights hashing)
+        )
+        check_stacking(config.pooler_options.gnn.mix_layers, layer)  # glot.pooling.layermix
+        pooler = from_config(config.pooler_config(cached.dim))  # the typed spec, normalised in TrainConfig
+        head = build_head(task.kind, pooler.out_dim, num_labels=task.num_labels, **head_options)
+    if device is not None:
+        pooler, head = pooler.to(device), head.to(device)
+    return pooler, head
