@@ -51,6 +51,21 @@ def test_glot_takes_the_chunked_path_only_without_autograd(monkeypatch) -> None:
     assert not calls
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gat_edge_chunked_under_bf16_autocast_matches_pygs_own_path(weighted: bool) -> None:
+    """bf16 head inference (head_dtype auto on bf16 hardware) of a large graph: the chunked messages (bf16 states
+    times fp32 attention) are summed in PyG's dtype; before, index_add_ refused the mix and eval crashed."""
+    torch.manual_seed(0)
+    x, edge_index, attr = random_graph()
+    conv = GATConv(12, 8, heads=2, edge_dim=1 if weighted else None).eval()
+    attr = attr if weighted else None
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = conv(x, edge_index, edge_attr=attr)
+        got = gnn.gat_edge_chunked(conv, x, edge_index, attr, chunk_elems=7 * 8 * 2)
+    assert got.dtype == expected.dtype
+    torch.testing.assert_close(got.float(), expected.float(), rtol=2e-2, atol=2e-2)
+
+
 def test_gat_edge_chunked_rejects_bipartite_conv() -> None:
     conv = GATConv((12, 10), 8)
     x, edge_index, _ = random_graph()

@@ -86,7 +86,9 @@ def gat_edge_chunked(
             edge_index, edge_attr, fill_value=conv.fill_value, num_nodes=x.shape[0]
         )
     alpha = conv.edge_updater(edge_index, alpha=alpha_pair, edge_attr=edge_attr, size=None)  # (E', heads)
-    out = h.new_zeros(h.shape)
+    # under bf16 autocast h is bf16 and alpha fp32 (softmax): sum the messages in their promoted dtype, as
+    # PyG's own propagate does
+    out = h.new_zeros(h.shape, dtype=torch.result_type(h, alpha))
     src, dst = edge_index
     step = max(1, chunk_elems // (heads * width))
     for lo in range(0, src.numel(), step):
