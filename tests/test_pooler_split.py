@@ -13,16 +13,10 @@ from pathlib import Path
 import torch
 
 import glot
+from test_poolers import SMALL  # the same small settings as the contract tests
 
 #: the registry's order before the split: the paper's poolers first, then the heads beyond the paper
 ORDER = ["cls", "eos", "mean", "max", "adapool", "mlp", "glot", "transformer", "pma", "learned-graph"]
-SMALL = {
-    "glot": {"hidden_dim": 16, "tau": 0.2},
-    "mlp": {"hidden_dim": 16},
-    "transformer": {"hidden_dim": 16},
-    "pma": {"hidden_dim": 16},
-    "learned-graph": {"hidden_dim": 16, "rank": 4, "tau": 0.2},
-}
 
 
 def _python(code: str) -> str:
