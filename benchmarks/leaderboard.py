@@ -7,7 +7,7 @@ lr, trainable parameters (pooler + head) and train seconds per epoch. The eval s
 
 Tasks: the stress test with lengths matched (``stress-<ratio>``, so no length cue), the diagnostics ``negation``
 and ``roles`` (voice mixed), and ``tweets``. Synthetic tasks use ``glot compare``'s stress settings for the
-poolers (tau 0.6, K = 4, P = 64, where a pooler takes them), tweets the package defaults.
+poolers (tau auto, K = 4, P = 64, where a pooler takes them), tweets the package defaults.
 
     python benchmarks/leaderboard.py --models minilm,smollm2-135m      # the full board (many CPU hours)
     python benchmarks/leaderboard.py --markdown                         # train nothing: cells -> report
@@ -19,12 +19,16 @@ cells exist, missing ones marked. A rerun of the same command trains only the ce
 stopped mid-way resumes from its last epoch in its glot run folder under ``--runs``), and loads no backbone
 when none is. A board keeps one set of settings (n_train, n_eval, data seed, epochs, patience, lrs, selection
 seed): a run with other settings is refused, so give it its own ``--json``. Parallel runs into one board (e.g.
-one per ``--models``) are safe; the grids they ask for are merged. Timings are noisy on a shared machine.
+one per ``--models``) are safe; the grids they ask for are merged. A cell records the head's full settings;
+when a head's defaults change, its old cells are stale (left out of the report, retrained by the next run, in
+a fresh run folder). Timings are noisy on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 import traceback
@@ -64,6 +68,20 @@ def pooler_options(pooler: str, synthetic: bool) -> dict[str, Any]:
 
     taken = pooler_class(pooler).options
     return {k: v for k, v in STRESS_POOLER_DEFAULTS.items() if k in taken} if synthetic else {}
+
+
+def head_settings(task: str, pooler: str) -> dict[str, Any]:
+    """The head's full settings on ``task`` as trained now (its defaults with the task's options): the cells'
+    staleness check (leaderboard_cells.Board)."""
+    from glot.pooling.poolers import pooler_class
+
+    options = pooler_options(pooler, task_spec(task)[0] in SYNTHETIC)
+    return pooler_class(pooler).settings(**options).options()
+
+
+def settings_tag(settings: dict[str, Any]) -> str:
+    """8 hex digits naming a head's settings: its run folders, so a changed default trains in a fresh one."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
 
 class Source:
@@ -117,13 +135,14 @@ def train_cell(
     from glot.training.config import TrainConfig
     from glot.training.loop import NonFiniteError, fit
 
-    s = args.settings
+    s, head = args.settings, head_settings(task, pooler)
     config = TrainConfig(pooler=pooler, pooler_options=pooler_options(pooler, task_spec(task)[0] in SYNTHETIC),
                          lr=lr, epochs=s["epochs"], patience=s["patience"], batch_size=s["batch_size"], seed=seed)  # fmt: skip
     tag = f"n{s['n_train']}-{s['n_eval']}-d{s['data_seed']}-e{s['epochs']}-p{s['patience']}"
-    run_dir = args.runs / tag / slug(source.model) / task / pooler / f"lr-{lr:g}" / f"seed-{seed}"
+    run_dir = (args.runs / tag / slug(source.model) / task / pooler / settings_tag(head) / f"lr-{lr:g}"
+               / f"seed-{seed}")  # fmt: skip
     cell: dict[str, Any] = {"model": source.model, "task": task, "pooler": pooler, "lr": lr, "seed": seed,
-                            "run_dir": str(run_dir), "machine": machine_info()}  # fmt: skip
+                            "head_settings": head, "run_dir": str(run_dir), "machine": machine_info()}  # fmt: skip
     t0 = time.perf_counter()
     try:
         m = fit(source.cached(task), config, run_dir, progress=False)
@@ -166,7 +185,7 @@ def run_board(args: argparse.Namespace) -> tuple[int, list[str]]:
 
     A head whose run raises (a bug, not a divergence) is reported with its traceback and skipped, so one broken
     head does not stop a board that runs for hours; its cells stay missing and the exit code says so."""
-    board = Board.open(args.cells, args.settings, args.grid)
+    board = Board.open(args.cells, args.settings, args.grid, head_settings)
     trained, failed = 0, []
     for model in args.models:
         source = Source(model, args)
@@ -182,7 +201,9 @@ def run_board(args: argparse.Namespace) -> tuple[int, list[str]]:
 
 def write_report(root: Path, json_path: Path) -> dict[str, Any]:
     """``--json`` (every head's numbers) and its ``.md`` from the cells that exist now, atomically."""
-    data = aggregate(Board(root))  # read afresh: parallel runs into one board add cells and grid
+    data = aggregate(
+        Board(root, head_settings)
+    )  # read afresh: parallel runs into one board add cells and grid
     atomic_write_json(json_path, data)
     atomic_write_text(json_path.with_suffix(".md"), markdown(data))
     return data

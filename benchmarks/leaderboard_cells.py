@@ -5,17 +5,23 @@ A cell is one training run: (model, task, head, lr, seed). The cells folder (``-
 ``benchmarks/results/leaderboard-cells/``, beside ``--json``) holds::
 
     board.json                                      the settings (equal on every run) + the grid asked so far
-    <model>/<task>/<head>/lr-<lr>/seed-<seed>.json  one finished run: val, eval, epochs, seconds, params
+    <model>/<task>/<head>/lr-<lr>/seed-<seed>.json  one finished run: val, eval, epochs, seconds, params, and
+                                                    the head's full settings (its defaults + the task's options)
 
 Each cell is written atomically when its run ends, so an interrupted board loses at most the run in progress,
 and that run resumes from its last epoch checkpoint (glot's run folders, ``--runs``). The lr rule: a head's lr
 is the one with the best VALIDATION accuracy on the selection seed (the first of ``--seeds``; ties go to the
 smaller lr, diverged runs never win); the other seeds train at that lr only.
+
+A cell counts only while the head's settings it was trained with are the head's settings now
+(``head_settings``): when a default changes, that head's cells are stale, the report leaves them out and the
+next run retrains them, so the board never mixes two versions of a head.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +44,23 @@ def _union(old: list[Any], new: list[Any]) -> list[Any]:
 
 
 class Board:
-    """A cells folder: its settings, the grid every run so far asked for, and the cells."""
+    """A cells folder: its settings, the grid every run so far asked for, and the cells.
 
-    def __init__(self, root: Path) -> None:
+    ``head_settings(task, head)`` gives a head's settings as trained now; a cell trained with others is stale."""
+
+    def __init__(self, root: Path, head_settings: Callable[[str, str], dict[str, Any]]) -> None:
         self.root = root
+        self.head_settings = head_settings
         self.meta: dict[str, Any] = read_json(root / "board.json")
 
     @classmethod
-    def open(cls, root: Path, settings: dict[str, Any], grid: dict[str, list[Any]]) -> Board:
+    def open(
+        cls,
+        root: Path,
+        settings: dict[str, Any],
+        grid: dict[str, list[Any]],
+        head_settings: Callable[[str, str], dict[str, Any]],
+    ) -> Board:
         """Create the board, or check that an existing one has these settings and add ``grid`` to its grid."""
         root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(root / ".board.lock")):  # parallel runs (e.g. one per --models) share one board
@@ -61,7 +76,7 @@ class Board:
                 )
             meta["grid"] = {k: _union(meta["grid"].get(k, []), v) for k, v in grid.items()}
             atomic_write_json(path, meta)
-        return cls(root)
+        return cls(root, head_settings)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -81,7 +96,7 @@ class Board:
         return self.root / slug(model) / task / pooler / f"lr-{lr:g}" / f"seed-{seed}.json"
 
     def get(self, model: str, task: str, pooler: str, lr: float, seed: int) -> dict[str, Any] | None:
-        """The finished cell, or None where it has not run yet."""
+        """The finished cell, or None where it has not run yet or ran with other head settings (stale)."""
         path = self.path(model, task, pooler, lr, seed)
         if not path.is_file():
             return None
@@ -92,6 +107,8 @@ class Board:
             raise SystemExit(
                 f"{path} holds another cell ({cell.get('model')!r}, ...); move it away and rerun"
             )
+        if cell.get("head_settings") != self.head_settings(task, pooler):
+            return None
         return dict(cell)
 
     def put(self, cell: dict[str, Any]) -> None:
@@ -121,7 +138,7 @@ def head_entry(board: Board, model: str, task: str, pooler: str) -> dict[str, An
     others = [seed for seed in board.meta["grid"]["seeds"] if seed != s["selection_seed"]]
     if lr is None:  # the other seeds' runs that exist already (at whichever lr) still count as run
         e["runs"] = len(ran) + sum(
-            any(board.path(model, task, pooler, r, x).is_file() for r in grid) for x in others
+            any(board.get(model, task, pooler, r, x) is not None for r in grid) for x in others
         )
         return e
     e["lr"] = lr

@@ -96,7 +96,7 @@ def test_a_partial_board_marks_the_missing_cells_and_a_rerun_fills_them(
     assert f"| adapool | {two} <sub>{ada['lr']:g}, 2/3 seeds</sub> |" in md
     calls = _count_fits(monkeypatch)
     assert board.main(argv) == 0
-    assert sorted(c.parts[-3:] for c in calls) == sorted(
+    assert sorted((c.parts[-4], *c.parts[-2:]) for c in calls) == sorted(
         [("mean", "lr-0.1", "seed-0"), ("adapool", f"lr-{ada['lr']:g}", "seed-2")]
     )  # only the two missing cells (their finished run folders give back the same numbers)
     assert (tmp_path / "board.md").read_text() == full
@@ -156,7 +156,7 @@ def test_divergence_is_a_stored_result_and_a_broken_head_does_not_stop_the_board
     monkeypatch.setattr(glot.training.loop, "fit", real)
     calls = _count_fits(monkeypatch)  # the real fit again: only mean's cells are missing
     assert board.main(argv) == 0
-    assert {c.parts[-3] for c in calls} == {"mean"} and len(calls) == 3
+    assert {c.parts[-4] for c in calls} == {"mean"} and len(calls) == 3
 
 
 def test_parallel_runs_into_one_board_merge_their_grids(
@@ -167,11 +167,12 @@ def test_parallel_runs_into_one_board_merge_their_grids(
 
     settings = {"n_train": 8, "n_eval": 4, "data_seed": 0, "epochs": 1, "patience": 1, "batch_size": 32,
                 "lrs": [1e-3], "selection_seed": 0}  # fmt: skip
+    none: Any = lambda task, head: {}  # noqa: E731
     lc.Board.open(
-        tmp_path, settings, {"models": ["a"], "tasks": ["roles"], "poolers": ["glot"], "seeds": [0, 1]}
+        tmp_path, settings, {"models": ["a"], "tasks": ["roles"], "poolers": ["glot"], "seeds": [0, 1]}, none
     )
     b = lc.Board.open(
-        tmp_path, settings, {"models": ["b"], "tasks": ["roles"], "poolers": ["mean"], "seeds": [0]}
+        tmp_path, settings, {"models": ["b"], "tasks": ["roles"], "poolers": ["mean"], "seeds": [0]}, none
     )
     assert b.meta["grid"] == {
         "models": ["a", "b"],
@@ -179,6 +180,32 @@ def test_parallel_runs_into_one_board_merge_their_grids(
         "poolers": ["glot", "mean"],
         "seeds": [0, 1],
     }
-    data = lc.aggregate(lc.Board(tmp_path))
+    data = lc.aggregate(lc.Board(tmp_path, none))
     assert data["cells"] == {"finished": 0, "planned": 8}  # 2 models x 2 heads x (1 lr + 1 other seed)
     assert "| glot | – |" in lc.markdown(data)
+
+
+def test_a_changed_head_default_makes_its_cells_stale_and_only_they_retrain(
+    board: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = [*board.ARGV, "--seeds", "0,1"]
+    assert board.main(argv) == 0
+    before = json.loads((tmp_path / "board.json").read_text())
+    real = board.head_settings
+
+    def changed(task: str, pooler: str) -> dict[str, Any]:  # as if adapool's readout default had changed
+        return {**real(task, pooler), "readout_hidden": 64} if pooler == "adapool" else real(task, pooler)
+
+    monkeypatch.setattr(board, "head_settings", changed)
+    board.write_report(tmp_path / "board-cells", tmp_path / "board.json")  # the report leaves stale cells out
+    stale = json.loads((tmp_path / "board.json").read_text())
+    assert stale["cells"] == {"finished": 3, "planned": 6}
+    assert "| adapool | – |" in (tmp_path / "board.md").read_text()
+    calls = _count_fits(monkeypatch)
+    assert board.main(argv) == 0
+    assert len(calls) == 3 and all("adapool" in p.parts for p in calls)  # mean's cells still count
+    assert len({p.parent.parent.name for p in calls}) == 1  # a fresh run folder, named by the new settings
+    cell = json.loads(_cell(tmp_path, "adapool", 1e-3, 0).read_text())
+    assert cell["head_settings"]["readout_hidden"] == 64
+    after = json.loads((tmp_path / "board.json").read_text())
+    assert after["cells"] == before["cells"] == {"finished": 6, "planned": 6}

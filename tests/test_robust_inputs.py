@@ -131,3 +131,40 @@ def test_glot_train_chooses_tau_prints_it_and_saves_it(
     assert f"tau auto -> {fit['tau']:g}" in text and "n train 36 / val 4 / eval 16" in text
     run = json.loads((out / "seed-0" / "run_config.json").read_text())
     assert run["train"]["pooler_options"]["graph"]["tau"] == "auto"  # the run asked for auto
+
+
+ZOO_SMALL = {"transformer": {"hidden_dim": 8, "heads": 2}, "pma": {"hidden_dim": 8, "heads": 2},
+             "learned-graph": {"hidden_dim": 8, "rank": 4}}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", [*sorted(LEARNED), *sorted(ZOO_SMALL)])
+def test_every_learned_head_standardises_by_default_and_its_statistics_travel(
+    name: str, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    pooler = glot.build_pooler(name, 16, **{**LEARNED, **ZOO_SMALL}[name])
+    assert pooler.config.input.normalize == "standardize"
+    x, ptr = decoder_like()
+    fit_pooler(pooler, x, ptr)
+    assert torch.allclose(pooler.normalizer.mean, x.mean(0), atol=1e-4)
+    pooler.save_pretrained(tmp_path / "p")
+    loaded = glot.load_pooler(tmp_path / "p")
+    assert torch.equal(loaded.normalizer.std, pooler.normalizer.std)
+    assert torch.allclose(
+        loaded.eval().forward_packed(x, ptr), pooler.eval().forward_packed(x, ptr), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("name", sorted(ZOO_SMALL))
+def test_a_zoo_head_saved_without_normalisation_still_loads_and_pools_the_same(
+    name: str, tmp_path: Path
+) -> None:
+    # 0.3 saved these heads with normalize "none" and no statistics; such a folder keeps meaning what it meant
+    torch.manual_seed(0)
+    pooler = glot.build_pooler(name, 16, normalize="none", **ZOO_SMALL[name]).eval()
+    pooler.save_pretrained(tmp_path)
+    assert not any(k.startswith("normalizer.") for k in pooler.state_dict())
+    loaded = glot.load_pooler(tmp_path).eval()
+    assert loaded.config.input.normalize == "none"
+    x, ptr = decoder_like()
+    assert torch.allclose(loaded.forward_packed(x, ptr), pooler.forward_packed(x, ptr), atol=1e-6)

@@ -38,6 +38,12 @@ from glot.pooling.readout import AttentionReadout
 CONFIG_NAME = "pooler_config.json"
 WEIGHTS_NAME = "model.safetensors"
 
+#: Every learned pooler standardises the frozen states first (beyond the paper; glot.pooling.normalize):
+#: measured on MiniLM tweets (validation) and needed on decoders, whose massive-activation dimensions otherwise
+#: decide the graph and saturate the attention scores (docs/results.md 7b: pma without it stayed at 50% on
+#: SmolLM2-135M). ``normalize="none"`` is the paper.
+ROBUST_DEFAULTS: Mapping[str, Any] = {"normalize": "standardize"}
+
 
 class Pooler(nn.Module):
     """Base class. Shapes: forward (B, L, D) + (B, L) -> (B, out_dim); forward_packed (N, D) + (B + 1,)."""

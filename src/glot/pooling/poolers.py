@@ -19,7 +19,15 @@ from torch import Tensor
 
 from glot.errors import InputError
 from glot.io import load_weights, read_json
-from glot.pooling.base import CONFIG_NAME, POOLERS, WEIGHTS_NAME, Pooler, ReadoutPooler, register_pooler
+from glot.pooling.base import (
+    CONFIG_NAME,
+    POOLERS,
+    ROBUST_DEFAULTS,
+    WEIGHTS_NAME,
+    Pooler,
+    ReadoutPooler,
+    register_pooler,
+)  # fmt: skip
 from glot.pooling.config import OPTION_SECTION, PoolerConfig
 from glot.pooling.readout import first_token, last_token, max_readout, mean_readout
 
@@ -90,12 +98,6 @@ class MaxPooler(Pooler):
 
     def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
         return max_readout(x, ptr)
-
-
-#: The learned poolers standardise the frozen states first (beyond the paper; glot.pooling.normalize): measured
-#: on MiniLM tweets (validation) and needed on decoders, whose massive-activation dimensions otherwise decide
-#: the graph. ``normalize="none"`` is the paper.
-ROBUST_DEFAULTS: Mapping[str, Any] = {"normalize": "standardize"}
 
 
 @register_pooler

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from glot.pooling.base import Pooler, ReadoutPooler, register_pooler
+from glot.pooling.base import ROBUST_DEFAULTS, Pooler, ReadoutPooler, register_pooler
 from glot.pooling.config import PoolerConfig
 from glot.pooling.graph import TokenGraph
 from glot.pooling.graph_cache import BatchGraph
@@ -23,8 +23,9 @@ class TransformerPooler(ReadoutPooler):
     """Dense self-attention over the tokens: Linear(D, P), K Transformer layers, JK, attention readout."""
 
     name = "transformer"
-    options = ("num_layers", "hidden_dim", "heads", "jk", "readout_hidden")
-    defaults = {"num_layers": 1, "hidden_dim": 200, "heads": 4}  # parameter-matched to glot on MiniLM
+    options = ("normalize", "num_layers", "hidden_dim", "heads", "jk", "readout_hidden")
+    #: parameter-matched to glot on MiniLM
+    defaults = {"num_layers": 1, "hidden_dim": 200, "heads": 4, **ROBUST_DEFAULTS}
 
     def __init__(self, config: PoolerConfig) -> None:
         Pooler.__init__(self, config)
@@ -48,13 +49,15 @@ class PMAPooler(Pooler):
     """Set-Transformer pooling (PyG's SetTransformerAggregation): Linear(D, P), K SABs, PMA on one seed."""
 
     name = "pma"
-    options = ("num_layers", "hidden_dim", "heads")
-    defaults = {"num_layers": 1, "hidden_dim": 208, "heads": 4}  # parameter-matched to glot on MiniLM
+    options = ("normalize", "num_layers", "hidden_dim", "heads")
+    #: parameter-matched to glot on MiniLM
+    defaults = {"num_layers": 1, "hidden_dim": 208, "heads": 4, **ROBUST_DEFAULTS}
 
     def __init__(self, config: PoolerConfig) -> None:
         super().__init__(config)
         g = config.gnn
         check_heads(self.name, g.hidden_dim, g.heads)
+        self.normalizer = InputNorm(self.token_dim, config.input.normalize)
         self.head = PMAHead(self.token_dim, g.hidden_dim, g.num_layers, g.heads)
 
     @property
@@ -62,7 +65,7 @@ class PMAPooler(Pooler):
         return self.head.width
 
     def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
-        return self.head(x, ptr)
+        return self.head(self.normalizer(x), ptr)
 
 
 @register_pooler
@@ -72,6 +75,7 @@ class LearnedGraphPooler(ReadoutPooler):
     name = "learned-graph"
     uses_graph = True
     options = (
+        "normalize",
         "tau",
         "rank",
         "self_loops",
@@ -82,7 +86,8 @@ class LearnedGraphPooler(ReadoutPooler):
         "jk",
         "readout_hidden",
     )
-    defaults = {"weighted": True, "tau": 0.5}  # the weights carry the projection's gradient: always on
+    #: the weights carry the projection's gradient: always on
+    defaults = {"weighted": True, "tau": 0.5, **ROBUST_DEFAULTS}
 
     def __init__(self, config: PoolerConfig) -> None:
         check_learned_graph(config)
