@@ -160,13 +160,15 @@ def test_cuda_without_cuda_is_one_line_from_the_api_and_every_command(
         ["compare", "--ratios", "0.2", "--poolers", "mean", "--model", model, "--out", str(tmp_path / "cmp")],
         ["encode", str(texts), "--model", model, "--pooler", "mean", "-o", str(tmp_path / "e.npy")],
         ["eval", str(tmp_path)],
+        ["cache", "--task", "stress", "--n-train", "40", "--n-eval", "10", "--model", model,
+         "--cache-dir", str(tmp_path / "cc")],
     ]  # fmt: skip
     for argv in commands:
         capsys.readouterr()
         assert main([*argv, "--device", "cuda:1", "--no-progress"]) == 2, argv[0]
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "device 'cuda:1'" in err and "needs CUDA" in err, (argv[0], err)
-    assert not (tmp_path / "c").exists() and not (tmp_path / "cli").exists()
+    assert not any((tmp_path / d).exists() for d in ("c", "cli", "cc"))
 
 
 def test_a_device_that_is_no_device_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -178,7 +180,7 @@ def test_a_device_that_is_no_device_is_refused_in_one_line(capsys: pytest.Captur
 
 
 def test_help_says_what_auto_means(capsys: pytest.CaptureFixture[str]) -> None:
-    for command in ("train", "compare", "eval", "encode"):
+    for command in ("train", "compare", "eval", "encode", "cache"):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())

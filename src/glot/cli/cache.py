@@ -8,7 +8,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from glot.cli.common import add_json_argument, maybe_write_json, print_table, truncation_message, warn
-from glot.cli.options import add_model_arguments, add_task_arguments, load_backbone, load_task
+from glot.cli.options import add_model_arguments, add_task_arguments, cli_device, load_backbone, load_task
 
 # torch, transformers, PyG and the modules built on them are imported inside the functions (lazy command
 # loading): `glot cache --help` loads none of them (tests/test_imports.py).
@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="texts per cache shard file (default 1024); under torchrun the shards are the unit of work split "
         "over the ranks, so use several shards per rank",
     )
+    from glot.training.config import DEVICE_RULE  # no torch
+
+    parser.add_argument(
+        "--device", default="auto",
+        help=f"where the backbone runs: {DEVICE_RULE} (default auto; --device-map auto overrides it)",
+    )  # fmt: skip
     add_json_argument(parser)
 
 
@@ -53,6 +59,7 @@ def _run(args: argparse.Namespace, main: bool, ranks: int) -> int:
     from glot.cache import resolve_cache_root
     from glot.cache.task import cache_task
 
+    cli_device(args.device)  # --device cuda without CUDA: one line before anything is read or written
     resolve_cache_root(args.cache_dir)  # a bad --cache-dir fails here, before any model is loaded
     task = load_task(args)
     backbone = load_backbone(args, args.max_length or task.max_length)

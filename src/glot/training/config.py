@@ -27,10 +27,12 @@ OPTIMIZERS = ("adam", "adamw")
 #: Precisions of the pooler + head (:mod:`glot.training.precision`); "auto" = bf16 where the hardware has it.
 HEAD_DTYPES = ("auto", "fp32", "bf16")
 #: ``--device`` (every command that runs the pooler + head); resolved by :func:`glot.distributed.device`.
-DEVICE_HELP = (
-    "where the pooler + task head run (and, from the CLI, the backbone): auto = this rank's GPU "
-    "(cuda:LOCAL_RANK under torchrun, else cuda:0) when CUDA is available, else cpu; or cpu, cuda, cuda:N"
+#: what --device auto means (glot.distributed.device), for every command's help
+DEVICE_RULE = (
+    "auto = this rank's GPU (cuda:LOCAL_RANK under torchrun, else cuda:0) when CUDA is available, else cpu; "
+    "or cpu, cuda, cuda:N"
 )
+DEVICE_HELP = "where the pooler + task head run (and, from the CLI, the backbone): " + DEVICE_RULE
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 #: Training defaults (benchmarks/sweep_defaults.py; docs/results.md): one lr for every pooler and backbone,
 #: enough epochs for small data, early stopping on the validation split carved from train.
