@@ -139,7 +139,35 @@ def tables(runs: dict[str, Any]) -> str:
     for (model, task, pooler, normalize), cells in rows.items():
         vals = [" / ".join(v for k, v in sorted(cells.items()) if k.split("|")[0] == lr) or "-" for lr in lrs]
         out.append(f"| {model} | {task} | {pooler} | {normalize} | " + " | ".join(vals) + " |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out + choice(runs, lrs)) + "\n"
+
+
+def choice(runs: dict[str, Any], lrs: list[str]) -> list[str]:
+    """The default lr the sweep supports: over every (backbone, task, learned pooler, normalize, seed) run at
+    every lr of the grid, the lr with the best mean validation accuracy; a diverged run counts as 0. Beside
+    it each lr's worst run and how many runs it is within 1 point of that run's best lr."""
+    groups: dict[tuple[str, ...], dict[str, float]] = {}
+    for key, r in runs.items():
+        model, task, pooler, normalize, lr, seed = key.split("|")
+        if pooler in LEARNED:
+            groups.setdefault((model, task, pooler, normalize, seed), {})[lr] = (
+                0.0 if r["diverged"] else r["val"]
+            )
+    full = {g: v for g, v in groups.items() if set(v) == set(lrs)}
+    if not full:
+        return []
+    best = {g: max(v.values()) for g, v in full.items()}
+    out = ["", f"Over the {len(full)} learned-pooler runs with every lr of the grid (a diverged run counts as 0):", "",
+           "| lr | mean val % | worst val % | within 1 point of the run's best lr | diverged |", "|---|---|---|---|---|"]  # fmt: skip
+    mean = {lr: sum(v[lr] for v in full.values()) / len(full) for lr in lrs}
+    for lr in lrs:
+        near = sum(v[lr] >= best[g] - 0.01 for g, v in full.items())
+        div = sum(runs[f"{g[0]}|{g[1]}|{g[2]}|{g[3]}|{lr}|{g[4]}"]["diverged"] for g in full)
+        worst = min(v[lr] for v in full.values())
+        out.append(f"| {lr} | {100 * mean[lr]:.1f} | {100 * worst:.1f} | {near} of {len(full)} | {div} |")
+    top = max(lrs, key=lambda lr: (mean[lr], -float(lr)))
+    out += ["", f"Best mean validation accuracy: lr {top}."]
+    return out
 
 
 if __name__ == "__main__":
