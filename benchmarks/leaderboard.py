@@ -201,9 +201,8 @@ def run_board(args: argparse.Namespace) -> tuple[int, list[str]]:
 
 def write_report(root: Path, json_path: Path) -> dict[str, Any]:
     """``--json`` (every head's numbers) and its ``.md`` from the cells that exist now, atomically."""
-    data = aggregate(
-        Board(root, head_settings)
-    )  # read afresh: parallel runs into one board add cells and grid
+    # read afresh: parallel runs into one board add cells and grid
+    data = aggregate(Board(root, head_settings))
     atomic_write_json(json_path, data)
     atomic_write_text(json_path.with_suffix(".md"), markdown(data))
     return data
