@@ -10,7 +10,7 @@ Default hyperparameters (all poolers alike): the paper's stress-test architectur
 Adam) with tau = auto (chosen on the training states for a 5% edge density, glot.pooling.normalize) and the
 training defaults of ``glot.training.config.TrainConfig`` (one lr for every pooler and backbone, early stopping
 on validation); benchmarks/sweep_defaults.py chose the lr on validation splits only (docs/results.md, section
-6c: 3e-3 ties with 1e-3 across four backbones, 1e-2 is 3 points lower). Before this, the defaults
+6c: over 4 backbones, 2 tasks and 3 seeds 3e-3 ties with 1e-3; 1e-2 is 3 points lower). Before this, the defaults
 were lr 1e-2 / 10 epochs / tau 0.6 chosen on MiniLM, under which GLOT stayed at chance on SmolLM2-135M.
 Numbers: docs/results.md.
 """
