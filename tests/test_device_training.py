@@ -171,6 +171,30 @@ def test_cuda_without_cuda_is_one_line_from_the_api_and_every_command(
     assert not any((tmp_path / d).exists() for d in ("c", "cli", "cc"))
 
 
+@no_cuda
+def test_glot_cache_on_an_explicit_cpu_builds_the_entry_the_default_does(tmp_path: Path, capsys) -> None:
+    model = str(make_tiny_bert(tmp_path / "bert"))
+    base = [
+        "cache",
+        "--task",
+        "stress",
+        "--n-train",
+        "30",
+        "--n-eval",
+        "10",
+        "--model",
+        model,
+        "--no-progress",
+    ]
+    keys = []
+    for name, extra in (("auto", []), ("cpu", ["--device", "cpu"])):
+        out = tmp_path / f"{name}.json"
+        assert main([*base, "--cache-dir", str(tmp_path / name), "--json", str(out), *extra]) == 0
+        info = json.loads(out.read_text())
+        keys.append((info["key"], info["texts"], info["tokens"]))
+    assert keys[0] == keys[1]  # the device is not in the key, and the same states were stored
+
+
 def test_a_device_that_is_no_device_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     for bad in ("gpu", "cuda:x", "meta", 0):
         with pytest.raises(InputError, match="device must be auto, cpu, cuda or cuda:N"):

@@ -27,7 +27,7 @@ from glot.pooling.base import (
     Pooler,
     ReadoutPooler,
     register_pooler,
-)  # fmt: skip
+)
 from glot.pooling.config import OPTION_SECTION, PoolerConfig
 from glot.pooling.readout import first_token, last_token, max_readout, mean_readout
 
