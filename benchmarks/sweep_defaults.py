@@ -29,7 +29,7 @@ from glot.backbones.frozen import FrozenBackbone
 from glot.cache.task import CachedTask, cache_task
 from glot.data import get_task
 from glot.io import atomic_write_json, atomic_write_text
-from glot.training.config import DEFAULT_LR, TrainConfig
+from glot.training.config import DEFAULT_LR, DEFAULT_LR_PLATEAU, TrainConfig
 from glot.training.loop import NonFiniteError, fit
 
 RESULTS = Path(__file__).parent / "results"
@@ -40,7 +40,9 @@ LEARNED = ("adapool", "mlp", "glot")
 TIE = 0.005
 SWEEP_NOTE = (
     "Command and reading: docs/results.md, section 6c. Validation accuracy only (the eval split is dropped before "
-    "training); each cell lists the seeds' runs, seed 0 first, with the epochs each ran (early stopping).\n"
+    "training); each cell lists the seeds' runs, seed 0 first, with the epochs each ran (early stopping). An lr "
+    "with a p<N> suffix halves after N epochs without a validation gain (--lr-plateau N); the others are "
+    "constant.\n"
 )
 
 
@@ -69,17 +71,31 @@ def pooler_options(task: str, pooler: str, normalize: str) -> dict[str, Any]:
     return options
 
 
+def lr_label(lr: float, plateau: int) -> str:
+    """The sweep's name of a learning-rate setting: the lr, and ``p<N>`` when it halves after N epochs without
+    a validation gain (``--lr-plateau``), e.g. ``0.003`` (constant) or ``0.003p2``."""
+    return f"{lr:g}" + (f"p{plateau}" if plateau else "")
+
+
+def label_order(label: str) -> tuple[float, int]:
+    lr, _, plateau = label.partition("p")
+    return float(lr), int(plateau or 0)
+
+
 def run_one(cached: CachedTask, task: str, pooler: str, normalize: str, lr: float, args: argparse.Namespace,
             seed: int, folder: Path) -> dict[str, Any]:  # fmt: skip
     config = TrainConfig(pooler=pooler, pooler_options=pooler_options(task, pooler, normalize), lr=lr,
-                         epochs=args.epochs, patience=args.patience, seed=seed)  # fmt: skip
+                         lr_plateau=args.lr_plateau, epochs=args.epochs, patience=args.patience,
+                         seed=seed)  # fmt: skip
     start = time.perf_counter()
     try:
         m = fit(cached, config, folder, progress=False)
     except NonFiniteError as err:
         return {"diverged": True, "error": str(err), "seconds": time.perf_counter() - start}
     return {
-        "diverged": False, "val": m["val"], "best_val_epoch": m["best_val_epoch"], "epochs_run": m["epochs_run"],
+        # the best validation score reached (the kept epoch may be one example below it: select_slack)
+        "diverged": False, "val": max(h["val"] for h in m["history"]), "best_val_epoch": m["best_val_epoch"],
+        "epochs_run": m["epochs_run"],
         "val_per_epoch": [h["val"] for h in m["history"]], "input_fit": m.get("input_fit"),
         "train_seconds": m["train_seconds"], "sizes": m["sizes"],
     }  # fmt: skip
@@ -94,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         "--normalize", default="standardize", help="for the learned poolers, e.g. none,standardize"
     )
     p.add_argument("--lrs", default="1e-3,3e-3,1e-2")
+    p.add_argument(
+        "--lr-plateau",
+        type=int,
+        default=0,
+        help="halve the lr after N epochs without a validation gain (0 = off)",
+    )
     p.add_argument("--seeds", default="0")
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--patience", type=int, default=TrainConfig.patience)
@@ -114,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                 for normalize in norms:
                     for lr in args.lrs.split(","):
                         for seed in (int(s) for s in args.seeds.split(",")):
-                            key = f"{model}|{task_name}|{pooler}|{normalize}|{float(lr):g}|{seed}"
+                            label = lr_label(float(lr), args.lr_plateau)
+                            key = f"{model}|{task_name}|{pooler}|{normalize}|{label}|{seed}"
                             folder = args.runs / key.replace("|", "/")
                             done[key] = run_one(
                                 cached, task_name, pooler, normalize, float(lr), args, seed, folder
@@ -140,7 +163,7 @@ def tables(runs: dict[str, Any]) -> str:
         lrs += [lr] if lr not in lrs else []
         cell = "div" if r["diverged"] else f"{100 * r['val']:.1f} ({r['epochs_run']} ep)"
         rows.setdefault((model, task, pooler, normalize), {})[lr + "|" + seed] = cell
-    lrs.sort(key=float)
+    lrs.sort(key=label_order)
     head = "| backbone | task | pooler | normalize | " + " | ".join(f"lr {lr}" for lr in lrs) + " |"
     out = [
         "## Defaults sweep: validation accuracy % (epochs run)\n",
@@ -177,9 +200,9 @@ def choice(runs: dict[str, Any], lrs: list[str]) -> list[str]:
         div = sum(runs[f"{g[0]}|{g[1]}|{g[2]}|{g[3]}|{lr}|{g[4]}"]["diverged"] for g in full)
         worst = min(v[lr] for v in full.values())
         out.append(f"| {lr} | {100 * mean[lr]:.1f} | {100 * worst:.1f} | {near} of {len(full)} | {div} |")
-    top = max(lrs, key=lambda lr: (mean[lr], -float(lr)))
+    top = max(lrs, key=lambda lr: (mean[lr], -label_order(lr)[0]))
     tied = [lr for lr in lrs if mean[lr] >= mean[top] - TIE]
-    default = f"{DEFAULT_LR:g}"
+    default = lr_label(DEFAULT_LR, DEFAULT_LR_PLATEAU)
     verdict = "is among them: the sweep supports it" if default in tied else "is NOT among them: change it"
     out += ["", f"Best mean validation accuracy: lr {top}; within {100 * TIE:.1f} points of it (a tie at this "
             f"sweep's noise): {', '.join(tied)}. The package default (lr {default}) {verdict}."]  # fmt: skip

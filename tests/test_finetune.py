@@ -353,7 +353,8 @@ def test_finetuning_reports_per_epoch_eval_and_selects_on_validation(
         toy_task, str(tiny_llama), "full", None, CONFIG.replace(epochs=2), options=opts, progress=False
     )
     assert [h["epoch"] for h in m["history"]] == [1, 2] and all(h["eval"] is not None for h in m["history"])
-    best = max(m["history"], key=lambda h: (h["val"], -h["epoch"]))
+    n_val, top = m["sizes"]["val"], max(round(h["val"] * m["sizes"]["val"]) for h in m["history"])
+    best = [h for h in m["history"] if round(h["val"] * n_val) >= top - CONFIG.select_slack][-1]  # the rule
     assert m["best_val_epoch"] == best["epoch"] and m["val"] == best["val"]  # chosen on validation, not eval
     assert m["eval"] == best["eval"] and m["eval_best_epoch_optimistic"]["value"] >= m["eval"]
     assert [h["steps"] for h in m["history"]] == [18, 18]  # 288 training rows in batches of 16

@@ -47,3 +47,16 @@ def test_a_clear_winner_that_is_not_the_default_says_change_it(sweep: Any) -> No
     runs = _runs({"0.01": [0.95, 0.95], default: [0.80, 0.90]})
     text = "\n".join(sweep.choice(runs, sorted(["0.01", default], key=float)))
     assert f"(lr {default}) is NOT among them: change it" in text
+
+
+def test_a_plateau_schedule_is_its_own_column_next_to_its_constant_lr(sweep: Any) -> None:
+    default = sweep.lr_label(sweep.DEFAULT_LR, sweep.DEFAULT_LR_PLATEAU)
+    assert sweep.lr_label(3e-3, 0) == "0.003" and sweep.lr_label(3e-3, 2) == "0.003p2"
+    labels = sorted(["0.003p2", "0.01", "0.003", "0.001"], key=sweep.label_order)
+    assert labels == ["0.001", "0.003", "0.003p2", "0.01"]
+    runs = _runs({"0.003p2": [0.99, 0.99], default: [0.80, 0.90], "0.01": [0.8, 0.8]})
+    text = "\n".join(sweep.choice(runs, sorted(["0.003p2", default, "0.01"], key=sweep.label_order)))
+    assert "Best mean validation accuracy: lr 0.003p2" in text
+    assert f"(lr {default}) is NOT among them: change it" in text
+    table = sweep.tables(runs)
+    assert "| lr 0.003p2 |" in table and "99.0 (3 ep) / 99.0 (3 ep)" in table

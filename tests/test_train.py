@@ -271,6 +271,9 @@ def test_an_epoch_folder_of_another_run_is_not_loaded(cached, tmp_path: Path) ->
         ("grad_clip", float("inf")),
         ("grad_clip", float("nan")),
         ("val_fraction", float("nan")),
+        ("lr_factor", float("nan")),
+        ("lr_factor", 1.0),  # no cut at all: say lr_plateau=0 instead
+        ("lr_plateau", -1),
         ("lr", True),
         ("lr", 1e38),  # would overflow inside torch's Adam step
     ],

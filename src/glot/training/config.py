@@ -39,6 +39,11 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 DEFAULT_LR = 3e-3
 DEFAULT_EPOCHS = 20
 DEFAULT_PATIENCE = 5
+#: The selected epoch is the latest within this many validation examples of the best (glot.training.selection).
+DEFAULT_SELECT_SLACK = 1
+#: The lr halves after this many epochs in a row without a validation gain (0 = constant lr).
+DEFAULT_LR_PLATEAU = 0
+DEFAULT_LR_FACTOR = 0.5
 #: Largest learning rate accepted: Adam's steps are ~lr per weight, so anything near this is already absurd
 #: (and lr > ~3e37 overflows inside torch's Adam step).
 MAX_LR = 10.0
@@ -85,7 +90,10 @@ class TrainConfig:
     GNN and readout sections, normalised to that pooler's defaults), so equal poolers give equal configs and one
     run key. It may be given as ``glot.build_pooler`` keywords (e.g. ``{"tau": 0.6, "num_layers": 4}``), as
     sections or as their JSON. ``head_options`` go to ``glot.training.heads.build_head``. ``patience`` = stop
-    after that many epochs without a validation improvement (None = never). ``max_length`` = backbone
+    after that many epochs without a validation improvement (None = never). ``lr_plateau`` / ``lr_factor``: the
+    lr is multiplied by ``lr_factor`` after ``lr_plateau`` epochs in a row without a strict validation gain
+    (:func:`glot.training.selection.lr_scale`; 0 = constant lr). ``select_slack``: the epoch kept is the latest
+    within that many validation examples of the best validation accuracy. ``max_length`` = backbone
     truncation (None = the task's). ``grad_clip`` = max gradient norm (None = off). ``head_dtype``: see
     :mod:`glot.training.precision`; a run records the dtype it used (``"auto"`` resolved) in its key.
     ``device``: where the pooler + head train, resolved by :func:`glot.distributed.device` (``"auto"``: this
@@ -97,6 +105,11 @@ class TrainConfig:
     head_options: dict[str, Any] = field(default_factory=dict)
     optimizer: str = _flag("adam", "optimizer", choices=OPTIMIZERS)
     lr: float = _flag(DEFAULT_LR, "learning rate, one for every pooler (paper: 2e-4 GLUE, 1e-4 stress test)")
+    lr_plateau: int = _flag(
+        DEFAULT_LR_PLATEAU,
+        "multiply the lr by --lr-factor after N epochs in a row without a validation improvement (0 = constant)",
+    )
+    lr_factor: float = _flag(DEFAULT_LR_FACTOR, "the lr's factor at each --lr-plateau reduction, in (0, 1)")
     weight_decay: float = _flag(0.0, "weight decay (0 = off)")
     epochs: int = _flag(DEFAULT_EPOCHS, "max epochs (early stopping: --patience)")
     batch_size: int = _flag(
@@ -107,8 +120,12 @@ class TrainConfig:
     val_fraction: float = _flag(0.1, "share of train held out for model selection")
     patience: int | None = _flag(
         DEFAULT_PATIENCE,
-        "stop after N epochs without a validation improvement (the best epoch's weights are kept; of epochs "
-        "tied on the best score, the latest)",
+        "stop after N epochs without a validation improvement (the weights kept: see --select-slack)",
+    )
+    select_slack: int = _flag(
+        DEFAULT_SELECT_SLACK,
+        "keep the latest epoch whose validation accuracy is within N validation examples of the best (0 = "
+        "exact ties only; metrics other than accuracy: exact ties)",
     )
     max_length: int | None = None
     grad_clip: float | None = _flag(None, "max gradient norm; default off")
@@ -151,6 +168,11 @@ class TrainConfig:
             "lr", self.lr, f"a finite number in (0, {MAX_LR:g}] (paper: 2e-4 GLUE, 1e-4 stress test)",
             lambda v: 0 < v <= MAX_LR,
         )  # fmt: skip
+        for name, zero in (("lr_plateau", "constant lr"), ("select_slack", "exact ties only")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InputError(f"{name} must be an integer >= 0 (0 = {zero}), got {value!r}")
+        _finite("lr_factor", self.lr_factor, "a number in (0, 1), e.g. 0.5", lambda v: 0 < v < 1)
         _finite("weight_decay", self.weight_decay, "a finite number >= 0 (0 = off)", lambda v: v >= 0)
         for name in ("epochs", "batch_size", "eval_batch_size"):
             _positive_int(name, getattr(self, name))

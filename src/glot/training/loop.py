@@ -7,7 +7,7 @@ full fine-tuning run (:mod:`glot.training.finetune`) goes through the SAME loop;
 backbone's trainable weights are optimised and checkpointed with the pooler and head.
 
 Model selection uses a validation split CARVED FROM TRAIN (``val_fraction``, stratified for classification):
-each epoch trains, scores the validation split and keeps the best state (ties: the later epoch, see
+each epoch trains, scores the validation split and keeps the best state (the latest within one example, see
 :func:`~glot.training.selection.select_epoch`); at the end the best-on-validation state is loaded and the eval split's metric is computed once. The eval split's LABELS are read only then: each
 epoch only stores eval predictions, from which the per-epoch eval metric — and the paper-style "best epoch on
 the eval split" (optimistic) — are computed at the end.
@@ -55,7 +55,7 @@ from glot.training.config import TrainConfig
 from glot.training.heads import TaskHead
 from glot.training.precision import at_head_dtype, keyed, resolve_head_dtype
 from glot.training.results import finish_run, summarize
-from glot.training.selection import select_epoch, stops_early
+from glot.training.selection import lr_scale, select_epoch, selection_tolerance, stops_early
 from glot.training.setup import (
     Rows,
     Setup,
@@ -218,6 +218,9 @@ def _epoch(
     ``state`` (history, costs, best epoch, early stopping). Returns (mean train loss, validation metric)."""
     assert rows["train"] is not None
     epoch, t0 = state["epoch"] + 1, time.perf_counter()
+    scale = lr_scale([h["val"] for h in state["history"]], config.lr_plateau, config.lr_factor)
+    for group, (base, _) in zip(optimizer.param_groups, setup.param_groups(config.lr), strict=True):
+        group["lr"] = base * scale  # from the stored scores: a resumed run gets the same lr
     with torch.random.fork_rng(devices=[]):  # dropout masks (fine-tuning) depend on (seed, epoch) alone
         torch.manual_seed(int(np.random.SeedSequence([config.seed, epoch]).generate_state(1)[0]))
         loss, steps = _train_epoch(
@@ -231,10 +234,17 @@ def _epoch(
             _pooler(setup, config), setup.head, setup.source, "eval", rows["eval"], setup.task.metric,
             config.eval_batch_size,
         )  # fmt: skip
-    select_epoch(state, epoch, val)
+    n_val = 0 if rows["val"] is None else len(rows["val"])
+    select_epoch(state, epoch, val, selection_tolerance(setup.task.metric, config.select_slack, n_val))
     state["epoch"] = epoch
     state["history"].append(
-        {"epoch": epoch, "train_loss": loss, "val": val, "seconds": time.perf_counter() - t0}
+        {
+            "epoch": epoch,
+            "lr": config.lr * scale,
+            "train_loss": loss,
+            "val": val,
+            "seconds": time.perf_counter() - t0,
+        }
     )
     state["costs"].append({"steps": steps, "train_seconds": t1 - t0, "val_seconds": t2 - t1})
     state["stopped_early"] = stops_early(state, epoch, config)

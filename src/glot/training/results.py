@@ -35,7 +35,7 @@ def finish_run(
     load_epoch(run_dir, best, modules, run_key=key)
     metrics: dict[str, Any] = {
         "task": task.name, "metric": task.metric, "seed": config.seed,
-        "best_val_epoch": best, "val": state["best_val"], "epochs_run": state["epoch"],
+        "best_val_epoch": best, "val": _val_at(state, best), "epochs_run": state["epoch"],
         "stopped_early": state["stopped_early"], "sizes": row_counts(rows),
         "train_seconds": sum(h["seconds"] for h in state["history"]),
         "history": [dict(h) for h in state["history"]], "run_key": key,
@@ -62,6 +62,11 @@ def finish_run(
         setup.finish(run_dir, state, optimizer, metrics)
     atomic_write_json(run_dir / METRICS_NAME, metrics)
     return metrics
+
+
+def _val_at(state: dict[str, Any], epoch: int) -> float | None:
+    """The validation score of the selected ``epoch`` (within the selection's tolerance of the best)."""
+    return next((h["val"] for h in state["history"] if h["epoch"] == epoch), None)
 
 
 def summarize(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
