@@ -15,7 +15,7 @@ import torch
 
 import glot
 from glot.cli import main
-from glot.cli.options import TRAIN_FIELDS_ELSEWHERE, add_optim_arguments, add_pooler_arguments
+from glot.cli.config_flags import TRAIN_FIELDS_ELSEWHERE, add_optim_arguments, add_pooler_arguments
 from glot.pooling.config import OPTION_SECTION
 from glot.pooling.packing import pack
 from glot.training.config import DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_PATIENCE, TrainConfig

@@ -23,18 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from glot.cli.common import CLIError, add_json_argument, console, markdown_table, print_table
+from glot.cli.config_flags import add_optim_arguments, add_pooler_arguments, check_pooler, train_config
 from glot.cli.options import (
     add_model_arguments,
-    add_optim_arguments,
-    add_pooler_arguments,
-    check_pooler,
     load_backbone,
     parse_float_list,
     parse_int_list,
     parse_options,
     torch_threads,
-    train_config,
-)  # fmt: skip
+)
 from glot.cli.runinfo import input_fit_label, sizes_label
 
 HELP = "poolers x seeds x distractor ratios on the stress test -> table, JSON, plot"

@@ -16,18 +16,15 @@ from glot.cli.common import (
     truncation_message,
     warn,
 )
+from glot.cli.config_flags import add_optim_arguments, add_pooler_arguments, check_pooler, train_config
 from glot.cli.options import (
     add_model_arguments,
-    add_optim_arguments,
-    add_pooler_arguments,
     add_task_arguments,
-    check_pooler,
     load_backbone,
     load_task,
     parse_int_list,
     parse_options,
     torch_threads,
-    train_config,
 )
 from glot.cli.runinfo import input_fit_label, sizes_label
 from glot.pooling.config import POOLER_NAMES

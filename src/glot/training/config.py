@@ -1,7 +1,7 @@
 """``TrainConfig``: every setting of a training run, validated, with a JSON round trip.
 
 Each field's default and help text live here once; the ``glot train`` / ``glot compare`` training flags are
-generated from these fields (``glot.cli.options.add_optim_arguments``).
+generated from these fields (``glot.cli.config_flags.add_optim_arguments``).
 """
 
 from __future__ import annotations
