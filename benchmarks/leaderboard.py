@@ -18,8 +18,8 @@ under ``--cells`` (default ``benchmarks/results/leaderboard-cells/``) the moment
 cells exist, missing ones marked. A rerun of the same command trains only the cells that are missing (a run
 stopped mid-way resumes from its last epoch in its glot run folder under ``--runs``), and loads no backbone
 when none is. A board keeps one set of settings (n_train, n_eval, data seed, epochs, patience, lrs, selection
-seed): a run with other settings is refused, so give it its own ``--json``. Parallel runs into one board (e.g.
-one per ``--models``) are safe; the grids they ask for are merged. A cell records the head's full settings;
+seed, and the package's epoch-selection slack, ``TrainConfig.select_slack``): a run with other settings is
+refused, so give it its own ``--json``. Parallel runs into one board (e.g. one per ``--models``) are safe; the grids they ask for are merged. A cell records the head's full settings;
 when a head's defaults change, its old cells are stale (left out of the report, retrained by the next run, in
 a fresh run folder). Timings are noisy on a shared machine.
 """
@@ -39,6 +39,7 @@ import torch
 
 from common import machine_info
 from glot.io import atomic_write_json, atomic_write_text
+from glot.training.config import DEFAULT_SELECT_SLACK
 from leaderboard_cells import Board, aggregate, choose_lr, markdown, slug
 
 RESULTS = Path(__file__).parent / "results"
@@ -137,8 +138,9 @@ def train_cell(
 
     s, head = args.settings, head_settings(task, pooler)
     config = TrainConfig(pooler=pooler, pooler_options=pooler_options(pooler, task_spec(task)[0] in SYNTHETIC),
-                         lr=lr, epochs=s["epochs"], patience=s["patience"], batch_size=s["batch_size"], seed=seed)  # fmt: skip
-    tag = f"n{s['n_train']}-{s['n_eval']}-d{s['data_seed']}-e{s['epochs']}-p{s['patience']}"
+                         lr=lr, epochs=s["epochs"], patience=s["patience"], batch_size=s["batch_size"],
+                         select_slack=s["select_slack"], seed=seed)  # fmt: skip
+    tag = f"n{s['n_train']}-{s['n_eval']}-d{s['data_seed']}-e{s['epochs']}-p{s['patience']}-s{s['select_slack']}"
     run_dir = (args.runs / tag / slug(source.model) / task / pooler / settings_tag(head) / f"lr-{lr:g}"
                / f"seed-{seed}")  # fmt: skip
     cell: dict[str, Any] = {"model": source.model, "task": task, "pooler": pooler, "lr": lr, "seed": seed,
@@ -240,7 +242,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.cells = args.cells or args.json.with_name(args.json.stem + "-cells")
     args.settings = {"n_train": args.n_train, "n_eval": args.n_eval, "data_seed": args.data_seed,
                      "epochs": args.epochs, "patience": args.patience, "batch_size": BATCH_SIZE,
-                     "lrs": args.lrs, "selection_seed": args.seeds[0]}  # fmt: skip
+                     "lrs": args.lrs, "selection_seed": args.seeds[0],
+                     "select_slack": DEFAULT_SELECT_SLACK}  # fmt: skip
     args.grid = {"models": args.models, "tasks": args.tasks, "poolers": poolers(args.poolers),
                  "seeds": args.seeds}  # fmt: skip
     return args

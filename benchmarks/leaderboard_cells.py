@@ -31,7 +31,17 @@ from glot.io import atomic_write_json, read_json
 
 FORMAT = 1
 #: what a board's numbers depend on besides the grid: every run into one cells folder must use the same
-SETTINGS = ("n_train", "n_eval", "data_seed", "epochs", "patience", "batch_size", "lrs", "selection_seed")
+SETTINGS = (
+    "n_train",
+    "n_eval",
+    "data_seed",
+    "epochs",
+    "patience",
+    "batch_size",
+    "lrs",
+    "selection_seed",
+    "select_slack",
+)
 
 
 def slug(model: str) -> str:

@@ -171,3 +171,29 @@ def test_compare_verdict_needs_three_seeds() -> None:
     assert "+5.0 points over 3 seeds: GLOT is better" in three
     noisy = _verdict(summary([0.80, 0.99, 0.90], [0.88, 0.90, 0.89]))
     assert "no clear difference" in noisy
+
+
+def test_train_flags_for_the_lr_plateau_and_the_selection_slack_reach_the_run(
+    tiny: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    """--lr-plateau / --lr-factor / --select-slack from the CLI: in the run key, each epoch trained at the lr
+    the plateau rule gives for the scores before it, the epoch kept by exact ties, and glot eval reproduces it."""
+    from glot.training.selection import lr_scale
+
+    args, out = _stress_args(tiny, cache_dir), tmp_path / "run"
+    train_argv = ["train", *args, "--pooler", "adapool", "--lr", "1e-2", "--epochs", "9", "--patience", "9",
+                  "--lr-plateau", "1", "--lr-factor", "0.5", "--select-slack", "0", "--out", str(out)]  # fmt: skip
+    assert main(train_argv) == 0
+    train = json.loads((out / "seed-0" / "run_config.json").read_text())["train"]
+    assert (train["lr_plateau"], train["lr_factor"], train["select_slack"]) == (1, 0.5, 0)
+    m = json.loads((out / "seed-0" / "metrics.json").read_text())
+    vals, lrs = [h["val"] for h in m["history"]], [h["lr"] for h in m["history"]]
+    assert len(vals) == 9 and m["sizes"]["val"] == 6
+    assert lrs == pytest.approx([1e-2 * lr_scale(vals[:e], 1, 0.5) for e in range(9)])
+    # 6 validation texts cannot improve strictly 7 epochs in a row: some epoch trained at a cut lr
+    assert min(lrs) < 1e-2
+    assert m["best_val_epoch"] == max(e for e, v in enumerate(vals, 1) if v == max(vals))  # exact ties
+    assert main(["eval", str(out), *args[2:], "--json", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["per_seed"][0]["value"] == pytest.approx(
+        m["eval"]
+    )

@@ -209,3 +209,20 @@ def test_a_changed_head_default_makes_its_cells_stale_and_only_they_retrain(
     assert cell["head_settings"]["readout_hidden"] == 64
     after = json.loads((tmp_path / "board.json").read_text())
     assert after["cells"] == before["cells"] == {"finished": 6, "planned": 6}
+
+
+def test_a_board_made_before_the_selection_slack_refuses_new_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.3's boards picked epochs by exact ties and their board.json has no select_slack: a run now (slack 1)
+    must not add cells read under another rule, and says which setting differs."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import leaderboard_cells as lc
+
+    old = {"n_train": 8, "n_eval": 4, "data_seed": 0, "epochs": 1, "patience": 1, "batch_size": 32,
+           "lrs": [1e-3], "selection_seed": 0}  # fmt: skip
+    grid = {"models": ["a"], "tasks": ["roles"], "poolers": ["mean"], "seeds": [0]}
+    none: Any = lambda task, head: {}  # noqa: E731
+    lc.Board.open(tmp_path, old, grid, none)
+    with pytest.raises(SystemExit, match="select_slack=None; this run asks select_slack=1"):
+        lc.Board.open(tmp_path, old | {"select_slack": 1}, grid, none)
