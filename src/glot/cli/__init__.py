@@ -10,6 +10,9 @@ full disk), named with the path and the fix. Anything else is a bug of ours and 
 Output: every command takes ``--quiet`` (only the result tables and errors), ``--verbose`` (library warnings,
 transformers' logs, progress bars even when piped) and ``--no-progress``; :func:`glot.progress.output` applies
 them in one place. Progress bars draw only on a terminal, so piped logs stay free of bar lines.
+
+Process: before a command runs, :func:`glot.allocator.tune_allocator` keeps glibc from handing freed tensor
+memory back to the OS every step (``GLOT_TUNE_MALLOC=0`` opts out; ``--verbose`` logs what it did).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 
 from glot.cli.common import CLIError, add_output_arguments, error, os_error_message
 from glot.errors import GlotError
-from glot.progress import output
+from glot.progress import log, output
 
 # name -> module under glot.cli (module names avoid clashing with stdlib/builtins)
 COMMANDS: dict[str, str] = {
@@ -89,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(rest)
     try:
         with output(args.verbosity, progress=not args.no_progress):
+            from glot.allocator import tune_allocator
+
+            log.debug("allocator %s", tune_allocator())
             return int(module.run(args) or 0)  # type: ignore[attr-defined]
     except (CLIError, GlotError) as err:  # user errors: one line; every other exception is a bug (traceback)
         return error(_one_line(err))
