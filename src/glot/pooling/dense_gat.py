@@ -28,8 +28,10 @@ from glot.pooling.graph import (
     DEFAULT_BLOCK_ELEMS,
     TokenGraph,
     block_adjacency,
+    bucket_states,
     length_buckets,
     padded_bucket,
+    unit_rows,
 )
 from glot.pooling.packing import check_packed
 
@@ -79,12 +81,12 @@ def build_dense_graph(
     cfg = config or GraphConfig()
     cfg.validate()
     check_packed(x, ptr)
-    xn = F.normalize(x.detach().float(), dim=-1)  # graphs are not differentiated through
+    xz = unit_rows(x)
     buckets = []
     for group in length_buckets(ptr[1:] - ptr[:-1], max_block_elems):
-        gidx, mask = padded_bucket(ptr, group, x.shape[0])
-        adj, sim = block_adjacency(xn[gidx] * mask[..., None], mask, slice(0, mask.shape[1]), cfg)
-        buckets.append((gidx, mask, adj, sim if cfg.weighted else None))
+        slots, mask = padded_bucket(ptr, group, x.shape[0])
+        adj, sim = block_adjacency(bucket_states(xz, slots), mask, slice(0, mask.shape[1]), cfg)
+        buckets.append((slots, mask, adj, sim if cfg.weighted else None))
     return _assemble(buckets, x.shape[0], ptr)
 
 
@@ -107,7 +109,7 @@ def dense_from_edges(
     batch = torch.bucketize(dst, ptr[1:], right=True)  # sentence of each edge's target token
     buckets = []
     for k, group in enumerate(groups):
-        gidx, mask = padded_bucket(ptr, group, num_nodes)
+        slots, mask = padded_bucket(ptr, group, num_nodes)
         width = mask.shape[1]
         sel = (sentence_bucket[batch] == k).nonzero().squeeze(1)
         flat = (sentence_row[batch[sel]] * width + pos[dst[sel]]) * width + pos[src[sel]]
@@ -117,17 +119,16 @@ def dense_from_edges(
         if graph.edge_weight is not None:
             sim = torch.zeros(adj.shape, dtype=graph.edge_weight.dtype, device=ptr.device)
             sim.view(-1)[flat] = graph.edge_weight.to(ptr.device)[sel]
-        buckets.append((gidx, mask, adj, sim))
+        buckets.append((slots, mask, adj, sim))
     return _assemble(buckets, num_nodes, ptr)
 
 
 def _assemble(
     parts: list[tuple[Tensor, Tensor, Tensor, Tensor | None]], n: int, ptr: Tensor
 ) -> DenseTokenGraph:
-    """Buckets (gidx, mask, adj, sim) -> DenseTokenGraph with each token's row in the concatenated outputs."""
+    """Buckets (slots, mask, adj, sim) -> DenseTokenGraph with each token's row in the concatenated outputs."""
     buckets, rows = [], []
-    for gidx, mask, adj, sim in parts:
-        slots = torch.where(mask, gidx, n)
+    for slots, mask, adj, sim in parts:
         real = mask.reshape(-1).nonzero().squeeze(1)
         buckets.append(DenseBucket(slots, mask, real, adj, sim))
         rows.append(slots[mask])

@@ -70,14 +70,33 @@ def length_buckets(lengths: Tensor, max_block_elems: int) -> list[Tensor]:
 
 
 def padded_bucket(ptr: Tensor, group: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
-    """Slot layout of one bucket: ``gidx`` the packed row of each slot (clamped for padding) and ``mask`` the
-    real slots. Shapes: ptr (B + 1,), group (b,) -> gidx (b, W), mask (b, W), W = bucket_width of the longest.
+    """Slot layout of one bucket: ``slots`` the packed row of each slot (``num_nodes`` for padding: the zero row
+    :func:`unit_rows` appends) and ``mask`` the real slots.
+
+    Shapes: ptr (B + 1,), group (b,) -> slots (b, W), mask (b, W), W = bucket_width of the longest.
     """
     lengths = ptr[group + 1] - ptr[group]
     pos = torch.arange(bucket_width(int(lengths.max())), device=ptr.device)
     mask = pos[None, :] < lengths[:, None]
-    gidx = (ptr[group][:, None] + pos[None, :]).clamp_max(max(num_nodes - 1, 0))
-    return gidx, mask
+    slots = torch.where(mask, ptr[group][:, None] + pos[None, :], num_nodes)
+    return slots, mask
+
+
+def unit_rows(x: Tensor) -> Tensor:
+    """The unit-norm fp32 rows of ``x`` (zero rows stay zero) plus one zero row at index N for padding slots.
+
+    Graphs are not differentiated through. Shapes: x (N, D) -> (N + 1, D).
+    """
+    xz = torch.empty(x.shape[0] + 1, x.shape[1], dtype=torch.float32, device=x.device)
+    F.normalize(x.detach().float(), dim=-1, out=xz[:-1])
+    xz[-1] = 0.0
+    return xz
+
+
+def bucket_states(xz: Tensor, slots: Tensor) -> Tensor:
+    """A bucket's padded states: row ``slots[b, l]`` of ``xz`` (zero for padding; one index_select, no mask
+    product). Shapes: xz (N + 1, D), slots (b, W) -> (b, W, D)."""
+    return xz.index_select(0, slots.reshape(-1)).view(*slots.shape, xz.shape[1])
 
 
 def block_adjacency(xp: Tensor, mask: Tensor, rows: slice, cfg: GraphConfig) -> tuple[Tensor, Tensor]:
@@ -88,29 +107,33 @@ def block_adjacency(xp: Tensor, mask: Tensor, rows: slice, cfg: GraphConfig) -> 
     sim = torch.bmm(xp[:, rows], xp.transpose(1, 2)).clamp_(-1.0, 1.0)  # (b, r, L)
     r_idx = torch.arange(rows.start, rows.stop, device=xp.device)
     diag = r_idx[:, None] == torch.arange(xp.shape[1], device=xp.device)[None, :]  # (r, L)
-    valid = mask[:, rows, None] & mask[:, None, :]
-    adj = (sim > cfg.threshold()) & valid & ~diag
+    row_real = mask[:, rows, None]  # (b, r, 1)
+    adj = sim > cfg.threshold()  # then masked in place: one (b, r, L) tensor, no temporaries of its size
+    adj &= row_real
+    adj &= mask[:, None, :]
+    adj.masked_fill_(diag, False)
     if cfg.knn is not None:
         k = min(cfg.knn, xp.shape[1])
+        valid = row_real & mask[:, None, :]
         scores = sim.masked_fill(~valid | diag, float("-inf"))
         top = torch.zeros_like(adj)
         top.scatter_(2, scores.topk(k, dim=2).indices, True)
         adj &= top
     if cfg.self_loops:
-        adj |= diag & valid
+        adj |= diag & row_real  # a real token's own slot (the diagonal of a real row is a real column)
     return adj, sim
 
 
 def _block_edges(
     xp: Tensor, mask: Tensor, rows: slice, cfg: GraphConfig
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Edges whose source row lies in ``rows`` for a padded bucket.
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Edges whose source row lies in ``rows`` for a padded bucket, with their cosines when ``cfg.weighted``.
 
-    Shapes: xp (b, L, D) unit-norm, mask (b, L) -> (bucket idx, i, j, cos) each (E_block,).
+    Shapes: xp (b, L, D) unit-norm, mask (b, L) -> (bucket idx, i, j, cos or None) each (E_block,).
     """
     adj, sim = block_adjacency(xp, mask, rows, cfg)
     b, i, j = adj.nonzero(as_tuple=True)
-    return b, i + rows.start, j, sim[b, i, j]
+    return b, i + rows.start, j, sim[b, i, j] if cfg.weighted else None
 
 
 def build_token_graph(
@@ -127,19 +150,20 @@ def build_token_graph(
     cfg = config or GraphConfig()
     cfg.validate()
     check_packed(x, ptr)
-    xn = F.normalize(x.detach().float(), dim=-1)  # graphs are not differentiated through
+    xz = unit_rows(x)
     lengths = ptr[1:] - ptr[:-1]
     srcs, dsts, weights = [], [], []
     for group in length_buckets(lengths, max_block_elems):
-        gidx, mask = padded_bucket(ptr, group, x.shape[0])  # (b, W): packed row of each slot, real slots
+        slots, mask = padded_bucket(ptr, group, x.shape[0])  # (b, W): packed row of each slot, real slots
         lmax = mask.shape[1]
-        xp = xn[gidx] * mask[..., None]
+        xp = bucket_states(xz, slots)
         rows_per_block = max(1, max_block_elems // (len(group) * lmax))
         for r0 in range(0, lmax, rows_per_block):
             b, i, j, w = _block_edges(xp, mask, slice(r0, min(lmax, r0 + rows_per_block)), cfg)
-            srcs.append(gidx[b, j])  # PyG flow: messages go edge_index[0] -> edge_index[1]; with kNN the
-            dsts.append(gidx[b, i])  # row token i receives from its top-k neighbours j
-            weights.append(w)
+            srcs.append(slots[b, j])  # PyG flow: messages go edge_index[0] -> edge_index[1]; with kNN the
+            dsts.append(slots[b, i])  # row token i receives from its top-k neighbours j
+            if w is not None:
+                weights.append(w)
     edge_index = (
         torch.stack([torch.cat(srcs), torch.cat(dsts)]) if srcs else x.new_zeros(2, 0, dtype=torch.long)
     )
