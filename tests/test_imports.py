@@ -84,22 +84,21 @@ def test_pooling_imports_and_runs_without_transformers_datasets_matplotlib() -> 
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
-def test_old_import_paths_warn_and_give_the_moved_module() -> None:
+@pytest.mark.parametrize(
+    "old", ["glot.poolers", "glot.hub", "glot.taskcache", "glot.trainconfig", "glot._moved"]
+)
+def test_the_0_1_import_paths_are_gone(old: str) -> None:
+    """0.2 moved them and their aliases said they go away in 0.3; 0.5 removed them (README, "Layout")."""
     import importlib
-    import sys
 
-    import glot.export.hub
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(old)
+
+
+def test_glot_train_is_the_training_function() -> None:
     import glot.training.loop
 
-    sys.modules.pop("glot.hub", None)
-    with pytest.warns(DeprecationWarning, match=r"glot\.hub moved to glot\.export\.hub"):
-        old = importlib.import_module("glot.hub")
-    assert old is glot.export.hub
-    sys.modules.pop("glot.train", None)
-    with pytest.warns(DeprecationWarning, match=r"glot\.train moved to glot\.training\.loop"):
-        from glot.train import TrainConfig, train
-    assert train is glot.training.loop.train and TrainConfig is glot.TrainConfig
-    assert callable(sys.modules["glot.train"])  # `glot.train` stays the training function after the import
+    assert glot.train is glot.training.loop.train
 
 
 def _top_level_imports(path: Path, module: str) -> set[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import torch
@@ -50,10 +49,7 @@ def test_every_old_import_path_gives_the_same_objects() -> None:
         assert getattr(poolers, cls) is poolers.pooler_class(name)
     for name in ("transformer", "pma", "learned-graph"):
         assert poolers.pooler_class(name).__module__ == zoo_poolers.__name__
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from glot.poolers import POOLERS, build_pooler  # the 0.1 path
-    assert POOLERS is glot.POOLERS and build_pooler is glot.build_pooler
+    assert poolers.POOLERS is glot.POOLERS and poolers.build_pooler is glot.build_pooler
 
 
 def test_a_saved_pooler_of_every_name_loads_in_a_fresh_process(tmp_path: Path) -> None:
