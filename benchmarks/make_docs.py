@@ -38,8 +38,9 @@ ORDER = [
 
 INTRO = """# Benchmarks
 
-Speed and memory of glot-pooling, measured by the scripts in `benchmarks/` (one per section below; each also
-runs as `glot bench <name> [--quick]` from a checkout). Every section names its machine (CPU model, cores, torch /
+Speed and memory of glot-pooling, measured by the scripts in `benchmarks/` (one per section below; each runs as
+`python benchmarks/<script>.py [--quick]`, and five also as `glot bench pooler|encode|long|gpu|efficiency` from a
+checkout). Every section names its machine (CPU model, cores, torch /
 PyG versions), its command, and gives medians with [min-max] over repeated runs; ratios are measured side by
 side in one process, contenders interleaved per repeat. Tests never assert timings.
 
