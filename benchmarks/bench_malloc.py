@@ -18,6 +18,7 @@ Run: ``python benchmarks/bench_malloc.py [--repeats 5] [--demo] [--quick]``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -49,38 +50,26 @@ def worker(inner: int) -> dict[str, float]:
 
     backbone = FrozenBackbone.from_pretrained("minilm", dtype="auto", max_length=bench_pooler.PAD_TO)
     texts = load_tweets(TEXTS)
-    hidden = torch.zeros(TEXTS, bench_pooler.PAD_TO, backbone.hidden_size)
-    mask = torch.zeros(TEXTS, bench_pooler.PAD_TO, dtype=torch.bool)
-
-    def embed() -> None:
-        for s in range(0, TEXTS, BATCH):
-            h, m = backbone.embed_padded(texts[s : s + BATCH])
-            hidden[s : s + h.shape[0], : h.shape[1]] = h.float()
-            mask[s : s + h.shape[0], : h.shape[1]] = m
-
-    out = {"backbone": median_time(embed, repeats=inner, warmup=1)["median_s"]}
+    out = {
+        "backbone": median_time(lambda: bench_pooler.padded_states(backbone, texts, BATCH), inner)["median_s"]
+    }
+    hidden, mask = bench_pooler.padded_states(backbone, texts, BATCH)
     torch.set_num_threads(1)
-    dtype = resolve_head_dtype("auto")
+    dtype, cpu = resolve_head_dtype("auto"), torch.device("cpu")
+    batches = itertools.cycle(
+        [(hidden[s : s + HEAD_B], mask[s : s + HEAD_B]) for s in range(0, TEXTS, HEAD_B)]
+    )
+    repeats = inner * (TEXTS // HEAD_B)  # every batch `inner` times
     torch.manual_seed(0)
-    pooler = build_pooler("glot", backbone.hidden_size, tau=0.8).eval()
-    forward = bench_pooler.at_dtype(pooler, dtype, torch.device("cpu"))
-    batches = [(hidden[s : s + HEAD_B], mask[s : s + HEAD_B]) for s in range(0, TEXTS, HEAD_B)]
-    turn = iter(range(10**9))
-
-    def head_forward() -> None:
-        with torch.no_grad():
-            forward(*batches[next(turn) % len(batches)])
-
-    out["head forward"] = median_time(head_forward, repeats=inner * len(batches), warmup=2)["median_s"]
+    forward = bench_pooler.at_dtype(build_pooler("glot", backbone.hidden_size, tau=0.8).eval(), dtype, cpu)
+    with torch.no_grad():
+        out["head forward"] = median_time(lambda: forward(*next(batches)), repeats, warmup=2)["median_s"]
     trained, head, opt = train_parts(build_pooler("glot", backbone.hidden_size, tau=0.8).train())
-    fwd = bench_pooler.at_dtype(trained, dtype, torch.device("cpu"))
+    fwd = bench_pooler.at_dtype(trained, dtype, cpu)
     labels = torch.zeros(HEAD_B, dtype=torch.long)
-
-    def step() -> None:
-        h, m = batches[next(turn) % len(batches)]
-        train_step(fwd, head, opt, (h, m, labels[: h.shape[0]]))
-
-    out["head train step"] = median_time(step, repeats=inner * len(batches), warmup=2)["median_s"]
+    out["head train step"] = median_time(
+        lambda: train_step(fwd, head, opt, (*next(batches), labels)), repeats, warmup=2
+    )["median_s"]
     return out
 
 

@@ -67,17 +67,26 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- states
-def minilm_states(n: int) -> tuple[Tensor, Tensor]:
-    """MiniLM fp32 states of the first ``n`` tweets, zero-padded to 128. Shapes: -> (n, 128, 384), (n, 128)."""
+def minilm_states(n: int, dtype: str = "float32") -> tuple[Tensor, Tensor]:
+    """MiniLM states (``dtype``, stored as fp32) of the first ``n`` tweets, zero-padded to 128.
+
+    Shapes: -> (n, 128, 384), (n, 128)."""
     from glot.backbones.frozen import FrozenBackbone
 
-    backbone = FrozenBackbone.from_pretrained("minilm", dtype="float32", max_length=PAD_TO)
-    texts = load_tweets(n)
+    backbone = FrozenBackbone.from_pretrained("minilm", dtype=dtype, max_length=PAD_TO)
+    return padded_states(backbone, load_tweets(n))
+
+
+def padded_states(backbone: Any, texts: list[str], batch: int = 64) -> tuple[Tensor, Tensor]:
+    """``backbone`` over ``texts`` in batches of ``batch``, as fp32 states zero-padded to 128.
+
+    Shapes: -> (n, 128, D), (n, 128)."""
+    n = len(texts)
     hidden = torch.zeros(n, PAD_TO, backbone.hidden_size)
     mask = torch.zeros(n, PAD_TO, dtype=torch.bool)
-    for s in range(0, n, 64):
-        h, m = backbone.embed_padded(texts[s : s + 64])
-        hidden[s : s + h.shape[0], : h.shape[1]] = h
+    for s in range(0, n, batch):
+        h, m = backbone.embed_padded(texts[s : s + batch])
+        hidden[s : s + h.shape[0], : h.shape[1]] = h.float()
         mask[s : s + h.shape[0], : h.shape[1]] = m
     return hidden, mask
 

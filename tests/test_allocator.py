@@ -69,3 +69,8 @@ def test_every_cli_command_runs_after_tuning_and_verbose_says_so(fresh, capsys) 
     assert main(["models", "--verbose"]) == 0
     assert calls == [1]
     assert "allocator tuned: (test)" in capsys.readouterr().err
+
+
+def test_another_c_library_is_left_alone(fresh) -> None:
+    fresh.setattr(allocator, "_libc", lambda: None)  # musl, macOS, Windows: no glibc mallopt
+    assert allocator.tune_allocator() == "left alone: not glibc"

@@ -55,9 +55,9 @@ def _libc() -> Any | None:
     return libc
 
 
-def skip_reason(environ: dict[str, str] | os._Environ[str] | None = None) -> str | None:
+def skip_reason() -> str | None:
     """Why :func:`tune_allocator` leaves the allocator alone in this environment, or None to tune it."""
-    env = os.environ if environ is None else environ
+    env = os.environ
     if env.get(OPT_OUT, "").strip().lower() in ("0", "false", "no", "off"):
         return f"{OPT_OUT}={env[OPT_OUT]}"
     chosen = [name for name in _USER_SETTINGS if name in env]
@@ -73,24 +73,24 @@ def skip_reason(environ: dict[str, str] | os._Environ[str] | None = None) -> str
 def tune_allocator(libc: Any | None = None) -> str:
     """Fix glibc's mmap and trim thresholds for this process (see the module doc); idempotent.
 
-    Returns what it did, for logs: ``"tuned: ..."``, or ``"left alone: <reason>"``.
+    ``libc``: the C library to call (default: this process's, when it is glibc). Returns what it did, for logs:
+    ``"tuned: ..."``, or ``"left alone: <reason>"``.
     """
     global _done
-    if _done is not None:
-        return _done
-    reason = skip_reason()
-    lib = None if reason is not None else (libc if libc is not None else _libc())
-    if reason is None and lib is None:
-        reason = "not glibc"
-    if reason is None and lib is not None:
-        ok = (
-            lib.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-            and lib.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    if _done is None:
+        reason = skip_reason()
+        if reason is None:
+            lib = libc if libc is not None else _libc()
+            if lib is None:
+                reason = "not glibc"
+            elif not (
+                lib.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+                and lib.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+            ):
+                reason = "mallopt refused the values"
+        _done = (
+            f"left alone: {reason}"
+            if reason is not None
+            else f"tuned: mmap threshold {MMAP_THRESHOLD >> 20} MB, trim threshold {TRIM_THRESHOLD >> 20} MB"
         )
-        reason = None if ok else "mallopt refused the values"
-    _done = (
-        f"tuned: mmap threshold {MMAP_THRESHOLD >> 20} MB, trim threshold {TRIM_THRESHOLD >> 20} MB"
-        if reason is None
-        else f"left alone: {reason}"
-    )
     return _done
