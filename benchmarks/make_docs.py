@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/make_docs.py`` after any benchmark run. Known sections come in a fixed order (``ORDER``);
 any other result file follows, alphabetically. Each result file is a self-contained markdown section that starts
-with ``## <title>`` (see ``report.write_results``).
+with ``## <title>`` (see ``report.write_results``). Runs on another machine go to ``benchmarks/results/<name>/``
+(``--out``) and come last, under that machine's heading (``OTHER_MACHINES``), their headings one level down.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ ORDER = [
     "efficiency",
     "gpu_heads",
 ]
+
+#: Result folders of other machines (benchmarks/results/<name>/): name -> the heading their sections go under.
+OTHER_MACHINES = {
+    "avx2": "Second machine: an AVX2-only AMD EPYC (no native bf16, so `auto` picks fp32 everywhere)",
+}
 
 INTRO = """# Benchmarks
 
@@ -95,23 +101,35 @@ def result_files(folder: Path = RESULTS) -> list[Path]:
     return known + [found[name] for name in sorted(found)]
 
 
-def assemble(files: Sequence[Path]) -> str:
-    """The whole document: intro, then every result section (headings demoted under the intro if needed)."""
+def section(path: Path, level: int = 2) -> str:
+    """One result file as a section whose title is at heading ``level`` (deeper headings shift with it)."""
+    body = path.read_text(encoding="utf-8").strip()
+    if not body.startswith("## "):
+        body = f"## {path.stem}\n\n{body}"
+    if level != 2:
+        shift = "#" * (level - 2)
+        body = "\n".join(shift + line if line.startswith("#") else line for line in body.splitlines())
+    return f"\n{body}\n\n_Source: `{path.relative_to(HERE.parent).as_posix()}`._\n"
+
+
+def assemble(files: Sequence[Path], others: dict[str, Sequence[Path]] | None = None) -> str:
+    """The whole document: intro, every result section, then each other machine's sections under its heading."""
     parts = [INTRO.rstrip() + "\n"]
     if not files:
         parts.append("\n_No results yet: run a benchmark script, then this one._\n")
-    for path in files:
-        body = path.read_text(encoding="utf-8").strip()
-        if not body.startswith("## "):
-            body = f"## {path.stem}\n\n{body}"
-        parts.append(f"\n{body}\n\n_Source: `benchmarks/results/{path.name}`._\n")
+    parts += [section(path) for path in files]
+    for name, machine_files in (others or {}).items():
+        if machine_files:
+            parts.append(f"\n## {OTHER_MACHINES.get(name, name)}\n")
+            parts += [section(path, level=3) for path in machine_files]
     return "".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write docs/benchmarks.md atomically (temp file + rename)."""
     files = result_files()
-    atomic_write_text(DOCS, assemble(files))
+    others = {name: result_files(RESULTS / name) for name in OTHER_MACHINES}
+    atomic_write_text(DOCS, assemble(files, others))
     print(f"wrote {DOCS} ({len(files)} result sections)")
     return 0
 

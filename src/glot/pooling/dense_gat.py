@@ -31,7 +31,6 @@ from glot.pooling.graph import (
     bucket_states,
     length_buckets,
     padded_bucket,
-    unit_rows,
 )
 from glot.pooling.packing import check_packed
 
@@ -81,11 +80,10 @@ def build_dense_graph(
     cfg = config or GraphConfig()
     cfg.validate()
     check_packed(x, ptr)
-    xz = unit_rows(x)
-    buckets = []
+    xf, buckets = x.detach().float(), []
     for group in length_buckets(ptr[1:] - ptr[:-1], max_block_elems):
         slots, mask = padded_bucket(ptr, group, x.shape[0])
-        adj, sim = block_adjacency(bucket_states(xz, slots), mask, slice(0, mask.shape[1]), cfg)
+        adj, sim = block_adjacency(bucket_states(xf, slots, mask), mask, slice(0, mask.shape[1]), cfg)
         buckets.append((slots, mask, adj, sim if cfg.weighted else None))
     return _assemble(buckets, x.shape[0], ptr)
 

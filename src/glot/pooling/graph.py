@@ -70,8 +70,8 @@ def length_buckets(lengths: Tensor, max_block_elems: int) -> list[Tensor]:
 
 
 def padded_bucket(ptr: Tensor, group: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
-    """Slot layout of one bucket: ``slots`` the packed row of each slot (``num_nodes`` for padding: the zero row
-    :func:`unit_rows` appends) and ``mask`` the real slots.
+    """Slot layout of one bucket: ``slots`` the packed row of each slot (``num_nodes`` for padding: one past the
+    last row, where the dense GAT path appends a zero row) and ``mask`` the real slots.
 
     Shapes: ptr (B + 1,), group (b,) -> slots (b, W), mask (b, W), W = bucket_width of the longest.
     """
@@ -82,56 +82,75 @@ def padded_bucket(ptr: Tensor, group: Tensor, num_nodes: int) -> tuple[Tensor, T
     return slots, mask
 
 
-def unit_rows(x: Tensor) -> Tensor:
-    """The unit-norm fp32 rows of ``x`` (zero rows stay zero) plus one zero row at index N for padding slots.
+#: F.normalize's epsilon: a token whose norm is below it counts as the zero vector (cosine 0 with everything).
+NORM_EPS = 1e-12
 
-    Graphs are not differentiated through. Shapes: x (N, D) -> (N + 1, D).
+
+def bucket_states(x: Tensor, slots: Tensor, mask: Tensor) -> Tensor:
+    """A bucket's padded states, raw (not normalised): row ``slots[b, l]`` of ``x`` (the packed states as fp32,
+    detached: graphs are not differentiated through), padding slots filled with row 0 (any row:
+    :func:`bucket_cosines` zeroes every cosine a padding slot takes part in). One index_select.
+    Shapes: x (N, D), slots (b, W), mask (b, W) -> (b, W, D)."""
+    return x.index_select(0, slots.masked_fill(~mask, 0).reshape(-1)).view(*slots.shape, x.shape[1])
+
+
+def inverse_norms(xp: Tensor, mask: Tensor) -> Tensor:
+    """1 / max(|x|, eps) of every slot of a padded bucket, 0 for padding. Shapes: (b, W, D), (b, W) -> (b, W)."""
+    return torch.linalg.vector_norm(xp, dim=-1).clamp_min_(NORM_EPS).reciprocal_().mul_(mask)
+
+
+def bucket_cosines(xp: Tensor, mask: Tensor, rows: slice, inv: Tensor | None = None) -> Tensor:
+    """Cosines of rows ``rows`` of a padded bucket against all its slots; exactly 0 wherever padding is involved.
+
+    One batched matmul of the raw states, then scaled by the inverse norms (``inv`` from :func:`inverse_norms`;
+    None when ``rows`` is the whole bucket: the squared norms are then the Gram matrix's own diagonal), so no
+    normalised copy of the states is ever written. Shapes: xp (b, W, D), mask (b, W) -> (b, r, W).
     """
-    xz = torch.empty(x.shape[0] + 1, x.shape[1], dtype=torch.float32, device=x.device)
-    F.normalize(x.detach().float(), dim=-1, out=xz[:-1])
-    xz[-1] = 0.0
-    return xz
+    gram = torch.bmm(xp[:, rows], xp.transpose(1, 2))  # (b, r, W)
+    if inv is None:
+        if rows.stop - rows.start != xp.shape[1]:
+            raise ValueError("bucket_cosines: a row block needs the bucket's inverse norms (inv)")
+        inv = gram.diagonal(dim1=1, dim2=2).clamp_min(NORM_EPS * NORM_EPS).rsqrt_().mul_(mask)
+    return gram.mul_(inv[:, rows, None]).mul_(inv[:, None, :]).clamp_(-1.0, 1.0)
 
 
-def bucket_states(xz: Tensor, slots: Tensor) -> Tensor:
-    """A bucket's padded states: row ``slots[b, l]`` of ``xz`` (zero for padding; one index_select, no mask
-    product). Shapes: xz (N + 1, D), slots (b, W) -> (b, W, D)."""
-    return xz.index_select(0, slots.reshape(-1)).view(*slots.shape, xz.shape[1])
-
-
-def block_adjacency(xp: Tensor, mask: Tensor, rows: slice, cfg: GraphConfig) -> tuple[Tensor, Tensor]:
+def block_adjacency(
+    xp: Tensor, mask: Tensor, rows: slice, cfg: GraphConfig, inv: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """The graph rule on rows ``rows`` of a padded bucket: adj[b, i, j] = token i receives from token j.
 
-    Shapes: xp (b, L, D) unit-norm, mask (b, L) -> adj (b, r, L) bool, sim (b, r, L) cosines.
+    Shapes: xp (b, L, D) raw states (:func:`bucket_states`), mask (b, L), inv (b, L) or None (see
+    :func:`bucket_cosines`) -> adj (b, r, L) bool, sim (b, r, L) cosines.
     """
-    sim = torch.bmm(xp[:, rows], xp.transpose(1, 2)).clamp_(-1.0, 1.0)  # (b, r, L)
-    r_idx = torch.arange(rows.start, rows.stop, device=xp.device)
-    diag = r_idx[:, None] == torch.arange(xp.shape[1], device=xp.device)[None, :]  # (r, L)
-    row_real = mask[:, rows, None]  # (b, r, 1)
-    adj = sim > cfg.threshold()  # then masked in place: one (b, r, L) tensor, no temporaries of its size
-    adj &= row_real
-    adj &= mask[:, None, :]
-    adj.masked_fill_(diag, False)
+    sim = bucket_cosines(xp, mask, rows, inv)
+    threshold = cfg.threshold()
+    adj = sim > threshold  # then edited in place: one (b, r, L) tensor, no temporaries of its size
+    if threshold < 0:  # padding cosines are 0, so only a negative threshold lets padding through
+        adj &= mask[:, rows, None]
+        adj &= mask[:, None, :]
+    diag = adj[:, :, rows].diagonal(dim1=1, dim2=2)  # (b, r): row i's own column rows.start + i
+    diag.fill_(False)
     if cfg.knn is not None:
         k = min(cfg.knn, xp.shape[1])
-        valid = row_real & mask[:, None, :]
-        scores = sim.masked_fill(~valid | diag, float("-inf"))
+        scores = sim.masked_fill(~(mask[:, rows, None] & mask[:, None, :]), float("-inf"))
+        scores[:, :, rows].diagonal(dim1=1, dim2=2).fill_(float("-inf"))
         top = torch.zeros_like(adj)
         top.scatter_(2, scores.topk(k, dim=2).indices, True)
         adj &= top
     if cfg.self_loops:
-        adj |= diag & row_real  # a real token's own slot (the diagonal of a real row is a real column)
+        diag.copy_(mask[:, rows])  # a real token's own slot (the diagonal of a real row is a real column)
     return adj, sim
 
 
 def _block_edges(
-    xp: Tensor, mask: Tensor, rows: slice, cfg: GraphConfig
+    xp: Tensor, mask: Tensor, rows: slice, cfg: GraphConfig, inv: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """Edges whose source row lies in ``rows`` for a padded bucket, with their cosines when ``cfg.weighted``.
 
-    Shapes: xp (b, L, D) unit-norm, mask (b, L) -> (bucket idx, i, j, cos or None) each (E_block,).
+    Shapes: xp (b, L, D) raw states, mask (b, L), inv (b, L) or None -> (bucket idx, i, j, cos or None) each
+    (E_block,).
     """
-    adj, sim = block_adjacency(xp, mask, rows, cfg)
+    adj, sim = block_adjacency(xp, mask, rows, cfg, inv)
     b, i, j = adj.nonzero(as_tuple=True)
     return b, i + rows.start, j, sim[b, i, j] if cfg.weighted else None
 
@@ -150,16 +169,17 @@ def build_token_graph(
     cfg = config or GraphConfig()
     cfg.validate()
     check_packed(x, ptr)
-    xz = unit_rows(x)
     lengths = ptr[1:] - ptr[:-1]
+    xf = x.detach().float()
     srcs, dsts, weights = [], [], []
     for group in length_buckets(lengths, max_block_elems):
         slots, mask = padded_bucket(ptr, group, x.shape[0])  # (b, W): packed row of each slot, real slots
         lmax = mask.shape[1]
-        xp = bucket_states(xz, slots)
+        xp = bucket_states(xf, slots, mask)
         rows_per_block = max(1, max_block_elems // (len(group) * lmax))
+        inv = inverse_norms(xp, mask) if rows_per_block < lmax else None  # one block: norms from the Gram
         for r0 in range(0, lmax, rows_per_block):
-            b, i, j, w = _block_edges(xp, mask, slice(r0, min(lmax, r0 + rows_per_block)), cfg)
+            b, i, j, w = _block_edges(xp, mask, slice(r0, min(lmax, r0 + rows_per_block)), cfg, inv)
             srcs.append(slots[b, j])  # PyG flow: messages go edge_index[0] -> edge_index[1]; with kNN the
             dsts.append(slots[b, i])  # row token i receives from its top-k neighbours j
             if w is not None:
