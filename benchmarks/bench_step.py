@@ -260,9 +260,11 @@ def markdown(
                           "", f"{t[low]['median_s'] / ada_low:.1f}x", f"{ada_low * 1e3:.1f} ms"])  # fmt: skip
     text += md_table(cols, table)
     text += f"\nfp32 GEMM rate (4096 x 384 x 256): {rows[0]['gemm_gflops_fp32']:.0f} GFLOP/s; bf16: "
-    text += (
-        f"{info['gemm_gflops_bf16']:.0f} GFLOP/s. Every row is fp32 except the `{AUTO_DTYPE}` rows, which run the "
-        f'pooler under the autocast `head_dtype="auto"` picks on this CPU ({AUTO_DTYPE}; floor at the {AUTO_DTYPE} rate).\n'
+    text += f"{info['gemm_gflops_bf16']:.0f} GFLOP/s. " + (
+        f"Every row is fp32 except the `{AUTO_DTYPE}` rows, which run the pooler under the autocast "
+        f'`head_dtype="auto"` picks on this CPU ({AUTO_DTYPE}; floor at the {AUTO_DTYPE} rate).\n'
+        if AUTO_DTYPE != "fp32"
+        else '`head_dtype="auto"` picks fp32 on this CPU (no native bf16), so every row is fp32.\n'
     )
     if train:
         ada = train["adapool"]["seconds"]
