@@ -120,7 +120,7 @@ def assemble(files: Sequence[Path], others: dict[str, Sequence[Path]] | None = N
     parts += [section(path) for path in files]
     for name, machine_files in (others or {}).items():
         if machine_files:
-            parts.append(f"\n## {OTHER_MACHINES.get(name, name)}\n")
+            parts.append(f"\n## {OTHER_MACHINES[name]}\n")
             parts += [section(path, level=3) for path in machine_files]
     return "".join(parts)
 
