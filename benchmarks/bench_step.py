@@ -2,9 +2,12 @@
 
 Run: ``python benchmarks/bench_step.py [--quick] [--train-epochs 10]``.
 
-``old`` = the graph built per batch (``build_token_graph``) and the edge-list GAT; ``new`` = the batch's graph
-assembled from graphs built once for the cache (:mod:`glot.pooling.graph_cache`) and the GAT path picked by the
-measured rule (:func:`glot.pooling.dense_gat.dense_is_faster`). Both share the weights and run interleaved.
+``old`` = the graph built per batch (``build_token_graph``), the edge-list GAT and the readout on the
+concatenated u (0.5's path: backward then computes an input gradient for all of u, the frozen states included);
+``new`` = the batch's graph assembled from graphs built once for the cache (:mod:`glot.pooling.graph_cache`),
+the GAT path picked by the measured rule (:func:`glot.pooling.dense_gat.dense_is_faster`) and the readout on
+u's column blocks (:func:`glot.pooling.gnn.jumping_knowledge`: no input gradient for the frozen states). Both
+share the weights and run interleaved.
 Cases: ``demo`` = a B = 32 batch of the demo's own states (MiniLM over the stress test at ratio 0.9, the
 ``glot compare`` defaults; its cache is reused when present), head K = 4, P = 64, tau = 0.6; ``tweets`` = the
 first 128 tweets (MiniLM), GLOT defaults K = 2, P = 256, tau = 0.8. Parts: graph (build, or assemble + dense
@@ -34,7 +37,9 @@ from common import add_common_arguments, apply_quick, apply_threads, compare_tim
 from flops import gemm_rate
 from flops import head_flops as flops
 from glot import build_pooler, build_token_graph
+from glot.pooling.base import ReadoutPooler
 from glot.pooling.dense_gat import dense_from_edges, dense_is_faster
+from glot.pooling.gnn import join_blocks
 from glot.pooling.graph_cache import SentenceGraphs
 from glot.training.precision import autocast, resolve_head_dtype
 from report import args_json, command_line, fmt_ms, header, md_table, write_results
@@ -87,6 +92,7 @@ def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, Callable[
     graphs = SentenceGraphs.build(MemStore(x, ptr).packed, MemStore(x, ptr).lengths, cfg)
     old, new = copy.deepcopy(pooler), copy.deepcopy(pooler)
     old.gnn.dense_choice = "edge"
+    old.token_blocks = _concatenated(old.token_blocks)  # type: ignore[method-assign]
     edges = build_token_graph(x, ptr, cfg)
     dense = dense_from_edges(edges, ptr, x.shape[0])
     width = pooler.gnn.convs[0].heads * pooler.gnn.convs[0].out_channels
@@ -116,12 +122,15 @@ def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, Callable[
         "graph new": new_graph,
         "gnn old": gnn_old,
         "gnn new": gnn_new,
-        "readout": _readout_step(pooler, u0, ptr, labels),
+        "readout old": _readout_step(pooler, [u0.clone().requires_grad_()], ptr, labels),
+        "readout new": _readout_step(pooler, [x, u0[:, x.shape[1] :].clone().requires_grad_()], ptr, labels),
         "optimizer": _optimizer_step(pooler),
         "step old": _train_step(old, x, ptr, labels, lambda: None),
         "step new": _train_step(new, x, ptr, labels, lambda: graphs.batch(ids, ptr)),
     }
     if AUTO_DTYPE != "fp32":  # the new path at the precision glot trains with here (head_dtype="auto")
+        for version in ("old", "new"):
+            fns[f"readout {version} {AUTO_DTYPE}"] = _with_autocast(fns[f"readout {version}"], AUTO_DTYPE)
         fns[f"step new {AUTO_DTYPE}"] = _train_step(
             copy.deepcopy(new), x, ptr, labels, lambda: graphs.batch(ids, ptr), AUTO_DTYPE
         )
@@ -134,10 +143,24 @@ def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, Callable[
     return fns
 
 
-def _readout_step(pooler: nn.Module, u0: Tensor, ptr: Tensor, labels: Tensor) -> Callable[[], None]:
-    readout, head = copy.deepcopy(pooler.readout), nn.Linear(u0.shape[1], 3)
-    u = u0.clone().requires_grad_()
+def _concatenated(token_blocks: Callable[..., list[Tensor]]) -> Callable[..., list[Tensor]]:
+    """The old readout input: u concatenated (it then needs a gradient as a whole), not in blocks; wraps a
+    pooler's bound ``token_blocks`` or the class's own function alike."""
+    return lambda *args, **kwargs: [join_blocks(token_blocks(*args, **kwargs))]
+
+
+def _readout_step(pooler: nn.Module, u: list[Tensor], ptr: Tensor, labels: Tensor) -> Callable[[], None]:
+    """Readout + head + loss, forward + backward, on u given as one tensor (old) or in blocks (new)."""
+    readout, head = copy.deepcopy(pooler.readout), nn.Linear(sum(b.shape[1] for b in u), 3)
     return lambda: F.cross_entropy(head(readout(u, ptr)), labels).backward()
+
+
+def _with_autocast(fn: Callable[[], None], dtype: str) -> Callable[[], None]:
+    def run() -> None:
+        with autocast(dtype):
+            fn()
+
+    return run
 
 
 def _optimizer_step(pooler: nn.Module) -> Callable[[], None]:
@@ -204,9 +227,12 @@ def train_side_by_side(epochs: int, n_train: int, out: Path) -> dict[str, Any]:
         ("glot old", "glot", False, 0),
         ("glot new", "glot", True, 512),
     )
+    blocks = ReadoutPooler.token_blocks
     try:
         for label, pooler, enabled, limit in runs:
             graph_cache.ENABLED, dense_gat.DENSE_MAX_TOKENS = enabled, limit
+            old = label == "glot old"  # 0.5's path also read out the concatenated u
+            ReadoutPooler.token_blocks = _concatenated(blocks) if old else blocks  # type: ignore[method-assign]
             options = DEMO if pooler == "glot" else {}
             config = TrainConfig(pooler=pooler, lr=1e-2, epochs=epochs, batch_size=32, pooler_options=options)
             t0 = time.perf_counter()
@@ -215,6 +241,7 @@ def train_side_by_side(epochs: int, n_train: int, out: Path) -> dict[str, Any]:
             print(f"train {label}: {res[label]['seconds']:.1f} s, eval {res[label]['eval']}", flush=True)
     finally:
         graph_cache.ENABLED, dense_gat.DENSE_MAX_TOKENS = True, 512
+        ReadoutPooler.token_blocks = blocks  # type: ignore[method-assign]
     return res
 
 
@@ -230,8 +257,10 @@ def markdown(
     text += (
         f"CPU flags: {', '.join(info['cpu_flags']) or 'none found'}. Medians over {args.repeats} interleaved "
         "repeats, ms; in brackets the part's matmul FLOP floor at the fp32 GEMM rate measured in this run. "
-        "old = graph built per batch + edge-list GAT; new = graph assembled from graphs built once for the "
-        "cache + the GAT path the measured rule picks. readout = readout + head + loss, forward + backward; "
+        "old = graph built per batch + edge-list GAT + readout on the concatenated u (0.5); new = graph "
+        "assembled from graphs built once for the cache + the GAT path the measured rule picks + readout on "
+        "u's column blocks (no input gradient for the frozen states). readout = readout + head + loss, "
+        "forward + backward; "
         "optimizer = one Adam step over the pooler + head. Parts are timed alone, so they need not add up to "
         "the step exactly.\n\n"
     )
@@ -240,7 +269,7 @@ def markdown(
     for r in rows:
         t, fl, rate = r["times"], r["flops"], r["gemm_gflops_fp32"]
         for part in PARTS:
-            o, n = (f"{part} old", f"{part} new") if part in ("graph", "gnn", "step") else (part, part)
+            o, n = (part, part) if part == "optimizer" else (f"{part} old", f"{part} new")
             new_floor = 0.0 if part == "graph" else fl[part] - (fl["graph"] if part == "step" else 0.0)
             table.append([r["case"], r["B"], r["N"], fl["edges_gat"], r.get("num_layers", 2), r.get("hidden_dim", 256),
                           r["tau"], r["new_gat_path"], part, _cell(t, o, fl[part], rate), _cell(t, n, new_floor, rate),
@@ -255,6 +284,11 @@ def markdown(
             table.append([r["case"], r["B"], r["N"], "", "", "", "", "", f"step, new path: fp32 vs {AUTO_DTYPE} autocast",
                           _cell(t, "step new", step_floor, rate), _cell(t, low, step_floor, info[f"gemm_gflops_{AUTO_DTYPE}"]),
                           f"{t['step new']['median_s'] / t[low]['median_s']:.2f}x"])  # fmt: skip
+            ro, rn, ro_floor = f"readout old {AUTO_DTYPE}", f"readout new {AUTO_DTYPE}", fl["readout"]
+            table.append([r["case"], r["B"], r["N"], "", "", "", "", "", f"readout at {AUTO_DTYPE}: old vs new",
+                          _cell(t, ro, ro_floor, info[f"gemm_gflops_{AUTO_DTYPE}"]),
+                          _cell(t, rn, ro_floor, info[f"gemm_gflops_{AUTO_DTYPE}"]),
+                          f"{t[ro]['median_s'] / t[rn]['median_s']:.2f}x"])  # fmt: skip
             ada_low = t[f"step adapool {AUTO_DTYPE}"]["median_s"]
             table.append([r["case"], r["B"], r["N"], "", "", "", "", "", f"AdaPool step at {AUTO_DTYPE} (ratio: GLOT / AdaPool)",
                           "", f"{t[low]['median_s'] / ada_low:.1f}x", f"{ada_low * 1e3:.1f} ms"])  # fmt: skip

@@ -18,7 +18,8 @@ from glot.pooling.graph import bucket_width, length_buckets
 
 def head_flops(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, float]:
     """Matmul FLOPs of a GLOT head on one packed batch: ``forward`` (graph + GNN + readout, inference) and a
-    train step's parts (forward + backward; the frozen states need no gradient). The GNN counts the edge-list
+    train step's parts (forward + backward; the frozen states need no gradient, also where JK "cat" hands them
+    to the readout). The GNN counts the edge-list
     aggregation 2 E' P, the work the graph requires, whichever path runs. Shapes: x (N, D), ptr (B + 1,)."""
     n, d, cfg = x.shape[0], x.shape[1], pooler.config
     edges = build_token_graph(x, ptr, cfg.graph).edge_index
@@ -31,11 +32,15 @@ def head_flops(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, float]:
         gnn += lin * (2 if k == 0 else 3) + 3 * agg  # layer 1's input (the states) needs no gradient
     proj = pooler.readout.proj
     readout_fwd = 2 * n * proj.in_features * proj.out_features
+    # backward: W's gradient, and the input gradient of the GNN's columns only (JK "cat" passes the frozen
+    # states through as u's first D columns, and they need none)
+    frozen = d if cfg.gnn.jk == "cat" else 0
+    readout = 2 * readout_fwd + 2 * n * (proj.in_features - frozen) * proj.out_features
     lengths = ptr[1:] - ptr[:-1]
     slots = sum(len(g) * bucket_width(int(lengths[g[0]])) ** 2 for g in length_buckets(lengths, 1 << 24))
     graph = 2 * slots * d
-    return {"graph": graph, "gnn": gnn, "readout": 3 * readout_fwd, "optimizer": 0.0, "edges_gat": e_gat,
-            "step": graph + gnn + 3 * readout_fwd, "forward": graph + gnn_fwd + readout_fwd}  # fmt: skip
+    return {"graph": graph, "gnn": gnn, "readout": readout, "optimizer": 0.0, "edges_gat": e_gat,
+            "step": graph + gnn + readout, "forward": graph + gnn_fwd + readout_fwd}  # fmt: skip
 
 
 def gemm_rate(

@@ -188,7 +188,7 @@ def test_auto_chosen_path_equals_gatconv_with_gradients(weighted, monkeypatch) -
         dense = build_dense_graph(x, ptr, pooler.config.graph)
         assert dense_gat.dense_is_faster(dense, 16) == expect_dense
         xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-        got = pooler.gnn.on_graph(xa, ptr, pooler.config.graph)
+        got = gnn.join_blocks(pooler.gnn.on_graph(xa, ptr, pooler.config.graph))
         ref = gnn.TokenGNN.forward(pooler.gnn, xb, graph.edge_index, graph.edge_weight)  # PyG GATConv layers
         weights = torch.linspace(-1, 1, got.numel()).view_as(got)
         params = list(pooler.gnn.parameters())

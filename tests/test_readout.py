@@ -100,3 +100,28 @@ def test_default_hidden_width_is_the_reference_codes() -> None:
     assert default_readout_hidden(384) == 192
     assert default_readout_hidden(64) == 128
     assert AttentionReadout(1024).hidden == 512
+
+
+def test_readout_on_column_blocks_equals_the_readout_on_their_concatenation() -> None:
+    """u given as blocks (the frozen states first, as jumping knowledge 'cat' hands them over) gives the same
+    outputs and the same gradients as u concatenated; the frozen block never asks for a gradient."""
+    torch.manual_seed(5)
+    readout = AttentionReadout(9, hidden=7)
+    torch.nn.init.normal_(readout.score.weight)  # a nonzero v, so W's gradient is not zero by construction
+    frozen, _ = _packed(width=4, seed=5)
+    layers = [_packed(width=w, seed=6 + w)[0].requires_grad_() for w in (3, 2)]
+    _, ptr = _packed()
+    target = torch.randn(len(LENGTHS), 9, generator=torch.Generator().manual_seed(7))
+    results = []
+    for u in ([frozen, *layers], torch.cat([frozen, *layers], dim=-1)):
+        z = readout(u, ptr)
+        pi = readout.weights(u, ptr)
+        grads = torch.autograd.grad(((z - target) ** 2).sum(), [*readout.parameters(), *layers])
+        results.append((z, pi, grads))
+    (z_b, pi_b, g_b), (z_c, pi_c, g_c) = results
+    torch.testing.assert_close(z_b, z_c)
+    torch.testing.assert_close(pi_b, pi_c)
+    assert all(g.abs().sum() > 0 for g in g_c)
+    for a, b in zip(g_b, g_c, strict=True):
+        torch.testing.assert_close(a, b)
+    assert not frozen.requires_grad

@@ -27,7 +27,7 @@ from glot import __version__
 from glot.errors import InputError
 from glot.io import atomic_save_tensors, atomic_write_json
 from glot.pooling.config import OPTION_SECTION, PoolerConfig, PoolerSections
-from glot.pooling.gnn import TokenGNN
+from glot.pooling.gnn import TokenGNN, join_blocks
 from glot.pooling.graph import TokenGraph, build_token_graph
 from glot.pooling.graph_cache import BatchGraph
 from glot.pooling.layermix import LayerMix, mixed_width
@@ -221,22 +221,27 @@ class ReadoutPooler(Pooler):
     def token_states(self, x: Tensor, ptr: Tensor, graph: BatchGraph | None = None) -> Tensor:
         """Refined token states u_i of the normalised states (on ``graph`` when given, a graph built on the
         normalised states). Shapes: (N, D) -> (N, out_dim)."""
+        return join_blocks(self.token_blocks(x, ptr, graph))
+
+    def token_blocks(self, x: Tensor, ptr: Tensor, graph: BatchGraph | None = None) -> list[Tensor]:
+        """:meth:`token_states` as column blocks, unconcatenated, the form the readout takes them in
+        (:func:`glot.pooling.gnn.jumping_knowledge`). Shapes: (N, D) -> blocks whose concatenation is u."""
         x = self.normalizer(x)  # graph and GNN both see the normalised states
         if not self.uses_graph or self.config.gnn.num_layers == 0:
-            return self.gnn(x)
+            return self.gnn.blocks(x)
         self._check_tau()
         if graph is not None:
             graph.check(ptr, self.config.graph)
         return self.gnn.on_graph(x, ptr, self.config.graph, None if graph is None else graph.edges)
 
     def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
-        return self.readout(self.token_states(x, ptr), ptr)
+        return self.readout(self.token_blocks(x, ptr), ptr)
 
     def _pool_on(self, x: Tensor, ptr: Tensor, graph: BatchGraph) -> Tensor:
-        return self.readout(self.token_states(x, ptr, graph), ptr)
+        return self.readout(self.token_blocks(x, ptr, graph), ptr)
 
     def token_weights(self, x: Tensor, ptr: Tensor) -> Tensor:
         check_packed(x, ptr)
         param = next(self.parameters())
         x = self.mix(x.to(param.dtype))
-        return self.readout.weights(self.token_states(x, ptr), ptr)
+        return self.readout.weights(self.token_blocks(x, ptr), ptr)

@@ -20,7 +20,7 @@ list (a cached graph, :mod:`glot.pooling.graph_cache`) goes either way too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -167,11 +167,14 @@ class TokenGNN(nn.Module):
         """
         return build_dense_graph(x, ptr, graph) if self.prefers_dense(ptr) else None
 
-    def on_graph(self, x: Tensor, ptr: Tensor, graph: GraphConfig, edges: TokenGraph | None = None) -> Tensor:
+    def on_graph(
+        self, x: Tensor, ptr: Tensor, graph: GraphConfig, edges: TokenGraph | None = None
+    ) -> list[Tensor]:
         """The K layers on the batch's token graph, built here from ``graph`` unless ``edges`` is given
-        (a prebuilt edge list in packed coordinates), on the faster of the dense and edge-list paths.
+        (a prebuilt edge list in packed coordinates), on the faster of the dense and edge-list paths; the output
+        as column blocks (see :meth:`blocks`).
 
-        Shapes: x (N, D), ptr (B + 1,) -> u (N, out_dim).
+        Shapes: x (N, D), ptr (B + 1,) -> blocks whose concatenation is u (N, out_dim).
         """
         assert self.dense_choice in ("auto", "dense", "edge"), self.dense_choice
         if edges is not None and edges.edge_index.device != x.device:  # cached graphs live on the CPU
@@ -180,7 +183,7 @@ class TokenGNN(nn.Module):
         if self.dense_choice == "edge" or not self.prefers_dense(ptr):
             with torch.autocast(x.device.type, enabled=False):  # fp32 cosines vs tau under bf16 autocast too
                 edges = edges if edges is not None else build_token_graph(x, ptr, graph)
-            return self(x, edges.edge_index, edges.edge_weight)
+            return self.blocks(x, edges.edge_index, edges.edge_weight)
         with torch.autocast(x.device.type, enabled=False):
             dense = (
                 dense_from_edges(edges, ptr, x.shape[0])
@@ -191,9 +194,9 @@ class TokenGNN(nn.Module):
         width = int(getattr(conv, "heads", 1)) * int(getattr(conv, "out_channels", 1))
         choice = self.dense_choice
         if choice == "dense" or (choice == "auto" and dense_is_faster(dense, width, torch.is_grad_enabled())):
-            return self(x, dense=dense)
+            return self.blocks(x, dense=dense)
         edges = edges if edges is not None else edges_from_dense(dense)
-        return self(x, edges.edge_index, edges.edge_weight)
+        return self.blocks(x, edges.edge_index, edges.edge_weight)
 
     def forward(
         self,
@@ -204,6 +207,17 @@ class TokenGNN(nn.Module):
         dense: DenseTokenGraph | None = None,
     ) -> Tensor:
         """Shapes: x (N, D) and either edge_index (2, E) [+ edge_weight (E,)] or ``dense`` -> u (N, out_dim)."""
+        return join_blocks(self.blocks(x, edge_index, edge_weight, dense=dense))
+
+    def blocks(
+        self,
+        x: Tensor,
+        edge_index: Tensor | None = None,
+        edge_weight: Tensor | None = None,
+        *,
+        dense: DenseTokenGraph | None = None,
+    ) -> list[Tensor]:
+        """:meth:`forward`'s output u as column blocks, unconcatenated (see :func:`jumping_knowledge`)."""
         if dense is None and edge_index is None:
             edge_index = x.new_zeros(2, 0, dtype=torch.long)
         layers: list[Tensor] = []
@@ -215,13 +229,29 @@ class TokenGNN(nn.Module):
                 assert edge_index is not None
                 h = torch.relu(_apply_conv(self.config.conv, conv, h, edge_index, edge_weight))
             layers.append(h)
-        if not layers:
-            return x
-        jk = self.config.jk
-        if jk == "cat":
-            return torch.cat([x, *layers], dim=-1)
-        if jk == "max":
-            return torch.stack(layers).amax(dim=0)
-        if jk == "mean":
-            return torch.stack(layers).mean(dim=0)
-        return layers[-1]
+        return jumping_knowledge(x, layers, self.config.jk)
+
+
+def jumping_knowledge(x: Tensor, layers: Sequence[Tensor], jk: str) -> list[Tensor]:
+    """Jumping knowledge (Xu et al., 2018) over K layer outputs, as column blocks whose concatenation is the
+    refined states u: "cat" -> [x, the K layers side by side], "max" / "mean" -> [element-wise over the
+    layers], "last" -> [the last layer]; no layers -> [x].
+
+    Kept apart so that the attention readout multiplies each block by its own slice of W (glot.pooling.readout):
+    under "cat" no (N, D + K P) copy of u is written, and backward computes no input gradient for x, the frozen
+    states, which the concatenated u would have forced. Shapes: x (N, D), layers K x (N, P) -> blocks (N, *).
+    """
+    if not layers:
+        return [x]
+    if jk == "cat":
+        return [x, layers[0] if len(layers) == 1 else torch.cat(list(layers), dim=-1)]
+    if jk == "max":
+        return [torch.stack(list(layers)).amax(dim=0)]
+    if jk == "mean":
+        return [torch.stack(list(layers)).mean(dim=0)]
+    return [layers[-1]]
+
+
+def join_blocks(blocks: Sequence[Tensor]) -> Tensor:
+    """Column blocks -> the one tensor they stand for. Shapes: blocks (N, F_j) -> (N, sum F_j)."""
+    return blocks[0] if len(blocks) == 1 else torch.cat(list(blocks), dim=-1)

@@ -1,7 +1,7 @@
 """Readouts on packed tokens: the learned attention readout (GLOT step 3, AdaPool's scorer) and simple ones.
 
 Attention readout (Mantri et al., ICLR 2026, Sec. 3.3): m_i = v^T tanh(W u_i + b), pi = softmax of m over the
-tokens of each sentence, z = sum_i pi_i u_i. The segment softmax and sums are PyG's scatter utilities.
+tokens of each sentence, z = sum_i pi_i u_i. The segment softmax is PyG's; the sums are ``index_add_``.
 
 Initialisation (beyond the paper): ``v`` starts at zero, so every score is 0 and pi is uniform: a learned pooler
 starts exactly where mean pooling of its token states is, and training moves it away only where that helps
@@ -16,8 +16,11 @@ written before it was dropped carry a ``score.bias`` key: the module drops it on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import reduce
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
@@ -30,7 +33,13 @@ def default_readout_hidden(in_dim: int) -> int:
 
 
 class AttentionReadout(nn.Module):
-    """Learned attention pooling. Shapes: u (N, F), ptr (B + 1,) -> z (B, F); weights (N,)."""
+    """Learned attention pooling. Shapes: u (N, F), ptr (B + 1,) -> z (B, F); weights (N,).
+
+    ``u`` may come as column blocks (a list of (N, F_j) tensors, F = sum F_j, as
+    :func:`glot.pooling.gnn.jumping_knowledge` gives them): each block meets its own slice of W, so u is never
+    concatenated and a block that needs no gradient (the frozen states) gets no input gradient. The outputs are
+    those of the concatenated u up to float rounding.
+    """
 
     def __init__(self, in_dim: int, hidden: int | None = None) -> None:
         super().__init__()
@@ -44,20 +53,39 @@ class AttentionReadout(nn.Module):
             state_dict.pop(prefix + "score.bias", None)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def weights(self, u: Tensor, ptr: Tensor) -> Tensor:
+    def weights(self, u: Tensor | Sequence[Tensor], ptr: Tensor) -> Tensor:
         """Per-token readout weights pi, summing to 1 within each sentence. Shapes: (N, F) -> (N,)."""
-        m = self.score(self.proj(u).tanh()).squeeze(-1)
+        blocks = [u] if isinstance(u, Tensor) else list(u)
+        m = self.score(self._project(blocks).tanh()).squeeze(-1)
         # the softmax in fp32, also under bf16 autocast (glot.training.precision); pi in the dtype of u
-        return softmax(m.float(), ptr=ptr).to(u.dtype)
+        return softmax(m.float(), ptr=ptr).to(reduce(torch.promote_types, (b.dtype for b in blocks)))
 
-    def forward(self, u: Tensor, ptr: Tensor) -> Tensor:
-        pi = self.weights(u, ptr)
-        return segment_sum(u * pi[:, None], ptr)
+    def _project(self, blocks: list[Tensor]) -> Tensor:
+        """W u + b from u's column blocks: one GEMM per block, each accumulated into the last (addmm)."""
+        if len(blocks) == 1:
+            return self.proj(blocks[0])
+        w, edges = self.proj.weight, [0]
+        for block in blocks:
+            edges.append(edges[-1] + block.shape[-1])
+        out = nn.functional.linear(blocks[-1], w[:, edges[-2] :], self.proj.bias)
+        for j in range(len(blocks) - 1):
+            out = torch.addmm(out, blocks[j], w[:, edges[j] : edges[j + 1]].t())
+        return out
+
+    def forward(self, u: Tensor | Sequence[Tensor], ptr: Tensor) -> Tensor:
+        blocks = [u] if isinstance(u, Tensor) else list(u)
+        pi = self.weights(blocks, ptr)[:, None]
+        pooled = [segment_sum(block * pi, ptr) for block in blocks]
+        return pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)
 
 
 def segment_sum(x: Tensor, ptr: Tensor) -> Tensor:
-    """Shapes: x (N, F), ptr (B + 1,) -> (B, F)."""
-    return scatter(x, ptr_to_batch(ptr), dim=0, dim_size=ptr.numel() - 1, reduce="sum")
+    """Shapes: x (N, F), ptr (B + 1,) -> (B, F).
+
+    ``index_add_`` rather than a scatter: its backward is one row ``index_select``, which stays fast on the
+    strided column slices in which the pooled blocks' gradients arrive (a scatter's backward, a gather, slowed
+    the bf16 readout step by ~15% there; benchmarks/bench_step.py)."""
+    return x.new_zeros(ptr.numel() - 1, x.shape[1]).index_add_(0, ptr_to_batch(ptr), x)
 
 
 def mean_readout(x: Tensor, ptr: Tensor) -> Tensor:

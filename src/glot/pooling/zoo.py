@@ -26,6 +26,7 @@ from torch_geometric.nn.aggr import SetTransformerAggregation
 
 from glot.errors import InputError
 from glot.pooling.config import PoolerConfig
+from glot.pooling.gnn import join_blocks, jumping_knowledge
 from glot.pooling.graph import TokenGraph, length_buckets
 
 #: Largest number of (L x L) attention / similarity entries one padded bucket holds.
@@ -79,6 +80,10 @@ class TokenTransformer(nn.Module):
         return self.in_dim + len(self.layers) * self.width if self.jk == "cat" else self.width
 
     def forward(self, x: Tensor, ptr: Tensor) -> Tensor:
+        return join_blocks(self.blocks(x, ptr))
+
+    def blocks(self, x: Tensor, ptr: Tensor) -> list[Tensor]:
+        """:meth:`forward`'s output as column blocks (:func:`glot.pooling.gnn.jumping_knowledge`)."""
         outs = [x.new_zeros(x.shape[0], self.width) for _ in self.layers]
         h0 = self.proj(x)
         for ids in _buckets(ptr):
@@ -87,13 +92,7 @@ class TokenTransformer(nn.Module):
             for k, layer in enumerate(self.layers):
                 h = layer(h, src_key_padding_mask=~mask)
                 outs[k] = outs[k].index_put((rows[mask],), h[mask].to(outs[k].dtype))  # bf16 under autocast
-        if self.jk == "cat":
-            return torch.cat([x, *outs], dim=-1)
-        if self.jk == "max":
-            return torch.stack(outs).amax(dim=0)
-        if self.jk == "mean":
-            return torch.stack(outs).mean(dim=0)
-        return outs[-1]
+        return jumping_knowledge(x, outs, self.jk)
 
 
 class PMAHead(nn.Module):

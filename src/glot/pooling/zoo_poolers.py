@@ -39,9 +39,9 @@ class TransformerPooler(ReadoutPooler):
     def out_dim(self) -> int:
         return self.encoder.out_dim
 
-    def token_states(self, x: Tensor, ptr: Tensor, graph: BatchGraph | None = None) -> Tensor:
+    def token_blocks(self, x: Tensor, ptr: Tensor, graph: BatchGraph | None = None) -> list[Tensor]:
         assert graph is None, "the transformer head uses no token graph"
-        return self.encoder(self.normalizer(x), ptr)
+        return self.encoder.blocks(self.normalizer(x), ptr)
 
 
 @register_pooler
@@ -99,8 +99,8 @@ class LearnedGraphPooler(ReadoutPooler):
             self.edge_proj(x), ptr, self.config.graph.threshold(), self.config.graph.self_loops
         )
 
-    def token_states(self, x: Tensor, ptr: Tensor, graph: BatchGraph | None = None) -> Tensor:
+    def token_blocks(self, x: Tensor, ptr: Tensor, graph: BatchGraph | None = None) -> list[Tensor]:
         assert graph is None, "a learned graph is built from the trained projection, never prebuilt"
         x = self.normalizer(x)
         learned = self.build_graph(x, ptr)
-        return self.gnn(x, learned.edge_index, learned.edge_weight)
+        return self.gnn.blocks(x, learned.edge_index, learned.edge_weight)
