@@ -40,6 +40,7 @@ ORDER = [
 #: Result folders of other machines (benchmarks/results/<name>/): name -> the heading their sections go under.
 OTHER_MACHINES = {
     "avx2": "Second machine: an AVX2-only AMD EPYC (no native bf16, so `auto` picks fp32 everywhere)",
+    "zen5": "Third machine: an AMD EPYC of family 26 (Zen 5) with avx512_bf16, no AMX",
 }
 
 INTRO = """# Benchmarks
