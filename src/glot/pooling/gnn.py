@@ -235,7 +235,7 @@ class TokenGNN(nn.Module):
 def jumping_knowledge(x: Tensor, layers: Sequence[Tensor], jk: str) -> list[Tensor]:
     """Jumping knowledge (Xu et al., 2018) over K layer outputs, as column blocks whose concatenation is the
     refined states u: "cat" -> [x, the K layers side by side], "max" / "mean" -> [element-wise over the
-    layers], "last" -> [the last layer]; no layers -> [x].
+    layers], "none" -> [the last layer]; no layers -> [x].
 
     Kept apart so that the attention readout multiplies each block by its own slice of W (glot.pooling.readout):
     under "cat" no (N, D + K P) copy of u is written, and backward computes no input gradient for x, the frozen

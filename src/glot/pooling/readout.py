@@ -67,6 +67,7 @@ class AttentionReadout(nn.Module):
         w, edges = self.proj.weight, [0]
         for block in blocks:
             edges.append(edges[-1] + block.shape[-1])
+        assert edges[-1] == w.shape[1], f"blocks of {edges[-1]} columns for a readout of width {w.shape[1]}"
         out = nn.functional.linear(blocks[-1], w[:, edges[-2] :], self.proj.bias)
         for j in range(len(blocks) - 1):
             out = torch.addmm(out, blocks[j], w[:, edges[j] : edges[j + 1]].t())
