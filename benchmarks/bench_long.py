@@ -10,8 +10,8 @@ rows. MiniLM's own window is 256/512 tokens, so no single forward sees the whole
 Head: GLOT defaults (GAT, K = 2, P = 256, JK cat, attention readout), tau = 0.8, inference under no_grad, one
 sentence of L tokens. Two graphs: tau only (the paper), and tau + knn = 32 (each token keeps at most its 32
 most similar neighbours above tau, so E <= 33 L). ``glot.pooling.graph.build_token_graph`` works in row blocks, so the
-dense L x L similarity never exists, and without autograd GAT's per-edge messages are aggregated in chunks
-(``glot.pooling.gnn.gat_edge_chunked``); the edge list itself is what grows with L.
+dense L x L similarity never exists, and GAT aggregates by sparse products, so its (E, heads, P) per-edge
+messages never exist either (``glot.pooling.sparse_gat``); the edge list itself is what grows with L.
 
 Each (L, graph) case runs in FRESH subprocesses: one for the graph alone, one for graph + GNN + readout (an
 allocator keeps freed memory and would let a second call reuse it unseen). Peak extra memory = max RSS during
@@ -52,7 +52,7 @@ from report import check_out, command_line, fmt_ms, header, md_table, write_resu
 CHUNK = 254  # content tokens per MiniLM forward (+ [CLS] and [SEP] = 256)
 TARGET_GB = 2.0
 BYTES_PER_EDGE = (
-    128  # GAT without autograd: edge-index copies (self-loops re-added) + attention, messages chunked
+    128  # GAT: edge-index copies (self-loops re-added, CSR patterns) + attention; no per-edge messages
 )
 
 

@@ -2,11 +2,12 @@
 
 Run: ``python benchmarks/bench_step.py [--quick] [--train-epochs 10]``.
 
-``old`` = the graph built per batch (``build_token_graph``), the edge-list GAT and the readout on the
-concatenated u (0.5's path: backward then computes an input gradient for all of u, the frozen states included);
-``new`` = the batch's graph assembled from graphs built once for the cache (:mod:`glot.pooling.graph_cache`),
-the GAT path picked by the measured rule (:func:`glot.pooling.dense_gat.dense_is_faster`) and the readout on
-u's column blocks (:func:`glot.pooling.gnn.jumping_knowledge`: no input gradient for the frozen states). Both
+``old`` = the graph built per batch (``build_token_graph``), PyG's own edge-list GATConv (per-edge messages) and
+the readout on the concatenated u (0.5's path: backward then computes an input gradient for all of u, the frozen
+states included); ``new`` = the batch's graph assembled from graphs built once for the cache
+(:mod:`glot.pooling.graph_cache`), the GAT path picked by the measured rule
+(:func:`glot.pooling.dense_gat.dense_is_faster`: dense, or the edge list by sparse products,
+:mod:`glot.pooling.sparse_gat`) and the readout on u's column blocks (:func:`glot.pooling.gnn.jumping_knowledge`: no input gradient for the frozen states). Both
 share the weights and run interleaved.
 Cases: ``demo`` = a B = 32 batch of the demo's own states (MiniLM over the stress test at ratio 0.9, the
 ``glot compare`` defaults; its cache is reused when present), head K = 4, P = 64, tau = 0.6; ``tweets`` = the
@@ -33,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import glot.pooling.sparse_gat as sparse_gat
 from common import add_common_arguments, apply_quick, apply_threads, compare_times, machine_info
 from flops import gemm_rate
 from flops import head_flops as flops
@@ -102,10 +104,11 @@ def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, Callable[
         batch = graphs.batch(ids, ptr)
         return dense_from_edges(batch.edges, ptr, x.shape[0]) if use_dense else batch
 
-    u0 = old.gnn(x, edges.edge_index).detach()
+    u0 = new.gnn(x, edges.edge_index).detach()
     weights = torch.randn(u0.shape, generator=torch.Generator().manual_seed(2))
     labels = torch.arange(ptr.numel() - 1) % 3
 
+    @_pyg_gat
     def gnn_old() -> None:
         (old.gnn(x, edges.edge_index, edges.edge_weight) * weights).sum().backward()
 
@@ -125,7 +128,7 @@ def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, Callable[
         "readout old": _readout_step(pooler, [u0.clone().requires_grad_()], ptr, labels),
         "readout new": _readout_step(pooler, [x, u0[:, x.shape[1] :].clone().requires_grad_()], ptr, labels),
         "optimizer": _optimizer_step(pooler),
-        "step old": _train_step(old, x, ptr, labels, lambda: None),
+        "step old": _pyg_gat(_train_step(old, x, ptr, labels, lambda: None)),
         "step new": _train_step(new, x, ptr, labels, lambda: graphs.batch(ids, ptr)),
     }
     if AUTO_DTYPE != "fp32":  # the new path at the precision glot trains with here (head_dtype="auto")
@@ -141,6 +144,19 @@ def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, Callable[
     fns["step adapool"] = _train_step(build_pooler("adapool", x.shape[1]), x, ptr, labels, lambda: None)
     fns["_dense"] = lambda: use_dense
     return fns
+
+
+def _pyg_gat(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` with GAT layers on an edge list running PyG's own GATConv.forward (the old path's messages)."""
+
+    def run() -> None:
+        sparse_gat.ENABLED = False
+        try:
+            fn()
+        finally:
+            sparse_gat.ENABLED = True
+
+    return run
 
 
 def _concatenated(token_blocks: Callable[..., list[Tensor]]) -> Callable[..., list[Tensor]]:
@@ -231,6 +247,7 @@ def train_side_by_side(epochs: int, n_train: int, out: Path) -> dict[str, Any]:
     try:
         for label, pooler, enabled, limit in runs:
             graph_cache.ENABLED, dense_gat.DENSE_MAX_TOKENS = enabled, limit
+            sparse_gat.ENABLED = enabled
             old = label == "glot old"  # 0.5's path also read out the concatenated u
             ReadoutPooler.token_blocks = _concatenated(blocks) if old else blocks  # type: ignore[method-assign]
             options = DEMO if pooler == "glot" else {}
@@ -240,7 +257,7 @@ def train_side_by_side(epochs: int, n_train: int, out: Path) -> dict[str, Any]:
             res[label] = {"seconds": time.perf_counter() - t0, "eval": metrics.get("eval")}
             print(f"train {label}: {res[label]['seconds']:.1f} s, eval {res[label]['eval']}", flush=True)
     finally:
-        graph_cache.ENABLED, dense_gat.DENSE_MAX_TOKENS = True, 512
+        graph_cache.ENABLED, dense_gat.DENSE_MAX_TOKENS, sparse_gat.ENABLED = True, 512, True
         ReadoutPooler.token_blocks = blocks  # type: ignore[method-assign]
     return res
 
@@ -257,8 +274,9 @@ def markdown(
     text += (
         f"CPU flags: {', '.join(info['cpu_flags']) or 'none found'}. Medians over {args.repeats} interleaved "
         "repeats, ms; in brackets the part's matmul FLOP floor at the fp32 GEMM rate measured in this run. "
-        "old = graph built per batch + edge-list GAT + readout on the concatenated u (0.5); new = graph "
-        "assembled from graphs built once for the cache + the GAT path the measured rule picks + readout on "
+        "old = graph built per batch + PyG's edge-list GATConv (per-edge messages) + readout on the "
+        "concatenated u (0.5); new = graph assembled from graphs built once for the cache + the GAT path the "
+        "measured rule picks (dense, or edge = the edge list by sparse products) + readout on "
         "u's column blocks (no input gradient for the frozen states). readout = readout + head + loss, "
         "forward + backward; "
         "optimizer = one Adam step over the pooler + head. Parts are timed alone, so they need not add up to "

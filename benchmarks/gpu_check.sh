@@ -34,7 +34,7 @@ step() {  # step NAME SECONDS LOGFILE COMMAND...
 } >"$OUT/gpu.txt" 2>&1
 cat "$OUT/gpu.txt"
 step "CUDA parity tests" 160 "$OUT/parity.txt" \
-  "$PY" -m pytest -q -p no:cacheprovider -rs -k cuda tests/test_dense_gat.py tests/test_graph_cache.py \
+  "$PY" -m pytest -q -p no:cacheprovider -rs -k cuda tests/test_dense_gat.py tests/test_sparse_gat.py tests/test_graph_cache.py \
     tests/test_device_training.py
 step "gpu_heads.py" 170 "$OUT/gpu_heads.txt" \
   "$PY" benchmarks/gpu_heads.py --device cuda --out "$OUT"

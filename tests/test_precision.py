@@ -102,12 +102,14 @@ def test_cpu_features_read_torch_then_cpuinfo(monkeypatch: pytest.MonkeyPatch, t
 
 
 class _Dtypes(TorchDispatchMode):
-    """Records the input dtype of every exp / softmax, and of every matmul outside graph construction."""
+    """Records the input dtype of every exp / softmax, and of every matmul outside graph construction (the
+    edge path's sparse products apart: CPU sparse kernels have no bf16, and they sum in fp32 as PyG does)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.softmax: set[torch.dtype] = set()
         self.matmul: set[torch.dtype] = set()
+        self.sparse: set[torch.dtype] = set()
         self.in_graph = False  # graph construction (fp32 cosines: the test above) is not recorded
 
     def watch_graphs(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,7 +129,10 @@ class _Dtypes(TorchDispatchMode):
         name = func.overloadpacket.__name__
         if name in ("exp", "_softmax", "_log_softmax"):
             self.softmax.add(args[0].dtype)
-        if name in ("mm", "addmm", "bmm", "baddbmm") and not self.in_graph:
+        sparse = any(isinstance(a, torch.Tensor) and a.layout != torch.strided for a in args)
+        if name == "sparse_sampled_addmm" or (sparse and name in ("mm", "addmm")):
+            self.sparse.add(args[-1].dtype)
+        elif name in ("mm", "addmm", "bmm", "baddbmm") and not self.in_graph:
             self.matmul.add(args[-1].dtype)
         return func(*args, **(kwargs or {}))
 
@@ -174,7 +179,8 @@ def test_bf16_runs_matmuls_in_bf16_and_softmaxes_in_fp32(
     with seen:
         z = precision.pool(pooler, x, ptr, "bf16")
         z.sum().backward()
-    assert seen.matmul == {torch.bfloat16}  # every matmul of the GNN and readout ran in bf16 ...
+    assert seen.matmul == {torch.bfloat16}  # every dense matmul of the GNN and readout ran in bf16 ...
+    assert seen.sparse == (set() if dense else {torch.float32})  # (the edge path's aggregation sums in fp32)
     assert seen.softmax == {torch.float32}  # ... and every softmax (GAT attention, readout) in fp32
     assert z.dtype == torch.float32 and all(p.grad.dtype == torch.float32 for p in pooler.parameters())
     with torch.no_grad():

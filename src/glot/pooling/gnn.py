@@ -5,10 +5,10 @@ included), no dropout, no normalisation, no input projection (layer 1 maps D -> 
 concatenates the input with every layer (out dim D + K * P); ``max``/``mean`` reduce h_1..h_K (out dim P);
 ``none`` keeps h_K. Layers come from PyG; ``mlp`` is the paper's no-graph ablation (per-token Linear).
 
-Memory: PyG's GATConv materialises one (E, heads, P) message tensor per layer (1.8 GB for the 1.77M edges of
-a 32K-token document at P=256). Without autograd (inference) a GAT layer whose messages would exceed
-``MESSAGE_ELEMS`` runs :func:`gat_edge_chunked` instead: the same parameters and attention, messages
-aggregated ``MESSAGE_ELEMS`` elements at a time, so peak memory no longer grows with E x P.
+Edge lists: a GATConv layer runs :func:`glot.pooling.sparse_gat.sparse_gat`, the same function with PyG's own
+attention coefficients but the aggregation as a sparse (CSR) matrix product, so no (E, heads, P) message tensor
+is built (PyG's would take 1.8 GB for the 1.77M edges of a 32K-token document at P = 256) and training makes
+a few sparse products per layer instead of ~10 indexed passes over E x P. Other layers are PyG's own.
 
 Short sentences: when every layer is a GATConv and the longest sentence has at most ``dense_max_tokens`` tokens
 (default :data:`glot.pooling.dense_gat.DENSE_MAX_TOKENS`), :meth:`TokenGNN.on_graph` builds the graph as bucket
@@ -25,10 +25,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GATv2Conv, GCNConv, GINConv, GINEConv
-from torch_geometric.utils import add_self_loops, remove_self_loops
 
 import glot.pooling.dense_gat as dense_path
-from glot.errors import InputError
+import glot.pooling.sparse_gat as sparse_path
 from glot.pooling.config import GNNConfig, GraphConfig
 from glot.pooling.dense_gat import (
     DenseTokenGraph,
@@ -40,6 +39,7 @@ from glot.pooling.dense_gat import (
     supports_dense,
 )
 from glot.pooling.graph import TokenGraph, build_token_graph
+from glot.pooling.sparse_gat import GatEdges, gat_edges, sparse_gat, supports_sparse
 
 
 def _gin_mlp(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -57,49 +57,6 @@ CONV_BUILDERS: dict[str, Callable[[int, int, int, bool], nn.Module]] = {
 }
 
 
-#: Largest GAT message tensor (elements of E x heads x P) built at once without autograd (64 MB in fp32).
-MESSAGE_ELEMS = 1 << 24
-
-
-def gat_edge_chunked(
-    conv: GATConv,
-    x: Tensor,
-    edge_index: Tensor,
-    edge_attr: Tensor | None = None,
-    chunk_elems: int = MESSAGE_ELEMS,
-) -> Tensor:
-    """``conv(x, edge_index, edge_attr)`` with the messages aggregated in edge chunks of ~``chunk_elems``.
-
-    Same parameters, self-loop handling and attention softmax as PyG's GATConv (its own ``edge_updater``
-    computes the per-edge coefficients, an (E', heads) tensor); only the (E', heads, P) messages are never
-    whole. Meant for inference: under autograd every chunk's product would be saved anyway.
-    Shapes: x (N, D), edge_index (2, E), edge_attr (E, 1) or None -> (N, P) or (N, heads * P) if concat.
-    """
-    if conv.lin is None:
-        raise InputError("gat_edge_chunked needs a GATConv built with an int in_channels (one shared lin)")
-    heads, width = conv.heads, conv.out_channels
-    h = conv.lin(x).view(-1, heads, width)
-    alpha_pair = ((h * conv.att_src).sum(-1), (h * conv.att_dst).sum(-1))
-    if conv.add_self_loops:
-        edge_index, edge_attr = remove_self_loops(edge_index, edge_attr)
-        edge_index, edge_attr = add_self_loops(
-            edge_index, edge_attr, fill_value=conv.fill_value, num_nodes=x.shape[0]
-        )
-    alpha = conv.edge_updater(edge_index, alpha=alpha_pair, edge_attr=edge_attr, size=None)  # (E', heads)
-    # under bf16 autocast h is bf16 and alpha fp32 (softmax): sum the messages in their promoted dtype, as
-    # PyG's own propagate does
-    out = h.new_zeros(h.shape, dtype=torch.result_type(h, alpha))
-    src, dst = edge_index
-    step = max(1, chunk_elems // (heads * width))
-    for lo in range(0, src.numel(), step):
-        part = slice(lo, lo + step)
-        out.index_add_(0, dst[part], h[src[part]] * alpha[part].unsqueeze(-1))
-    out = out.reshape(-1, heads * width) if conv.concat else out.mean(dim=1)
-    if conv.res is not None:
-        out = out + conv.res(x)
-    return out + conv.bias if conv.bias is not None else out
-
-
 def _apply_conv(
     kind: str, conv: nn.Module, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None
 ) -> Tensor:
@@ -111,15 +68,13 @@ def _apply_conv(
     if kind == "gine":  # GINE needs edge attributes; an unweighted graph gets the constant 1
         ones = edge_weight if edge_weight is not None else x.new_ones(edge_index.shape[1])
         return conv(x, edge_index, edge_attr=ones[:, None].to(x.dtype))
-    attr = None if edge_weight is None or kind not in ("gat", "gatv2") else edge_weight[:, None].to(x.dtype)
-    # without autograd, a GAT layer whose messages (E + N self-loops) x heads x P exceed MESSAGE_ELEMS is chunked
-    if (
-        isinstance(conv, GATConv)
-        and not torch.is_grad_enabled()
-        and (edge_index.shape[1] + x.shape[0]) * conv.heads * conv.out_channels > MESSAGE_ELEMS
-    ):
-        return gat_edge_chunked(conv, x, edge_index, attr)
+    attr = _gat_attr(kind, x, edge_weight)
     return conv(x, edge_index) if attr is None else conv(x, edge_index, edge_attr=attr)
+
+
+def _gat_attr(kind: str, x: Tensor, edge_weight: Tensor | None) -> Tensor | None:
+    """The (E, 1) edge attribute a GAT layer reads (the cosine of a weighted graph), or None."""
+    return None if edge_weight is None or kind not in ("gat", "gatv2") else edge_weight[:, None].to(x.dtype)
 
 
 class TokenGNN(nn.Module):
@@ -221,13 +176,22 @@ class TokenGNN(nn.Module):
         if dense is None and edge_index is None:
             edge_index = x.new_zeros(2, 0, dtype=torch.long)
         layers: list[Tensor] = []
+        prepared: dict[tuple[bool, object], GatEdges] = {}  # the CSR pattern, built once for all GAT layers
         h = x
         for conv in self.convs:
             if dense is not None:
-                h = torch.relu(dense_gat(conv, h, dense))
+                h = dense_gat(conv, h, dense)
+            elif sparse_path.ENABLED and supports_sparse(conv):
+                assert edge_index is not None
+                key = (bool(conv.add_self_loops), conv.fill_value)
+                if key not in prepared:
+                    attr = _gat_attr(self.config.conv, x, edge_weight)
+                    prepared[key] = gat_edges(edge_index, attr, x.shape[0], conv)
+                h = sparse_gat(conv, h, prepared[key])
             else:
                 assert edge_index is not None
-                h = torch.relu(_apply_conv(self.config.conv, conv, h, edge_index, edge_weight))
+                h = _apply_conv(self.config.conv, conv, h, edge_index, edge_weight)
+            h = torch.relu(h)
             layers.append(h)
         return jumping_knowledge(x, layers, self.config.jk)
 
