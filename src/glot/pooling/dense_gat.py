@@ -33,6 +33,7 @@ from glot.pooling.graph import (
     padded_bucket,
 )
 from glot.pooling.packing import check_packed
+from glot.pooling.sparse_gat import supports_sparse
 
 #: Longest sentence (tokens) for which TokenGNN may take the dense path (then :func:`dense_is_faster` decides);
 #: 0 = never. Above it a bucket's (b, heads, L, L) scores cost more than the edge list saves.
@@ -178,10 +179,12 @@ def dense_is_faster(graph: DenseTokenGraph, width: int, train: bool = True) -> b
 
 
 def supports_dense(conv: object) -> bool:
-    """Whether :func:`dense_gat` reproduces this layer: a GATConv (not v2) with one shared ``lin``, a
-    ``fill_value`` of 'mean' or a number, and a bias-free one-feature ``lin_edge`` if any."""
-    if not isinstance(conv, GATConv) or conv.lin is None:
+    """Whether :func:`dense_gat` reproduces this layer: one the edge path's sparse products run
+    (:func:`glot.pooling.sparse_gat.supports_sparse`: a GATConv with one shared ``lin``), with a
+    ``fill_value`` of 'mean' or a number and a bias-free one-feature ``lin_edge`` if any."""
+    if not supports_sparse(conv):
         return False
+    assert isinstance(conv, GATConv)
     fill = conv.fill_value
     if not (fill == "mean" or isinstance(fill, (int, float))):
         return False

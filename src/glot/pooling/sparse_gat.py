@@ -65,15 +65,14 @@ def gat_edges(edge_index: Tensor, edge_attr: Tensor | None, num_nodes: int, conv
         edge_index, edge_attr = add_self_loops(
             edge_index, edge_attr, fill_value=conv.fill_value, num_nodes=num_nodes
         )
-    src, dst = edge_index
-    order = torch.argsort(dst * num_nodes + src)
-    edge_index = edge_index[:, order]
-    edge_attr = None if edge_attr is None else edge_attr[order]  # a learned graph's weights keep their grad
     with torch.no_grad():
-        keys = edge_index[1] * num_nodes + edge_index[0]
+        keys = edge_index[1] * num_nodes + edge_index[0]  # (receiver, sender), one int each
+        keys, order = torch.sort(keys)
         unique, merge = torch.unique_consecutive(keys, return_inverse=True)
         rows, col = unique // num_nodes, unique % num_nodes
         t_order = torch.argsort(col * num_nodes + rows)
+    edge_index = edge_index[:, order]
+    edge_attr = None if edge_attr is None else edge_attr[order]  # a learned graph's weights keep their grad
     return GatEdges(
         edge_index, edge_attr, merge if unique.numel() < keys.numel() else None,
         _crow(rows, num_nodes), col, _crow(col[t_order], num_nodes), rows[t_order], t_order,
@@ -88,9 +87,9 @@ def _crow(rows: Tensor, num_nodes: int) -> Tensor:
 
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, n: int) -> Tensor:
-    with (
-        warnings.catch_warnings()
-    ):  # torch marks CSR tensors "beta" once per process; nothing for a user to do
+    """The (n, n) CSR matrix of ``values`` on a pattern (torch's "CSR is beta" warning, printed once per
+    process, is silenced: there is nothing for a user to do about it)."""
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(crow, col, values, (n, n), check_invariants=False)
 
