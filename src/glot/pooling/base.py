@@ -15,6 +15,7 @@ the paper); importing ``glot.pooling.poolers`` registers all of them, in that or
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -136,6 +137,14 @@ class Pooler(nn.Module):
 
     def _pool(self, x: Tensor, ptr: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def fixed_key(self) -> str | None:
+        """For a pooler that is a fixed function of the states -- no parameters and no buffers, so nothing
+        trains or is fitted (cls, eos, mean, max) -- a key of that function (its config), else None. A run over
+        a cache pools each item once under it (:meth:`glot.training.sources.CacheSource.pooled`)."""
+        if next(self.parameters(), None) is not None or next(self.buffers(), None) is not None:
+            return None
+        return json.dumps(self.config.to_dict(), sort_keys=True)
 
     def _pool_on(self, x: Tensor, ptr: Tensor, graph: BatchGraph) -> Tensor:
         raise AssertionError(f"pooler {self.name!r} uses no token graph, yet it was handed one")

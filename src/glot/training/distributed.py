@@ -99,21 +99,15 @@ def pool_batch(pooler: Pooler, setup: Setup, split: str, chunk: np.ndarray) -> T
     Shapes: chunk (B,) rows of a split with k text columns -> (k B, P).
     """
     if not distributed.active():
-        return _forward(pooler, setup, split, chunk)
+        return sources.pool_rows(pooler, setup.source, split, chunk)
     mine, k = part(chunk), _columns(setup.task, split)
     if len(mine):
-        z = _forward(pooler, setup, split, mine).view(k, len(mine), -1)
+        z = sources.pool_rows(pooler, setup.source, split, mine).view(k, len(mine), -1)
     else:  # a global batch smaller than the world: this rank pools nothing
         z = torch.zeros(k, 0, setup.pooler.out_dim, device=setup.source.device)
     parts = _gather_rows(z, len(chunk))
     parts[distributed.rank()] = z
     return torch.cat(parts, dim=1).reshape(k * len(chunk), -1)
-
-
-def _forward(pooler: Pooler, setup: Setup, split: str, rows: np.ndarray) -> Tensor:
-    """One packed forward of ``rows`` (every text column), on the batch's prebuilt graph where there is one."""
-    x, ptr = setup.source.packed(split, rows)
-    return pooler.forward_packed(x, ptr, graph=setup.source.graph(split, rows, ptr))
 
 
 def reduce_gradients(setup: Setup) -> None:

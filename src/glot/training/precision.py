@@ -131,6 +131,12 @@ class MixedPrecisionPooler(nn.Module):
     def forward_packed(self, x: Tensor, ptr: Tensor, *, graph: Any = None) -> Tensor:
         return pool(self.pooler, x, ptr, self.head_dtype, graph)
 
+    def fixed_key(self) -> str | None:
+        """The pooler's :meth:`~glot.pooling.base.Pooler.fixed_key` at this head dtype (None if not fixed)."""
+        inner: Any = self.pooler  # a Pooler (nn.Module's attribute lookup cannot tell mypy so)
+        key: str | None = inner.fixed_key()
+        return None if key is None else f"{key} at {self.head_dtype}"
+
 
 def for_run(pooler: Any, recorded: Any) -> Any:
     """``pooler`` at the head dtype a run recorded (``train.head_dtype``, read by :func:`saved_head_dtype`) on
