@@ -7,6 +7,9 @@ batch's prebuilt token graph (or None: the pooler builds it). A :class:`CacheSou
 graph config hands out graphs built once for the whole cache (:mod:`glot.pooling.graph_cache`). A frozen-head run reads them from the
 cache (:class:`CacheSource`: the backbone ran once per unique text); a fine-tuning run computes them with a
 backbone forward on the batch's texts (:class:`BackboneSource`), with gradients into the backbone while training.
+For a fixed pooler (no parameters, no buffers: cls, eos, mean, max) a :class:`CacheSource` also keeps each item's
+pooled vector the first time it is asked for (``pooled``), so later epochs and evaluations only look it up;
+:func:`pool_rows` is the one place where a batch is pooled, for training and inference alike.
 
 :func:`head_outputs` is the one batched inference over a source (validation, eval predictions, reloaded
 fine-tuned models); :func:`predict` turns its outputs into what a metric scores.
