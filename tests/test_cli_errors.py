@@ -489,3 +489,21 @@ def test_a_refused_pooler_option_leaves_no_run_folder(
     out = work / "stray"
     one_line(["train", *stress_args(tiny, work), "--num-layers", "1000000", "--out", str(out)], capsys)
     assert not out.exists()
+
+
+def test_a_run_with_nothing_to_train_is_one_line_and_leaves_no_run_folder(
+    tiny: Path, work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mean pooling (fixed) with the contrastive head's fixed temperature: no parameter at all. Refused before
+    the run folder exists, naming both fixes; with a learnable temperature the same run trains."""
+    pairs = work / "pairs.jsonl"
+    pairs.write_text(
+        "".join(json.dumps([f"alpha {w}", f"alpha {w} beta"]) + "\n" for w in "abcdefghijklmnop")
+    )
+    argv = ["train", "--model", str(tiny), "--task", "msmarco", "--task-option", f"path={pairs}", "--task-option",
+            "eval_size=4", "--max-length", "16", "--cache-dir", str(work / "cache"), "--no-progress", "--pooler",
+            "mean", "--epochs", "1", "--batch-size", "4"]  # fmt: skip
+    line = one_line([*argv, "--out", str(work / "frozen")], capsys)
+    assert "nothing to train" in line and "'mean'" in line and "learnable=true" in line, line
+    assert not (work / "frozen").exists()
+    assert main([*argv, "--head-option", "learnable=true", "--out", str(work / "learned")]) == 0

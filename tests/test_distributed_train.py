@@ -92,16 +92,23 @@ def _msmarco(path: Path, n: int = 120) -> Path:
     return path
 
 
-def test_two_processes_match_one_process_with_the_same_global_batch(tiny: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "pooler",
+    [["glot", "--tau", "0.5", "--hidden-dim", "8"], ["mean", "--head-option", "learnable=true"]],
+    ids=["glot", "mean-pooled-once"],
+)
+def test_two_processes_match_one_process_with_the_same_global_batch(
+    tiny: Path, tmp_path: Path, pooler: list[str]
+) -> None:
     # a contrastive task: in-batch negatives, so a batch's loss is no sum over its rows; batch 9 of 81 train
-    # rows: every batch splits 5 + 4 rows over the ranks (unequal parts)
+    # rows: every batch splits 5 + 4 rows over the ranks (unequal parts). mean: a fixed pooler, whose vectors
+    # each rank keeps after pooling them once (CacheSource.pooled), for both text columns
     task = ["--task", "msmarco", "--task-option", f"path={_msmarco(tmp_path / 'pairs.jsonl')}",
             "--task-option", "eval_size=30"]  # fmt: skip
     cache = ["--cache-dir", str(tmp_path / "cache"), "--cache-dtype", "float32", "--no-progress"]
     # --head-dtype fp32 explicitly: in the torchrun children (no conftest) "auto" may mean bf16
-    argv = ["train", "--model", str(tiny), *task, "--max-length", "24", *cache, "--pooler", "glot", "--tau",
-            "0.5", "--hidden-dim", "8", "--epochs", "2", "--batch-size", "9", "--lr", "1e-2",
-            "--head-dtype", "fp32"]  # fmt: skip
+    argv = ["train", "--model", str(tiny), *task, "--max-length", "24", *cache, "--pooler", *pooler,
+            "--epochs", "2", "--batch-size", "9", "--lr", "1e-2", "--head-dtype", "fp32"]  # fmt: skip
     assert main([*argv, "--out", str(tmp_path / "one"), "--json", str(tmp_path / "one.json")]) == 0
     code, log = _finish(
         _torchrun([*argv, "--out", str(tmp_path / "two"), "--json", str(tmp_path / "two.json")])

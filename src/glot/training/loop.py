@@ -176,11 +176,11 @@ def run_loop(
     """The training loop of every run: epochs of training, validation and stored eval predictions with a
     checkpoint after each (a rerun of the same run resumes the latest), then :func:`~glot.training.results.finish_run`. An identical
     finished run in ``run_dir`` is returned as is; ``rows`` comes from :func:`split_rows`."""
+    optimizer = make_optimizer(config, setup.param_groups(config.lr))  # refuses a run with nothing to train
     done = on_main(prepare_run_dir, run_dir, config_json, overwrite)  # distributed: rank 0 writes
     if done is not None:
         return done
     modules, key = setup.checkpointed(), config_json["key"]
-    optimizer = make_optimizer(config, setup.param_groups(config.lr))
     state = load_checkpoint_state(run_dir) or {
         "epoch": 0, "best_epoch": 0, "best_val": None, "history": [], "stopped_early": False, "run_key": key,
     }  # fmt: skip

@@ -126,7 +126,15 @@ class Setup:
 def make_optimizer(
     config: TrainConfig, groups: list[tuple[float, list[nn.Parameter]]]
 ) -> torch.optim.Optimizer:
-    """``config.optimizer`` (Adam or AdamW, ``config.weight_decay``) over ``(lr, parameters)`` groups."""
+    """``config.optimizer`` (Adam or AdamW, ``config.weight_decay``) over ``(lr, parameters)`` groups. A run
+    without a single trainable parameter (a fixed pooler with a head that has none, e.g. mean pooling and the
+    contrastive head's fixed temperature) is refused: its loss has no gradient to follow."""
+    if not any(p.requires_grad for _, params in groups for p in params):
+        raise InputError(
+            f"nothing to train: pooler {config.pooler!r} has no parameters and neither has this task's head "
+            "(a contrastive head keeps its temperature fixed); pick a learned pooler (e.g. --pooler adapool or "
+            "--pooler glot), or let the head learn its temperature (--head-option learnable=true)"
+        )
     kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
     return kind([{"params": p, "lr": lr} for lr, p in groups], lr=config.lr, weight_decay=config.weight_decay)
 
