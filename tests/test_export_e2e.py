@@ -72,21 +72,30 @@ def _cosine_spearman(a: np.ndarray, b: np.ndarray, scores: list[float]) -> float
     return float(spearmanr((a * b).sum(axis=1), scores).statistic)
 
 
-@pytest.fixture(scope="module")
-def sts_run(minilm_path: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("sts")
+#: (backbone --dtype, --head-dtype) of the run: both precisions on every machine, whatever ``auto`` picks on its
+#: CPU (bf16 where it has avx512_bf16 / AMX). sentence-transformers casts every module after the Transformer
+#: to the backbone's dtype, so the bf16 run's export pools with bf16 weights.
+PRECISIONS = {"fp32": ("float32", "fp32"), "bf16": ("bfloat16", "bf16")}
+
+
+@pytest.fixture(scope="module", params=list(PRECISIONS))
+def sts_run(
+    minilm_path: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp(f"sts-{request.param}")
     rows = write_sts_csv(root / "pairs.csv")
+    dtype, head_dtype = PRECISIONS[request.param]
     # lr pinned: the check that the projection matters needs it trained well away from its init, whatever
     # the package default becomes (at lr 1e-3 and 4 epochs the two geometries differ by only 0.004)
     code = main(["train", "--task", str(root / "pairs.csv"), "--model", "minilm", "--epochs", "4", "--lr", "3e-3",
-                 "--max-length", "64", "--cache-dir", str(root / "cache"), "--out", str(root / "run"),
-                 "--no-progress"])  # fmt: skip
+                 "--max-length", "64", "--dtype", dtype, "--head-dtype", head_dtype,
+                 "--cache-dir", str(root / "cache"), "--out", str(root / "run"), "--no-progress"])  # fmt: skip
     assert code == 0
     run = root / "run" / "seed-0"
     metrics = json.loads((run / "metrics.json").read_text())
     eval_rows = [r for r in rows if r["split"] == "eval"]
     assert metrics["sizes"]["eval"] == len(eval_rows)
-    return {"root": root, "run": run, "reported": float(metrics["eval"]), "a": [r["text"] for r in eval_rows],
+    return {"precision": request.param, "root": root, "run": run, "reported": float(metrics["eval"]), "a": [r["text"] for r in eval_rows],
             "b": [r["text_pair"] for r in eval_rows], "scores": [r["score"] for r in eval_rows]}  # fmt: skip
 
 

@@ -379,6 +379,38 @@ def test_low_precision_cache_input_is_accepted() -> None:
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
+#: (pooler, options, GAT path): every pooler, every GNN layer kind weighted or not, both GAT paths.
+CAST_CASES = (
+    [(name, {}, "auto") for name in ALL]
+    + [(name, {}, path) for name in ("glot", "learned-graph") for path in ("dense", "edge")]
+    + [
+        ("glot", {"conv": conv, "weighted": weighted, "tau": 0.0 if conv == "gcn" else 0.2, "jk": jk}, "auto")
+        for conv in ("gat", "gatv2", "gcn", "gin", "gine")
+        for weighted in (False, True)
+        for jk in ("cat", "max")
+    ]
+)
+
+
+@pytest.mark.parametrize(("name", "opts", "path"), CAST_CASES)
+def test_a_pooler_cast_to_bf16_pools_in_bf16_close_to_fp32(name: str, opts: dict, path: str) -> None:
+    """``pooler.to(torch.bfloat16)`` (what sentence-transformers does to every module after a bf16 Transformer)
+    runs every layer in bf16: no op may hand the next one fp32 (the sparse GAT aggregation and GCN's fp32 edge
+    weights once did). bf16 keeps 8 bits of mantissa, so the outputs agree with fp32 to a few 1e-3 of their size."""
+    hidden, mask = random_batch(seed=3, lmax=24)
+    pooler = glot.build_pooler(name, 12, **(SMALL.get(name, {}) | opts)).eval()
+    if path != "auto":
+        pooler.gnn.dense_choice = path
+    with torch.no_grad():
+        expected = pooler(hidden, mask)
+        got = pooler.to(torch.bfloat16)(hidden.to(torch.bfloat16), mask)
+    parameter_free = next(pooler.parameters(), None) is None  # cls, eos, mean, max pool in fp32
+    assert got.dtype == (torch.float32 if parameter_free else torch.bfloat16), got.dtype
+    assert got.shape == expected.shape and torch.isfinite(got).all()
+    err = float((got.float() - expected).abs().max() / (1 + expected.abs().max()))
+    assert err < 2e-2, (name, opts, path, err)
+
+
 def test_additive_or_non_binary_masks_are_refused_binary_float_masks_work() -> None:
     """An HF additive mask (0 keep, -1e4 pad) read as bool would swap real tokens and padding."""
     hidden, mask = random_batch(seed=10)

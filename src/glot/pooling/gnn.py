@@ -60,11 +60,12 @@ CONV_BUILDERS: dict[str, Callable[[int, int, int, bool], nn.Module]] = {
 def _apply_conv(
     kind: str, conv: nn.Module, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None
 ) -> Tensor:
-    """Call a layer with the edge information it understands."""
+    """Call a layer with the edge information it understands, in the dtype of its input ``x`` (a layer cast
+    to bf16 must not promote its messages to the fp32 cosines)."""
     if kind == "mlp":
         return conv(x)
     if kind == "gcn":
-        return conv(x, edge_index, edge_weight=edge_weight)
+        return conv(x, edge_index, edge_weight=None if edge_weight is None else edge_weight.to(x.dtype))
     if kind == "gine":  # GINE needs edge attributes; an unweighted graph gets the constant 1
         ones = edge_weight if edge_weight is not None else x.new_ones(edge_index.shape[1])
         return conv(x, edge_index, edge_attr=ones[:, None].to(x.dtype))

@@ -120,14 +120,16 @@ class _Aggregate(torch.autograd.Function):
 
 
 def aggregate(alpha: Tensor, h: Tensor, edges: GatEdges) -> Tensor:
-    """sum_j alpha_ij h_j for every receiver i. Shapes: alpha (E',), h (N, C) -> (N, C), in fp32/fp64
-    (the promoted dtype of the two, as PyG's propagate; CPU sparse kernels have no bf16)."""
-    dtype = torch.promote_types(torch.result_type(alpha, h), torch.float32)
+    """sum_j alpha_ij h_j for every receiver i. Shapes: alpha (E',), h (N, C) -> (N, C) in the promoted dtype
+    of the two, as PyG's propagate returns it (bf16 for a layer cast to bf16, fp32 under bf16 autocast, whose
+    softmax is fp32); the products run in at least fp32, as CPU sparse kernels have no bf16."""
+    result = torch.result_type(alpha, h)
+    dtype = torch.promote_types(result, torch.float32)
     if edges.merge is not None:  # repeated edges share one slot; their coefficients add up
         alpha = alpha.new_zeros(edges.col.numel(), dtype=dtype).index_add_(0, edges.merge, alpha.to(dtype))
     with torch.autocast(h.device.type, enabled=False):
         out: Tensor = _Aggregate.apply(alpha.to(dtype).contiguous(), h.to(dtype).contiguous(), edges)
-    return out
+    return out.to(result)
 
 
 def sparse_gat(conv: GATConv, x: Tensor, edges: GatEdges) -> Tensor:
