@@ -48,20 +48,8 @@ from report import args_json, command_line, fmt_ms, header, md_table, write_resu
 
 DEMO = {"tau": 0.6, "num_layers": 4, "hidden_dim": 64}
 TWEETS = {"tau": 0.8}
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 PARTS = ("graph", "gnn", "readout", "optimizer", "step")
 AUTO_DTYPE = resolve_head_dtype("auto")  # what glot trains with on this CPU
-
-
-def cpu_flags() -> list[str]:
-    """The matmul-relevant flags of this CPU (from /proc/cpuinfo)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    have = set(line.split(":", 1)[-1].split())
-    return [f for f in FLAGS if f in have]
 
 
 def demo_cache(n_train: int) -> Any:
@@ -272,7 +260,7 @@ def markdown(
 ) -> str:
     text = header("Where a GLOT train step's time goes: old path vs new path", cmd, info, args)
     text += (
-        f"CPU flags: {', '.join(info['cpu_flags']) or 'none found'}. Medians over {args.repeats} interleaved "
+        f"Medians over {args.repeats} interleaved "
         "repeats, ms; in brackets the part's matmul FLOP floor at the fp32 GEMM rate measured in this run. "
         "old = graph built per batch + PyG's edge-list GATConv (per-edge messages) + readout on the "
         "concatenated u (0.5); new = graph assembled from graphs built once for the cache + the GAT path the "
@@ -356,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     apply_threads(args)
-    info = machine_info() | {"cpu_flags": cpu_flags()}
+    info = machine_info()
     rate = gemm_rate(torch.float32, max(7, args.repeats), args.clock)
     info["gemm_gflops_bf16"] = gemm_rate(torch.bfloat16, max(7, args.repeats), args.clock)
     cached = demo_cache(args.n_train)

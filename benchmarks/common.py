@@ -213,14 +213,39 @@ def apply_threads(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- machine
-def _cpu_model() -> str:
+#: The matmul-relevant CPU flags a machine line names (what decides fp32 or bf16, and how fast each runs).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return fields
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the first processor's block ends here
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _cpu_model() -> str:
+    """Model name with family and model number: VMs often show only "AMD EPYC", and the numbers tell Zen 4
+    (family 25) from Zen 5 (family 26)."""
+    fields = _cpuinfo()
+    name = fields.get("model name") or platform.processor() or "unknown"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`CPU_FLAGS` this CPU has."""
+    have = set(_cpuinfo().get("flags", "").split())
+    return [flag for flag in CPU_FLAGS if flag in have]
 
 
 def _version(dist: str) -> str | None:
@@ -234,6 +259,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     """CPU model (from /proc/cpuinfo), core counts, torch / PyG / transformers versions, GPU name if used."""
     info: dict[str, Any] = {
         "cpu": _cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -255,7 +281,7 @@ def machine_line(info: dict[str, Any]) -> str:
     """One markdown line naming the machine."""
     gpu = f", GPU {info['gpu']} (CUDA {info.get('cuda')})" if info.get("gpu") else ""
     return (
-        f"Machine: {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable, torch threads "
+        f"Machine: {info['cpu']}, flags {', '.join(info.get('cpu_flags', [])) or 'none of ' + ', '.join(CPU_FLAGS)}, {info['cores']} cores ({info['cores_usable']} usable, torch threads "
         f"{info['torch_threads']}, native bf16: {info['cpu_native_bf16']}){gpu}; torch {info['torch']}, torch-geometric {info['torch_geometric']}, "
         f"transformers {info['transformers']}, Python {info['python']}; malloc {info.get('allocator', 'not recorded')}; "
         f"1-min load average at start {info['load_avg_1min']:.1f}."
