@@ -18,7 +18,7 @@ from glot.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import make_tiny_bert  # noqa: E402
-from torchrun import glot  # noqa: E402
+from torchrun import failure, glot  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def _same_entry(a: dict[str, object], b: dict[str, object]) -> None:
 def test_two_ranks_build_the_same_entry_as_one_process(setup: dict[str, object]) -> None:
     root, out = Path(str(setup["root"])), Path(str(setup["root"])) / "two.json"
     proc = glot(2, *setup["args"], "--cache-dir", str(root / "two"), "--json", str(out))  # type: ignore[misc]
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, failure(proc.stderr)
     two = json.loads(out.read_text())
     assert two["ranks"] == 2 and two["shards_computed"] == 10
     _same_entry(setup["one"], two)  # type: ignore[arg-type]
@@ -65,7 +65,7 @@ def test_rerun_after_a_killed_rank_computes_only_the_missing_shards(setup: dict[
     assert 1 <= len(done) < 10  # rank 1 recorded its first shard, then died; rank 0 was stopped mid-way
 
     proc = glot(2, *flags)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, failure(proc.stderr)
     resumed = json.loads(out.read_text())
     assert resumed["shards_computed"] == 10 - len(done)
     _same_entry(setup["one"], resumed)

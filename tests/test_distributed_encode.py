@@ -18,7 +18,7 @@ from glot.export.sharded import iter_chunks, load
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import WORDS, make_tiny_bert  # noqa: E402
-from torchrun import child_env, glot  # noqa: E402
+from torchrun import child_env, failure, glot  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_two_ranks_write_the_same_rows_as_one_process(setup: dict[str, Path]) ->
     assert main(_args(setup, one)) == 0
     assert main(_args(setup, flat)) == 0
     proc = glot(2, *_args(setup, two), "--json", str(setup["root"] / "two.json"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, failure(proc.stderr)
     assert json.loads((setup["root"] / "two.json").read_text())["ranks"] == 2
     a, b = load(one), load(two)
     assert a.shape == (89, 32)  # 90 lines, one blank
@@ -71,7 +71,7 @@ def test_input_is_streamed_part_by_part(setup: dict[str, Path]) -> None:
     assert not (out / "index.json").exists()
     proc.stdin.write("".join(t + "\n" for t in lines[16:]))
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == 0, failure(err)
     reference = setup["root"] / "reference"
     assert main(_args(setup, reference)) == 0  # the same file read from disk in this process
     assert load(out).shape == (89, 32) and np.array_equal(load(out), load(reference))

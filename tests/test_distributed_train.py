@@ -20,7 +20,7 @@ from glot.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import WORDS, make_tiny_bert  # noqa: E402
-from torchrun import child_env  # noqa: E402
+from torchrun import child_env, failure  # noqa: E402
 
 TIMEOUT = 180  # seconds a torchrun launch may take before the test kills it (a hang is a failure, not a wait)
 
@@ -113,7 +113,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(
     code, log = _finish(
         _torchrun([*argv, "--out", str(tmp_path / "two"), "--json", str(tmp_path / "two.json")])
     )
-    assert code == 0, log[-3000:]
+    assert code == 0, failure(log)
     one = json.loads((tmp_path / "one.json").read_text())["per_seed"][0]
     two = json.loads((tmp_path / "two.json").read_text())["per_seed"][0]
     _assert_same_run(one, two)
@@ -141,12 +141,12 @@ def test_a_killed_two_process_run_resumes_to_the_one_process_numbers(tiny: Path,
     assert len(ranks) == 2, ranks
     os.kill(ranks[-1], signal.SIGKILL)  # one rank dies mid-run: torchrun stops the other and gives up
     code, log = _finish(victim)
-    assert code != 0, log[-3000:]
+    assert code != 0, failure(log)
     state = json.loads(state_path.read_text())
     assert 1 <= state["epoch"] < epochs and not (run / "seed-0" / "metrics.json").exists()
 
     code, log = _finish(_torchrun([*argv, "--out", str(run)]))
-    assert code == 0, log[-3000:]
+    assert code == 0, failure(log)
     whole = json.loads((tmp_path / "whole" / "seed-0" / "metrics.json").read_text())
     resumed = json.loads((run / "seed-0" / "metrics.json").read_text())
     _assert_same_run(whole, resumed)

@@ -20,7 +20,7 @@ from glot.export.sharded import encode_to_folder, load
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import WORDS, make_tiny_bert  # noqa: E402
-from torchrun import glot  # noqa: E402
+from torchrun import failure, glot  # noqa: E402
 
 ROWS = 8  # --shard-rows: 45 texts -> 6 parts
 
@@ -169,7 +169,7 @@ def test_the_command_resumes_after_a_kill(cli: dict[str, Path], nproc: int) -> N
     assert kept and len(kept) < 8, kept
     before = {k: v for k, v in _mtimes(out).items() if k in kept}
     rerun = glot(nproc, *_args(cli, out), "--json", str(out) + ".json")
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.returncode == 0, failure(rerun.stderr)
     assert json.loads(Path(str(out) + ".json").read_text())["parts_computed"] == 8 - len(kept)
     assert {k: v for k, v in _mtimes(out).items() if k in kept} == before  # not recomputed
     assert load(out).shape == (60, 32) and np.array_equal(load(out), load(reference))  # row for row

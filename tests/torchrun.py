@@ -20,6 +20,7 @@ def child_env(**extra: str) -> dict[str, str]:
         PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
         OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="",
+        PYTHONFAULTHANDLER="1",  # a rank killed by a signal prints every thread's Python stack first
     )  # fmt: skip
     env.update(extra)
     return env
@@ -32,3 +33,11 @@ def glot(nproc: int, *args: str, timeout: float = 120, **env: str) -> subprocess
         [sys.executable, *launcher, "-m", "glot", *args],
         env=child_env(**env), capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
+
+
+def failure(log: str, tail: int = 3000) -> str:
+    """What a failed launch's assertion shows: the end of its log, and before it the Python stacks a rank
+    killed by a signal printed (PYTHONFAULTHANDLER), which torchrun's long failure report would push out."""
+    start = log.find("Fatal Python error")
+    dump = "" if start < 0 or start >= len(log) - tail else log[start : start + 4000] + "\n[...]\n"
+    return dump + log[-tail:]
