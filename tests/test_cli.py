@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,36 @@ def test_train_flags_for_the_lr_plateau_and_the_selection_slack_reach_the_run(
     assert json.loads((tmp_path / "eval.json").read_text())["per_seed"][0]["value"] == pytest.approx(
         m["eval"]
     )
+
+
+ENTRY = """
+import atexit, sys
+atexit.register(lambda: sys.stdout.write("atexit ran\\n"))
+sys.argv = ["glot", *sys.argv[1:]]
+from glot.__main__ import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["models"], 0), (["nosuch"], 2)])
+def test_a_launched_rank_ends_with_its_code_its_atexit_handlers_and_all_its_output(
+    argv: list[str], code: int
+) -> None:
+    """The entry point ends a torchrun / accelerate rank with os._exit (glot.distributed.exit_rank): its exit
+    code, atexit handlers and block-buffered stdout (a pipe, PYTHONUNBUFFERED unset) must survive that, the
+    same as a plain run's."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "WORLD_SIZE", "RANK")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1] / "src"), env.get("PYTHONPATH", "")]
+    )
+    runs = {}
+    for launched in (False, True):
+        extra = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"} if launched else {}
+        runs[launched] = subprocess.run(
+            [sys.executable, "-c", ENTRY, *argv], env=env | extra, capture_output=True, text=True, timeout=120
+        )
+    for proc in runs.values():
+        assert proc.returncode == code, proc.stderr[-2000:]
+        assert proc.stdout.endswith("atexit ran\n"), proc.stdout[-500:]
+    assert runs[True].stdout == runs[False].stdout and runs[True].stderr == runs[False].stderr
+    assert ("minilm" in runs[True].stdout) if code == 0 else ("unknown command 'nosuch'" in runs[True].stderr)
