@@ -32,6 +32,7 @@ from flops import gemm_rate
 from glot import build_pooler, build_token_graph
 from glot.pooling.dense_gat import build_dense_graph, dense_is_faster
 from glot.pooling.packing import lengths_to_ptr, pack
+from glot.training.precision import autocast
 from report import args_json, check_out, command_line, fmt_ms, header, md_table, write_results
 
 DEMO = {"tau": 0.6, "num_layers": 4, "hidden_dim": 64}
@@ -75,6 +76,19 @@ def floor_gflop(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, float]:
         "edge_agg_gflop": 2 * e_gat * width / 1e9,
         "dense_agg_gflop": 2 * slots * width / 1e9,
     }
+
+
+def at(dtype: str, fns: dict[str, Callable[[], Any]]) -> dict[str, Callable[[], Any]]:
+    """Each callable run inside glot's autocast region of head dtype ``dtype`` (none for fp32)."""
+
+    def wrap(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            with autocast(dtype):
+                return fn()
+
+        return run
+
+    return {name: wrap(fn) for name, fn in fns.items()}
 
 
 def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor, train: bool) -> dict[str, Callable[[], Any]]:
@@ -128,11 +142,16 @@ def run_case(
     """Both paths on one batch, interleaved; FLOP floor of the forward at the measured GEMM rate ``rate``."""
     torch.manual_seed(0)
     pooler = build_pooler("glot", x.shape[1], **options)
+    tol = 1e-4 if args.head_dtype == "fp32" else 5e-2  # bf16: 8 mantissa bits, rounded at different places
     with torch.no_grad():  # same function either way before any timing
-        fns = contenders(pooler, x, ptr, train=False)
-        torch.testing.assert_close(fns["dense"](), fns["edge"](), rtol=1e-4, atol=1e-4)
-    times = compare_times(contenders(pooler, x, ptr, train), repeats=args.repeats, warmup=args.warmup)
-    parts = compare_times(part_contenders(pooler, x, ptr, train), repeats=args.repeats, warmup=args.warmup)
+        fns = at(args.head_dtype, contenders(pooler, x, ptr, train=False))
+        torch.testing.assert_close(fns["dense"]().float(), fns["edge"]().float(), rtol=tol, atol=tol)
+    times = compare_times(
+        at(args.head_dtype, contenders(pooler, x, ptr, train)), repeats=args.repeats, warmup=args.warmup
+    )
+    parts = compare_times(
+        at(args.head_dtype, part_contenders(pooler, x, ptr, train)), repeats=args.repeats, warmup=args.warmup
+    )
     lengths = (ptr[1:] - ptr[:-1]).tolist()
     flops = floor_gflop(pooler, x, ptr)
     conv = pooler.gnn.convs[0]
@@ -158,13 +177,16 @@ def _pair(parts: dict[str, Any], what: str) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], info: dict[str, Any], cmd: str, args: argparse.Namespace) -> str:
-    text = header("Dense, length-bucketed GAT vs the edge-list path (GLOT head, fp32)", cmd, info, args)
+    dtype = args.head_dtype
+    title = f"Dense, length-bucketed GAT vs the edge-list path (GLOT head, {dtype})"
+    text = header(title, cmd, info, args)
     text += (
         f"Real MiniLM states; medians [min-max] over {args.repeats} interleaved repeats; both paths share the "
-        "weights and were checked equal. 'floor' = the forward's matmul FLOPs (per-token linears + edge-list "
-        "aggregation) at the fp32 GEMM rate measured in this run. 'graph' = graph construction alone (edge "
-        "list vs bucket masks); 'K GAT layers' = the GNN alone on a prebuilt graph (train: forward + backward "
-        "of its sum). The machine was shared with other jobs (4 other sessions running tests).\n\n"
+        f"weights and were checked equal ({'to 1e-4' if dtype == 'fp32' else 'to 5e-2 under bf16 autocast'}). "
+        "'floor' = the forward's matmul FLOPs (per-token linears + edge-list aggregation) at the "
+        f"{dtype} GEMM rate measured in this run. 'graph' = graph construction alone (edge list vs bucket masks; "
+        "always fp32 cosines); 'K GAT layers' = the GNN alone on a prebuilt graph (train: forward + backward "
+        "of its sum). 'rule picks' = what `dense_is_faster` (fitted on fp32 timings) chooses.\n\n"
     )
     cols = ["case", "stage", "B", "N", "L max", "K", "P", "tau", "E' (GAT)", "edge ms", "dense ms",
             "dense speed-up", "rule picks", "graph edge / dense ms", "K GAT layers edge / dense ms", "forward GFLOP",
@@ -188,6 +210,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sweep-tokens", type=int, default=4096, help="tokens per sweep batch")
     parser.add_argument("--taus", type=float, nargs="*", default=[0.3, 0.6, 0.8], help="sweep thresholds")
     parser.add_argument("--widths", type=int, nargs="*", default=[64, 256], help="sweep P (K = 2)")
+    parser.add_argument(
+        "--head-dtype",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="run both paths under glot's autocast at this head dtype (bf16: results go to dense_gat_bf16.*)",
+    )
     args = parser.parse_args(argv)
     apply_quick(args, argv, repeats=2, sweep=[64, 256], sweep_tokens=1024, taus=[0.6], widths=[64])
     return args
@@ -202,10 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     g = torch.Generator().manual_seed(0)
     demo_lengths = torch.randint(100, 151, (32,), generator=g).tolist()
     doc = document_tokens(max(sum(demo_lengths), args.sweep_tokens + max(args.sweep, default=0)))
-    rate = gemm_rate(
-        torch.float32, max(7, args.repeats), args.clock
-    )  # the first GAT layer's shape at B = 128
-    print(f"fp32 GEMM rate (4096 x 384 x 256): {rate:.0f} GFLOP/s")
+    gemm_dtype = torch.float32 if args.head_dtype == "fp32" else torch.bfloat16
+    rate = gemm_rate(gemm_dtype, max(7, args.repeats), args.clock)  # the first GAT layer's shape at B = 128
+    print(f"{args.head_dtype} GEMM rate (4096 x 384 x 256): {rate:.0f} GFLOP/s")
     rows = [run_case("demo", DEMO, *cut(doc, demo_lengths), train=True, rate=rate, args=args)]
     xt, pt = tweet_states(128)
     rows += [run_case("tweets", TWEETS, xt, pt, train=t, rate=rate, args=args) for t in (False, True)]
@@ -221,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = markdown(rows, info, command_line("bench_dense_gat.py", argv), args)
     print(text)
     if not args.no_write:
-        write_results("dense_gat", {"machine": info, "args": args_json(args), "results": rows}, text, args)
+        name = "dense_gat" if args.head_dtype == "fp32" else "dense_gat_bf16"
+        write_results(name, {"machine": info, "args": args_json(args), "results": rows}, text, args)
     return 0
 
 
