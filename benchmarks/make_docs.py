@@ -42,6 +42,7 @@ OTHER_MACHINES = {
     "avx2": "Second machine: an AVX2-only AMD EPYC (no native bf16, so `auto` picks fp32 everywhere)",
     "zen5": "Third machine: an AMD EPYC of family 26 (Zen 5) with avx512_bf16, no AMX",
     "xeon512": "Fourth machine: an Intel Xeon with AVX-512 but no avx512_bf16 or AMX (`auto` picks fp32)",
+    "zen4": "Fifth machine: an AMD EPYC of family 25, model 17 (Zen 4) with avx512_bf16, no AMX (`auto` picks bf16)",
 }
 
 INTRO = """# Benchmarks
