@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -30,12 +30,14 @@ from torch import Tensor, nn
 from common import add_common_arguments, apply_quick, apply_threads, compare_times, machine_info
 from flops import gemm_rate
 from glot import build_pooler, build_token_graph
-from glot.pooling.dense_gat import build_dense_graph, dense_is_faster
+from glot.pooling.dense_gat import build_dense_graph
 from glot.pooling.packing import lengths_to_ptr, pack
+from glot.pooling.path_rule import COSTS, dense_wins, rule_terms
 from glot.training.precision import autocast
 from report import args_json, check_out, command_line, fmt_ms, header, md_table, write_results
 
 DEMO = {"tau": 0.6, "num_layers": 4, "hidden_dim": 64}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 TWEETS = {"tau": 0.8}  # GLOT defaults: GAT, K = 2, P = 256, JK cat
 
 
@@ -136,8 +138,30 @@ def part_contenders(pooler: nn.Module, x: Tensor, ptr: Tensor, train: bool) -> d
     }
 
 
+Case = tuple[str, dict[str, Any], Tensor, Tensor, bool]  # name, head options, x (N, D), ptr (B + 1,), train
+
+
+def cases(args: argparse.Namespace) -> Iterator[Case]:
+    """Every batch the benchmark times, in its row order (fit_dense_rule.py rebuilds them from a run's args)."""
+    g = torch.Generator().manual_seed(0)
+    demo_lengths = torch.randint(100, 151, (32,), generator=g).tolist()
+    doc = document_tokens(max(sum(demo_lengths), args.sweep_tokens + max(args.sweep, default=0)))
+    yield ("demo", DEMO, *cut(doc, demo_lengths), True)
+    xt, pt = tweet_states(128)
+    yield from (("tweets", TWEETS, xt, pt, train) for train in (False, True))
+    for length in args.sweep:
+        x, ptr = cut(doc, [length] * max(1, args.sweep_tokens // length))
+        yield from ((f"sweep L={length}", DEMO, x, ptr, train) for train in (True, False))
+    for length in args.sweep:  # the density sweep the rule's constants are fitted to
+        x, ptr = cut(doc, [length] * max(1, args.sweep_tokens // length))
+        for tau in args.taus:
+            for width in args.widths:
+                opts = {"tau": tau, "num_layers": 2, "hidden_dim": width}
+                yield from ((f"density L={length}", opts, x, ptr, train) for train in (True, False))
+
+
 def run_case(
-    name: str, options: dict[str, Any], x: Tensor, ptr: Tensor, train: bool, rate: float, args: Any
+    name: str, options: dict[str, Any], x: Tensor, ptr: Tensor, train: bool, *, rate: float, args: Any
 ) -> dict[str, Any]:
     """Both paths on one batch, interleaved; FLOP floor of the forward at the measured GEMM rate ``rate``."""
     torch.manual_seed(0)
@@ -155,16 +179,14 @@ def run_case(
     lengths = (ptr[1:] - ptr[:-1]).tolist()
     flops = floor_gflop(pooler, x, ptr)
     conv = pooler.gnn.convs[0]
-    picks_dense = dense_is_faster(
-        build_dense_graph(x, ptr, pooler.config.graph), conv.heads * conv.out_channels
-    )
-    rule = "dense" if picks_dense else "edge"
+    terms, width = rule_terms(build_dense_graph(x, ptr, pooler.config.graph)), conv.heads * conv.out_channels
+    rule = "dense" if dense_wins(terms, width, COSTS[DTYPES[args.head_dtype]]) else "edge"
     floor_ms = 1e3 * (flops["linear_gflop"] + flops["edge_agg_gflop"]) / rate
     row = {"case": name, "stage": "train step" if train else "forward (no_grad)", "B": len(lengths),
            "N": x.shape[0], "L_max": max(lengths), **options, **flops, "gemm_gflops": rate,
            "floor_ms": floor_ms, "edge": times["edge"], "dense": times["dense"],
            "speedup": times["edge"]["median_s"] / times["dense"]["median_s"], "parts": parts,
-           "rule": rule}  # fmt: skip
+           "rule": rule, "width": width, **terms._asdict()}  # fmt: skip
     print(f"{name:>10} {row['stage']:>17}: edge {fmt_ms(times['edge'])} ms, dense {fmt_ms(times['dense'])} ms, "
           f"x{row['speedup']:.2f} (rule: {rule}), forward floor {floor_ms:.2f} ms; "
           + ", ".join(f"{k} {fmt_ms(v)}" for k, v in parts.items()))  # fmt: skip
@@ -186,7 +208,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], cmd: str, args: a
         "'floor' = the forward's matmul FLOPs (per-token linears + edge-list aggregation) at the "
         f"{dtype} GEMM rate measured in this run. 'graph' = graph construction alone (edge list vs bucket masks; "
         "always fp32 cosines); 'K GAT layers' = the GNN alone on a prebuilt graph (train: forward + backward "
-        "of its sum). 'rule picks' = what `dense_is_faster` (fitted on fp32 timings) chooses.\n\n"
+        "of its sum). 'rule picks' = what `dense_is_faster` chooses with its {dtype} constants (glot.pooling.path_rule).\n\n"
     )
     cols = ["case", "stage", "B", "N", "L max", "K", "P", "tau", "E' (GAT)", "edge ms", "dense ms",
             "dense speed-up", "rule picks", "graph edge / dense ms", "K GAT layers edge / dense ms", "forward GFLOP",
@@ -227,24 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_out(args)  # a --quick run into benchmarks/results is refused before anything runs
     apply_threads(args)
     info = machine_info()
-    g = torch.Generator().manual_seed(0)
-    demo_lengths = torch.randint(100, 151, (32,), generator=g).tolist()
-    doc = document_tokens(max(sum(demo_lengths), args.sweep_tokens + max(args.sweep, default=0)))
-    gemm_dtype = torch.float32 if args.head_dtype == "fp32" else torch.bfloat16
-    rate = gemm_rate(gemm_dtype, max(7, args.repeats), args.clock)  # the first GAT layer's shape at B = 128
+    rate = gemm_rate(DTYPES[args.head_dtype], max(7, args.repeats), args.clock)  # 1st GAT layer at B = 128
     print(f"{args.head_dtype} GEMM rate (4096 x 384 x 256): {rate:.0f} GFLOP/s")
-    rows = [run_case("demo", DEMO, *cut(doc, demo_lengths), train=True, rate=rate, args=args)]
-    xt, pt = tweet_states(128)
-    rows += [run_case("tweets", TWEETS, xt, pt, train=t, rate=rate, args=args) for t in (False, True)]
-    for length in args.sweep:
-        x, ptr = cut(doc, [length] * max(1, args.sweep_tokens // length))
-        rows += [run_case(f"sweep L={length}", DEMO, x, ptr, t, rate, args) for t in (True, False)]
-    for length in args.sweep:  # the density sweep the rule's constants were fitted to
-        x, ptr = cut(doc, [length] * max(1, args.sweep_tokens // length))
-        for tau in args.taus:
-            for width in args.widths:
-                opts = {"tau": tau, "num_layers": 2, "hidden_dim": width}
-                rows += [run_case(f"density L={length}", opts, x, ptr, t, rate, args) for t in (True, False)]
+    rows = [run_case(*case, rate=rate, args=args) for case in cases(args)]
     text = markdown(rows, info, command_line("bench_dense_gat.py", argv), args)
     print(text)
     if not args.no_write:

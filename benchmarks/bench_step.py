@@ -6,7 +6,7 @@ Run: ``python benchmarks/bench_step.py [--quick] [--train-epochs 10]``.
 the readout on the concatenated u (0.5's path: backward then computes an input gradient for all of u, the frozen
 states included); ``new`` = the batch's graph assembled from graphs built once for the cache
 (:mod:`glot.pooling.graph_cache`), the GAT path picked by the measured rule
-(:func:`glot.pooling.dense_gat.dense_is_faster`: dense, or the edge list by sparse products,
+(:func:`glot.pooling.path_rule.dense_is_faster`: dense, or the edge list by sparse products,
 :mod:`glot.pooling.sparse_gat`) and the readout on u's column blocks (:func:`glot.pooling.gnn.jumping_knowledge`: no input gradient for the frozen states). Both
 share the weights and run interleaved.
 Cases: ``demo`` = a B = 32 batch of the demo's own states (MiniLM over the stress test at ratio 0.9, the
@@ -40,9 +40,10 @@ from flops import gemm_rate
 from flops import head_flops as flops
 from glot import build_pooler, build_token_graph
 from glot.pooling.base import ReadoutPooler
-from glot.pooling.dense_gat import dense_from_edges, dense_is_faster
+from glot.pooling.dense_gat import dense_from_edges
 from glot.pooling.gnn import join_blocks
 from glot.pooling.graph_cache import SentenceGraphs
+from glot.pooling.path_rule import dense_is_faster
 from glot.training.precision import autocast, resolve_head_dtype
 from report import args_json, command_line, fmt_ms, header, md_table, write_results
 
@@ -86,7 +87,7 @@ def contenders(pooler: nn.Module, x: Tensor, ptr: Tensor) -> dict[str, Callable[
     edges = build_token_graph(x, ptr, cfg)
     dense = dense_from_edges(edges, ptr, x.shape[0])
     width = pooler.gnn.convs[0].heads * pooler.gnn.convs[0].out_channels
-    use_dense = new.gnn.prefers_dense(ptr) and dense_is_faster(dense, width)
+    use_dense = new.gnn.prefers_dense(ptr) and dense_is_faster(dense, width)  # the fp32 parts' rule
 
     def new_graph() -> Any:
         batch = graphs.batch(ids, ptr)

@@ -25,6 +25,7 @@ ORDER = [
     "pooler",
     "step",
     "dense_gat",
+    "dense_rule_fit",
     "bf16",
     "encode",
     "long",
@@ -67,6 +68,7 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 | Pooler head | `bench_pooler.py` | glot vs a per-sentence loop: graph construction, inference, train step (B=32/128) |
 | GLOT train step | `bench_step.py` | where a GLOT step's time goes (graph, GNN, readout, optimizer), old vs new path, FLOP floors; demo training GLOT vs AdaPool |
 | Dense GAT | `bench_dense_gat.py` | the dense, length-bucketed GAT vs the edge-list path (demo and tweets heads, length and density sweeps; the auto rule's pick) |
+| Dense rule fit | `fit_dense_rule.py` | the dense-vs-edge rule's constants per precision, fitted to `bench_dense_gat.py` runs; each run scored with the shipped constants and with constants fitted without it |
 | bf16 head | `bench_bf16.py` | `head_dtype` fp32 vs bf16: accuracy over 3 seeds (stress 0.9, tweets; GLOT, AdaPool), step time natively and with bf16 masked |
 | Encode | `bench_encode.py` | texts/s of MiniLM + GLOT vs MiniLM + mean through the same `Encoder`; head overhead % |
 | Long documents | `bench_long.py` | one 2K/8K/32K-token document: time, edges, peak extra memory (tau only vs + kNN) |

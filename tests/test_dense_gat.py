@@ -12,6 +12,7 @@ from torch_geometric.nn import GATConv, GATv2Conv
 import glot
 import glot.pooling.dense_gat as dense_gat
 import glot.pooling.gnn as gnn
+import glot.pooling.path_rule as path_rule
 import glot.pooling.sparse_gat as sparse_gat
 from close import assert_close_normwise
 from glot.pooling.config import GraphConfig
@@ -165,19 +166,51 @@ def test_dense_path_chosen_by_longest_sentence(monkeypatch) -> None:
         torch.testing.assert_close(pooler.forward_packed(x, ptr), dense_out, rtol=1e-5, atol=1e-5)
 
 
-def test_density_rule_picks_dense_for_dense_graphs_and_edges_for_sparse() -> None:
-    """The measured rule: a complete graph goes dense, a self-loops-only graph (E' = N) stays an edge list; wider
-    layers make the dense path win later (its batched matmul grows with the slots, the edge path's sparse
-    products only with the edges; 16 sentences of 64 tokens: one bucket)."""
+def set_costs(monkeypatch: pytest.MonkeyPatch, **fields: float) -> None:
+    """Every precision's rule constants changed alike, so the rule picks by them whatever dtype auto chose."""
+    for dtype, costs in list(path_rule.COSTS.items()):
+        monkeypatch.setitem(path_rule.COSTS, dtype, costs._replace(**fields))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_density_rule_picks_dense_for_dense_graphs_and_edges_for_sparse(dtype) -> None:
+    """The measured rule, at each precision's constants: a complete graph goes dense, a self-loops-only graph
+    (E' = N) stays an edge list; wider layers make the dense path win later (its batched matmul grows with the
+    slots, the edge path's sparse products only with the edges; 256 sentences of 64 tokens: one bucket, big
+    enough that the fixed per-bucket cost does not decide)."""
     x, ptr = (
-        torch.randn(16 * 64, 16, generator=torch.Generator().manual_seed(4)),
-        lengths_to_ptr(torch.full((16,), 64)),
+        torch.randn(256 * 64, 16, generator=torch.Generator().manual_seed(4)),
+        lengths_to_ptr(torch.full((256,), 64)),
     )
     complete = build_dense_graph(x, ptr, GraphConfig(tau=-1.0))
     loops = build_dense_graph(x, ptr, GraphConfig(tau=1.0))
-    assert dense_gat.dense_is_faster(complete, 64) and not dense_gat.dense_is_faster(loops, 256)
-    mid = build_dense_graph(x, ptr, GraphConfig(tau=0.3))
-    assert dense_gat.dense_is_faster(mid, 8) and not dense_gat.dense_is_faster(mid, 4096)
+    assert path_rule.dense_is_faster(complete, 64, dtype) and not path_rule.dense_is_faster(loops, 256, dtype)
+    mid = build_dense_graph(x, ptr, GraphConfig(tau=0.4))  # E' = 9% of the slots
+    assert path_rule.dense_is_faster(mid, 8, dtype) and not path_rule.dense_is_faster(mid, 1 << 16, dtype)
+
+
+def test_the_path_rule_reads_the_precision_the_layers_run_in(monkeypatch) -> None:
+    """TokenGNN asks the rule with the dtype its matmuls run in: fp32 outside autocast, bf16 under bf16 autocast
+    and for a pooler cast to bf16 (as a sentence-transformers export of a bf16 model does), so each precision's
+    constants decide its own forwards."""
+    force_dense, force_edge = path_rule.PathCosts(1e9, 0, 0, 0), path_rule.PathCosts(0, 1e9, 1e9, 1e9)
+    monkeypatch.setitem(path_rule.COSTS, torch.float32, force_edge)
+    monkeypatch.setitem(path_rule.COSTS, torch.bfloat16, force_dense)
+    calls: list[int] = []
+    real = dense_gat.dense_gat
+    monkeypatch.setattr(gnn, "dense_gat", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x, ptr = batch(seed=7)
+    pooler = glot_pooler(tau=0.2)
+    k = pooler.gnn.config.num_layers  # dense_gat calls per forward on the dense path
+    with torch.no_grad():
+        pooler.forward_packed(x, ptr)
+        assert not calls  # fp32: the fp32 constants say edge list
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert path_rule.matmul_dtype(x) == torch.bfloat16
+            pooler.forward_packed(x, ptr)
+        assert len(calls) == k
+        pooler.to(torch.bfloat16).forward_packed(x.bfloat16(), ptr)
+        assert len(calls) == 2 * k and path_rule.matmul_dtype(x) == torch.float32
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -187,13 +220,16 @@ def test_auto_chosen_path_equals_gatconv_with_gradients(weighted, monkeypatch) -
     x, ptr = batch(seed=5)
     assert_no_ties(x, ptr, 0.2)
     for bucket_cost, expect_dense in ((0.0, True), (1e12, False)):
-        monkeypatch.setattr(dense_gat, "DENSE_BUCKET", bucket_cost)
-        monkeypatch.setattr(dense_gat, "DENSE_SLOT", 0.0 if expect_dense else 1.7)
-        monkeypatch.setattr(dense_gat, "DENSE_SLOT_WIDTH", 0.0 if expect_dense else 0.3)
+        set_costs(
+            monkeypatch,
+            bucket=bucket_cost,
+            slot=0.0 if expect_dense else 1.7,
+            slot_width=0.0 if expect_dense else 0.3,
+        )
         pooler = glot_pooler(tau=0.2, weighted=weighted, heads=2)
         graph = build_token_graph(x, ptr, pooler.config.graph)
         dense = build_dense_graph(x, ptr, pooler.config.graph)
-        assert dense_gat.dense_is_faster(dense, 16) == expect_dense
+        assert path_rule.dense_is_faster(dense, 16) == expect_dense
         xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
         got = gnn.join_blocks(pooler.gnn.on_graph(xa, ptr, pooler.config.graph))
         with monkeypatch.context() as m:  # PyG's own GATConv.forward on the edge list
@@ -240,9 +276,7 @@ def test_training_run_is_the_same_on_either_path(tmp_path, monkeypatch) -> None:
     runs, used = [], []
     for limit in (256, 0):  # sentences of <= 13 tokens: dense (forced by a zero cost), then the edge list
         monkeypatch.setattr(dense_gat, "DENSE_MAX_TOKENS", limit)
-        monkeypatch.setattr(dense_gat, "DENSE_BUCKET", 0.0)
-        monkeypatch.setattr(dense_gat, "DENSE_SLOT", 0.0)
-        monkeypatch.setattr(dense_gat, "DENSE_SLOT_WIDTH", 0.0)
+        set_costs(monkeypatch, bucket=0.0, slot=0.0, slot_width=0.0)
         runs.append(fit(cached, config, tmp_path / f"run{limit}", progress=False))
         used.append(len(calls))
         calls.clear()

@@ -35,23 +35,10 @@ from glot.pooling.graph import (
 from glot.pooling.packing import check_packed
 from glot.pooling.sparse_gat import supports_sparse
 
-#: Longest sentence (tokens) for which TokenGNN may take the dense path (then :func:`dense_is_faster` decides);
-#: 0 = never. Above it a bucket's (b, heads, L, L) scores cost more than the edge list saves.
+#: Longest sentence (tokens) for which TokenGNN may take the dense path (then the measured rule,
+#: :func:`glot.pooling.path_rule.dense_is_faster`, decides); 0 = never. Above it a bucket's (b, heads, L, L)
+#: scores cost more than the edge list saves.
 DENSE_MAX_TOKENS = 512
-
-#: The cost model of :func:`dense_is_faster`, in units of one element of the edge path's sparse products
-#: (E' x width): per GAT edge EDGE_FIXED + width (its scalar work -- logit, softmax, the sampled product's
-#: per-edge cost -- and its share of the products), per attention slot of the dense path DENSE_SLOT +
-#: DENSE_SLOT_WIDTH x width, per length bucket DENSE_BUCKET (the dense path's fixed per-bucket op overhead).
-#: Fitted to a sweep on a 2-core AVX2 AMD EPYC in fp32 (benchmarks/bench_dense_gat.py: L = 64..384,
-#: tau = 0.3..0.8, P = 64/256, train and no_grad, against the sparse-product edge path of
-#: :mod:`glot.pooling.sparse_gat`): dense wins only on dense graphs (about E' > 0.12 of the slots at P = 64,
-#: 0.21 at P = 256). It picked a path within 10% of the faster in 41 and 40 of 45 rows in two runs; the misses
-#: were mostly no_grad forwards, up to 1.5x.
-EDGE_FIXED = 128.0
-DENSE_SLOT = 3.84
-DENSE_SLOT_WIDTH = 0.30
-DENSE_BUCKET = 2e5
 
 
 class DenseBucket(NamedTuple):
@@ -158,24 +145,6 @@ def edges_from_dense(graph: DenseTokenGraph) -> TokenGraph:
     return TokenGraph(
         torch.stack([torch.cat(srcs), torch.cat(dsts)]), torch.cat(weights) if weights else None
     )
-
-
-def dense_is_faster(graph: DenseTokenGraph, width: int, train: bool = True) -> bool:
-    """The measured rule: the dense path wins when the graph is dense enough for its layer width.
-
-    Per layer the edge path does scalar work per GAT edge (E' of them, self-loops included) and sparse
-    products of E' x width elements (:mod:`glot.pooling.sparse_gat`); the dense path computes slots = sum over
-    buckets of b L^2 attention scores (a few elementwise passes) and one batched matmul over them, plus a fixed
-    cost per bucket. Dense iff E' x (EDGE_FIXED + width) > slots x (DENSE_SLOT + DENSE_SLOT_WIDTH x width) +
-    buckets x DENSE_BUCKET. ``train`` is accepted for a rule that differs with autograd; the measured ratios
-    did not.
-    """
-    slots = sum(bucket.adj.numel() for bucket in graph.buckets)
-    if slots == 0:
-        return False
-    edges = sum(int(bucket.adj.sum()) for bucket in graph.buckets) + graph.num_nodes  # GATConv's self-loops
-    dense_cost = slots * (DENSE_SLOT + DENSE_SLOT_WIDTH * width) + len(graph.buckets) * DENSE_BUCKET
-    return edges * (EDGE_FIXED + width) > dense_cost
 
 
 def supports_dense(conv: object) -> bool:

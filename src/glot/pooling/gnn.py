@@ -13,8 +13,8 @@ a few sparse products per layer instead of ~10 indexed passes over E x P. Other 
 Short sentences: when every layer is a GATConv and the longest sentence has at most ``dense_max_tokens`` tokens
 (default :data:`glot.pooling.dense_gat.DENSE_MAX_TOKENS`), :meth:`TokenGNN.on_graph` builds the graph as bucket
 masks and runs the dense, length-bucketed path (:mod:`glot.pooling.dense_gat`: the same function, without an
-edge list) where :func:`glot.pooling.dense_gat.dense_is_faster` says it is (a density- and width-aware rule
-measured with benchmarks/bench_dense_gat.py), else the edge list taken from the same masks. A prebuilt edge
+edge list) where :func:`glot.pooling.path_rule.dense_is_faster` says it is (a density-, width- and
+precision-aware rule measured with benchmarks/bench_dense_gat.py), else the edge list taken from the same masks. A prebuilt edge
 list (a cached graph, :mod:`glot.pooling.graph_cache`) goes either way too.
 """
 
@@ -34,11 +34,11 @@ from glot.pooling.dense_gat import (
     build_dense_graph,
     dense_from_edges,
     dense_gat,
-    dense_is_faster,
     edges_from_dense,
     supports_dense,
 )
 from glot.pooling.graph import TokenGraph, build_token_graph
+from glot.pooling.path_rule import dense_is_faster, matmul_dtype
 from glot.pooling.sparse_gat import GatEdges, gat_edges, sparse_gat, supports_sparse
 
 
@@ -86,7 +86,7 @@ class TokenGNN(nn.Module):
     """
 
     dense_max_tokens: int | None = None
-    #: "auto" (the measured rule :func:`glot.pooling.dense_gat.dense_is_faster`), "dense" or "edge" (forced)
+    #: "auto" (the measured rule :func:`glot.pooling.path_rule.dense_is_faster`), "dense" or "edge" (forced)
     dense_choice: str = "auto"
 
     def __init__(self, in_dim: int, config: GNNConfig, weighted: bool = False) -> None:
@@ -149,7 +149,7 @@ class TokenGNN(nn.Module):
         conv = self.convs[0]
         width = int(getattr(conv, "heads", 1)) * int(getattr(conv, "out_channels", 1))
         choice = self.dense_choice
-        if choice == "dense" or (choice == "auto" and dense_is_faster(dense, width, torch.is_grad_enabled())):
+        if choice == "dense" or (choice == "auto" and dense_is_faster(dense, width, matmul_dtype(x))):
             return self.blocks(x, dense=dense)
         edges = edges if edges is not None else edges_from_dense(dense)
         return self.blocks(x, edges.edge_index, edges.edge_weight)
