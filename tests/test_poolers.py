@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 import glot
+from glot.pooling import packing
 from glot.pooling.config import OPTION_SECTION
-from glot.pooling.packing import pack
+from glot.pooling.packing import lengths_to_ptr, pack
 from glot.pooling.poolers import Pooler, from_config, register_pooler
 
 ALL = sorted(glot.POOLERS)
@@ -409,6 +410,54 @@ def test_a_pooler_cast_to_bf16_pools_in_bf16_close_to_fp32(name: str, opts: dict
     assert got.shape == expected.shape and torch.isfinite(got).all()
     err = float((got.float() - expected).abs().max() / (1 + expected.abs().max()))
     assert err < 2e-2, (name, opts, path, err)
+
+
+#: 101 tokens: padded_count rounds them to 104, so pool() appends three one-token sentences
+PAD_LENGTHS = [40, 1, 37, 23]
+
+
+#: every pooler, and both GAT paths of the two graph poolers
+PAD_CASES = [(name, "auto") for name in ALL] + [
+    (name, path) for name in ("glot", "learned-graph") for path in ("dense", "edge")
+]
+
+
+@pytest.mark.parametrize(("name", "path"), PAD_CASES)
+def test_bf16_pooling_pads_the_token_count_and_returns_the_unpadded_vectors(name, path, monkeypatch) -> None:
+    """Under bf16 on a CPU, pool() rounds the batch's token count up with one-token zero sentences (oneDNN
+    sets its bf16 kernels up per matmul shape) and drops their outputs: every real sentence's vector, and its
+    gradient, is the unpadded batch's, up to bf16 rounding."""
+    from glot.training import precision
+
+    lengths = torch.tensor(PAD_LENGTHS)
+    x = torch.randn(int(lengths.sum()), 12, generator=torch.Generator().manual_seed(5))
+    ptr = lengths_to_ptr(lengths)
+    assert packing.padded_count(x.shape[0]) == 104
+    torch.manual_seed(0)
+    pooler = glot.build_pooler(name, 12, **SMALL.get(name, {}))
+    if path != "auto":
+        pooler.gnn.dense_choice = path
+    seen: list[int] = []
+    real = pooler.forward_packed
+    monkeypatch.setattr(
+        pooler, "forward_packed", lambda x, ptr, **k: seen.append(x.shape[0]) or real(x, ptr, **k)
+    )
+    params = [p for p in pooler.parameters() if p.requires_grad]
+    got = precision.pool(pooler, x, ptr, "bf16")
+    with precision.autocast("bf16"):
+        expected = real(x, ptr).float()
+    assert seen == [104] and got.shape == expected.shape == (len(PAD_LENGTHS), pooler.out_dim)
+    err = float((got - expected).detach().abs().max() / (1 + expected.detach().abs().max()))
+    assert err < 1e-2, (name, path, err)
+    if params:
+        weights = torch.linspace(-1, 1, got.numel()).view_as(got)
+        grads = torch.autograd.grad((got * weights).sum(), params, allow_unused=True)
+        grads_ref = torch.autograd.grad((expected * weights).sum(), params, allow_unused=True)
+        for a, b in zip(grads, grads_ref, strict=True):
+            if a is None or b is None:
+                assert a is None and b is None
+                continue
+            assert float((a - b).abs().max() / (1 + b.abs().max())) < 2e-2, name
 
 
 def test_additive_or_non_binary_masks_are_refused_binary_float_masks_work() -> None:

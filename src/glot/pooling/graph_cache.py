@@ -40,6 +40,13 @@ class BatchGraph(NamedTuple):
     ptr: Tensor
     config: GraphConfig
 
+    def padded(self, ptr: Tensor) -> BatchGraph:
+        """This graph for the batch with one-token sentences appended (``ptr`` extends this graph's ptr;
+        :func:`glot.pooling.packing.pad_singletons`): the same edges, as the appended tokens have none
+        (GATConv adds every token's self-loop itself; their outputs are dropped)."""
+        assert torch.equal(ptr[: self.ptr.numel()].cpu(), self.ptr.cpu()), "not a padding of this batch"
+        return self._replace(ptr=ptr)
+
     def check(self, ptr: Tensor, config: GraphConfig) -> None:
         """Internal invariant: this graph belongs to the batch ``ptr`` and to ``config`` (else a library bug)."""
         assert self.config == config, f"graph built for {self.config}, the pooler uses {config}"

@@ -103,3 +103,27 @@ def unpack(x: Tensor, ptr: Tensor, pad_value: float = 0.0) -> tuple[Tensor, Tens
     hidden = x.new_full((bsz, lmax, x.shape[-1]), pad_value)
     hidden[mask] = x
     return hidden, mask
+
+
+def padded_count(n: int) -> int:
+    """``n`` tokens rounded up to one of 16 sizes per octave (a multiple of 2^(bits - 5); below 32 itself), so
+    that under 6.25% is added and a run's batches share a few token counts (see :func:`pad_singletons`)."""
+    step = max(int(n).bit_length() - 5, 0)
+    return -(-int(n) >> step) << step
+
+
+def pad_singletons(x: Tensor, ptr: Tensor) -> tuple[Tensor, Tensor]:
+    """The batch with zero-state one-token sentences appended up to :func:`padded_count` tokens.
+
+    Every per-token matmul's M dimension is the token count; CPU bf16 matmuls (oneDNN) set up kernels per new
+    shape, which made a train step on a batch of a new count 1.3x (GLOT) to 1.6x (AdaPool) one seen before
+    (benchmarks/bench_shapes.py). Rounding the count lets a run reuse a few shapes. The added sentences are
+    one token each, so no real token shares a sentence, a graph edge or a softmax with them; the caller drops
+    their outputs (the rows past the real B). Shapes: x (N, D), ptr (B + 1,) -> (N', D), (B + N' - N + 1,).
+    """
+    n = x.shape[0]
+    extra = padded_count(n) - n
+    if extra == 0:
+        return x, ptr
+    tail = torch.arange(1, extra + 1, device=ptr.device, dtype=ptr.dtype) + ptr[-1]
+    return torch.cat([x, x.new_zeros(extra, x.shape[1])]), torch.cat([ptr, tail])

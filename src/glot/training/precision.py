@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from glot.backbones.dtypes import auto_dtype, cpu_bf16_features
 from glot.errors import InputError
+from glot.pooling.packing import pad_singletons
 from glot.training.config import HEAD_DTYPES, TrainConfig
 
 __all__ = [
@@ -105,11 +106,18 @@ def _device(module: nn.Module) -> torch.device:
 def pool(pooler: Any, x: Tensor, ptr: Tensor, head_dtype: str, graph: Any = None) -> Tensor:
     """``pooler.forward_packed(x, ptr, graph=graph)`` at ``head_dtype`` (resolved), returned as float32.
 
+    Under bf16 on a CPU the batch's token count is first rounded up with one-token sentences
+    (:func:`glot.pooling.packing.pad_singletons`: oneDNN sets up its bf16 kernels per new matmul shape) and
+    their outputs dropped; the real sentences' vectors are those of the unpadded batch.
     Shapes: x (N, D), ptr (B + 1,) -> (B, out_dim) float32.
     """
-    with autocast(head_dtype, _device(pooler)):
+    batch, device = ptr.numel() - 1, _device(pooler)
+    if head_dtype == "bf16" and device.type == "cpu":
+        x, ptr = pad_singletons(x, ptr)
+        graph = None if graph is None else graph.padded(ptr)
+    with autocast(head_dtype, device):
         z = pooler.forward_packed(x, ptr) if graph is None else pooler.forward_packed(x, ptr, graph=graph)
-    return z.float()
+    return z[:batch].float()
 
 
 class MixedPrecisionPooler(nn.Module):
