@@ -14,8 +14,8 @@ Short sentences: when every layer is a GATConv and the longest sentence has at m
 (default :data:`glot.pooling.dense_gat.DENSE_MAX_TOKENS`), :meth:`TokenGNN.on_graph` builds the graph as bucket
 masks and runs the dense, length-bucketed path (:mod:`glot.pooling.dense_gat`: the same function, without an
 edge list) where :func:`glot.pooling.path_rule.dense_is_faster` says it is (a density-, width- and
-precision-aware rule measured with benchmarks/bench_dense_gat.py), else the edge list taken from the same masks. A prebuilt edge
-list (a cached graph, :mod:`glot.pooling.graph_cache`) goes either way too.
+precision-aware rule measured with benchmarks/bench_dense_gat.py), else the edge list taken from the same masks.
+A prebuilt edge list (a cached graph, :mod:`glot.pooling.graph_cache`) goes either way too.
 """
 
 from __future__ import annotations

@@ -116,8 +116,8 @@ def pad_singletons(x: Tensor, ptr: Tensor) -> tuple[Tensor, Tensor]:
     """The batch with zero-state one-token sentences appended up to :func:`padded_count` tokens.
 
     Every per-token matmul's M dimension is the token count; CPU bf16 matmuls (oneDNN) set up kernels per new
-    shape, which made a train step on a batch of a new count 1.3x (GLOT) to 1.6x (AdaPool) one seen before
-    (benchmarks/bench_shapes.py). Rounding the count lets a run reuse a few shapes. The added sentences are
+    shape, which made a train step on a batch of a new count 1.2-1.4x (GLOT) and 1.5-1.7x (AdaPool) one seen
+    before (benchmarks/bench_shapes.py). Rounding the count lets a run reuse a few shapes. The added sentences are
     one token each, so no real token shares a sentence, a graph edge or a softmax with them; the caller drops
     their outputs (the rows past the real B). Shapes: x (N, D), ptr (B + 1,) -> (N', D), (B + N' - N + 1,).
     """

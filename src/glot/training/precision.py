@@ -108,7 +108,7 @@ def pool(pooler: Any, x: Tensor, ptr: Tensor, head_dtype: str, graph: Any = None
 
     Under bf16 on a CPU the batch's token count is first rounded up with one-token sentences
     (:func:`glot.pooling.packing.pad_singletons`: oneDNN sets up its bf16 kernels per new matmul shape) and
-    their outputs dropped; the real sentences' vectors are those of the unpadded batch.
+    their outputs dropped; the real sentences' vectors are those of the unpadded batch up to bf16 rounding.
     Shapes: x (N, D), ptr (B + 1,) -> (B, out_dim) float32.
     """
     batch, device = ptr.numel() - 1, _device(pooler)
