@@ -40,11 +40,11 @@ def load_model(
     if _hf.detect_decoder(config):
         config.use_cache = False
     tokenizer = AutoTokenizer.from_pretrained(source, **kw)
-    placement = {} if device_map is None else {"device_map": device_map}
+    load_kw: dict[str, Any] = {**kw, FROM_PRETRAINED_DTYPE_KW: torch_dtype}  # one mapping: typed as Any
+    if device_map is not None:
+        load_kw["device_map"] = device_map
     with library_bars():  # "Loading weights" only where glot's own bars draw
-        model = AutoModel.from_pretrained(
-            source, config=config, **{FROM_PRETRAINED_DTYPE_KW: torch_dtype}, **kw, **placement
-        )
+        model = AutoModel.from_pretrained(source, config=config, **load_kw)
     if getattr(config, "is_encoder_decoder", False):
         model = model.get_encoder()
     if device_map is None:  # with a device map, Accelerate placed the layers (inputs go to the first)
