@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from common import add_common_arguments, apply_quick, apply_threads, compare_times, machine_info
 from flops import gemm_rate
 from glot import build_pooler, build_token_graph
+from glot.backbones.dtypes import DTYPE_NAMES
 from glot.pooling.dense_gat import build_dense_graph
 from glot.pooling.packing import lengths_to_ptr, pack
 from glot.pooling.path_rule import COSTS, dense_wins, rule_terms
@@ -37,7 +38,6 @@ from glot.training.precision import autocast
 from report import args_json, check_out, command_line, fmt_ms, header, md_table, write_results
 
 DEMO = {"tau": 0.6, "num_layers": 4, "hidden_dim": 64}
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 TWEETS = {"tau": 0.8}  # GLOT defaults: GAT, K = 2, P = 256, JK cat
 
 
@@ -180,7 +180,7 @@ def run_case(
     flops = floor_gflop(pooler, x, ptr)
     conv = pooler.gnn.convs[0]
     terms, width = rule_terms(build_dense_graph(x, ptr, pooler.config.graph)), conv.heads * conv.out_channels
-    rule = "dense" if dense_wins(terms, width, COSTS[DTYPES[args.head_dtype]]) else "edge"
+    rule = "dense" if dense_wins(terms, width, COSTS[DTYPE_NAMES[args.head_dtype]]) else "edge"
     floor_ms = 1e3 * (flops["linear_gflop"] + flops["edge_agg_gflop"]) / rate
     row = {"case": name, "stage": "train step" if train else "forward (no_grad)", "B": len(lengths),
            "N": x.shape[0], "L_max": max(lengths), **options, **flops, "gemm_gflops": rate,
@@ -249,7 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_out(args)  # a --quick run into benchmarks/results is refused before anything runs
     apply_threads(args)
     info = machine_info()
-    rate = gemm_rate(DTYPES[args.head_dtype], max(7, args.repeats), args.clock)  # 1st GAT layer at B = 128
+    rate = gemm_rate(
+        DTYPE_NAMES[args.head_dtype], max(7, args.repeats), args.clock
+    )  # 1st GAT layer at B = 128
     print(f"{args.head_dtype} GEMM rate (4096 x 384 x 256): {rate:.0f} GFLOP/s")
     rows = [run_case(*case, rate=rate, args=args) for case in cases(args)]
     text = markdown(rows, info, command_line("bench_dense_gat.py", argv), args)

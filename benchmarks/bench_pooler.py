@@ -39,6 +39,7 @@ from common import (
 )
 from flops import gemm_rate, head_flops
 from glot import GraphConfig, build_pooler, build_token_graph
+from glot.backbones.dtypes import DTYPE_NAMES
 from glot.pooling.packing import pack, ptr_to_batch
 from pooler_contenders import (
     NAMES,
@@ -56,7 +57,6 @@ from report import args_json, check_out, command_line, fmt_ms, write_results
 
 PAD_TO = 128
 Batches = list[tuple[Tensor, Tensor, Tensor]]
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
@@ -146,7 +146,7 @@ def run_sizes(
     torch.manual_seed(0)
     pooler = build_pooler("glot", hidden.shape[-1], tau=args.tau).to(hidden.device).eval()
     args.resolved_dtype = dtype = resolve_head_dtype(args.head_dtype, hidden.device)
-    rates = {d: gemm_rate(DTYPES[d], max(7, args.repeats), args.clock, hidden.device, sync=sync)
+    rates = {d: gemm_rate(DTYPE_NAMES[d], max(7, args.repeats), args.clock, hidden.device, sync=sync)
              for d in dict.fromkeys(("fp32", dtype))}  # fmt: skip
     labels = torch.randint(0, 3, (hidden.shape[0],), generator=torch.Generator().manual_seed(0))
     labels = labels.to(hidden.device)

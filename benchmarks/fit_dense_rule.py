@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from glot.pooling.path_rule import COSTS, PathCosts, RuleTerms
+from glot.backbones.dtypes import DTYPE_NAMES
+from glot.pooling.path_rule import COSTS, PathCosts, RuleTerms, dense_wins, rule_terms
 from report import RESULTS_DIR, command_line, md_table
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 #: The rule of glot-pooling 0.5: one set of constants for every precision, fitted to one AVX2 machine in fp32.
 FIRST_RULE = PathCosts(edge_fixed=128.0, slot=3.84, slot_width=0.30, bucket=2e5)
 #: The grid the constants are searched on (log-spaced; 0 allowed for the per-slot and per-bucket terms).
@@ -71,9 +71,8 @@ class Run:
 
     def picked(self, grid: np.ndarray) -> np.ndarray:
         """Time of the path each constant set picks on each row. Shapes: grid (G, 4) -> (G, rows)."""
-        edge_fixed, slot, slot_width, bucket = (grid[:, k, None] for k in range(4))
-        dense_cost = self.slots * (slot + slot_width * self.width) + self.buckets * bucket
-        dense = (self.edges * (edge_fixed + self.width) > dense_cost) & (self.slots > 0)
+        costs = PathCosts(*(grid[:, k, None] for k in range(4)))  # each (G, 1): broadcast against the rows
+        dense = dense_wins(RuleTerms(self.edges, self.slots, self.buckets), self.width, costs)  # type: ignore[arg-type]
         return np.where(dense, self.t_dense, self.t_edge)
 
 
@@ -82,7 +81,6 @@ def _add_terms(rows: list[dict[str, Any]], run_args: dict[str, Any]) -> None:
     from bench_dense_gat import cases
     from glot import build_pooler
     from glot.pooling.dense_gat import build_dense_graph
-    from glot.pooling.path_rule import rule_terms
 
     for row, (name, options, x, ptr, _train) in zip(rows, cases(argparse.Namespace(**run_args)), strict=True):
         assert (row["case"], row["N"]) == (name, x.shape[0]), (row["case"], name)
@@ -111,7 +109,7 @@ def report(
     table, out = [], []
     for run in runs + held_out:
         dtype = run.dtype
-        scores = {"shipped": run.score(COSTS[DTYPES[dtype]]), "first rule (0.5)": run.score(FIRST_RULE)}
+        scores = {"shipped": run.score(COSTS[DTYPE_NAMES[dtype]]), "first rule (0.5)": run.score(FIRST_RULE)}
         if dtype != "fp32":
             scores["shipped fp32 constants"] = run.score(COSTS[torch.float32])
         scores["fit"] = run.score(fits[dtype])

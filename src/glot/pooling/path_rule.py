@@ -80,11 +80,10 @@ def rule_terms(graph: DenseTokenGraph) -> RuleTerms:
 
 
 def dense_wins(terms: RuleTerms, width: int, costs: PathCosts) -> bool:
-    """The rule of the module doc on precomputed terms (what benchmarks/fit_dense_rule.py evaluates)."""
-    if terms.slots == 0:
-        return False
+    """The rule of the module doc on precomputed terms. Plain arithmetic, so it also runs elementwise on numpy
+    arrays of terms and of constants (benchmarks/fit_dense_rule.py scores a grid of constants that way)."""
     dense_cost = terms.slots * (costs.slot + costs.slot_width * width) + terms.buckets * costs.bucket
-    return terms.edges * (costs.edge_fixed + width) > dense_cost
+    return (terms.slots > 0) & (terms.edges * (costs.edge_fixed + width) > dense_cost)
 
 
 def dense_is_faster(graph: DenseTokenGraph, width: int, dtype: torch.dtype = torch.float32) -> bool:
