@@ -460,6 +460,31 @@ def test_bf16_pooling_pads_the_token_count_and_returns_the_unpadded_vectors(name
             assert float((a - b).abs().max() / (1 + b.abs().max())) < 2e-2, name
 
 
+@pytest.mark.parametrize("path", ["dense", "edge"])
+def test_bf16_padding_keeps_a_prebuilt_graph_and_its_vectors(path) -> None:
+    """A batch carrying its prebuilt graph (a cache's, as training passes it) is padded with the graph's ptr
+    extended and its edges as they are: the vectors equal the unpadded batch on the same graph."""
+    from glot.pooling.graph import build_token_graph
+    from glot.pooling.graph_cache import BatchGraph
+    from glot.training import precision
+
+    lengths = torch.tensor(PAD_LENGTHS)
+    x = torch.randn(int(lengths.sum()), 12, generator=torch.Generator().manual_seed(6))
+    ptr = lengths_to_ptr(lengths)
+    torch.manual_seed(0)
+    pooler = glot.build_pooler("glot", 12, **SMALL["glot"], normalize="none")
+    pooler.gnn.dense_choice = path
+    graph = BatchGraph(build_token_graph(x, ptr, pooler.config.graph), ptr, pooler.config.graph)
+    got = precision.pool(pooler, x, ptr, "bf16", graph)
+    with torch.no_grad(), precision.autocast("bf16"):
+        expected = pooler.forward_packed(x, ptr, graph=graph).float()
+        on_the_fly = pooler.forward_packed(x, ptr).float()
+    assert got.shape == expected.shape == (len(PAD_LENGTHS), pooler.out_dim)
+    scale = 1 + float(expected.abs().max())
+    assert float((got.detach() - expected).abs().max()) < 1e-2 * scale
+    assert float((on_the_fly - expected).abs().max()) < 1e-2 * scale  # the graph is the one it would build
+
+
 def test_additive_or_non_binary_masks_are_refused_binary_float_masks_work() -> None:
     """An HF additive mask (0 keep, -1e4 pad) read as bool would swap real tokens and padding."""
     hidden, mask = random_batch(seed=10)
