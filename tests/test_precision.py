@@ -103,12 +103,17 @@ def test_cpu_features_read_torch_then_cpuinfo(monkeypatch: pytest.MonkeyPatch, t
 
 class _Dtypes(TorchDispatchMode):
     """Records the input dtype of every exp / softmax, and of every matmul outside graph construction (the
-    edge path's sparse products apart: CPU sparse kernels have no bf16, and they sum in fp32 as PyG does)."""
+    edge path's sparse products apart: CPU sparse kernels have no bf16, and they sum in fp32 as PyG does).
+
+    Matrix-vector-like products (a dimension under 4: the GAT attention logits' 2 * heads columns, the
+    one-feature edge attributes, the readout's score) are recorded apart, in ``narrow``: memory-bound, they
+    gain nothing from bf16 and may run in the fp32 that PyG's mixed-dtype products give."""
 
     def __init__(self) -> None:
         super().__init__()
         self.softmax: set[torch.dtype] = set()
         self.matmul: set[torch.dtype] = set()
+        self.narrow: set[torch.dtype] = set()
         self.sparse: set[torch.dtype] = set()
         self.in_graph = False  # graph construction (fp32 cosines: the test above) is not recorded
 
@@ -133,7 +138,9 @@ class _Dtypes(TorchDispatchMode):
         if name == "sparse_sampled_addmm" or (sparse and name in ("mm", "addmm")):
             self.sparse.add(args[-1].dtype)
         elif name in ("mm", "addmm", "bmm", "baddbmm") and not self.in_graph:
-            self.matmul.add(args[-1].dtype)
+            a, b = args[-2:]  # mm (a, b), addmm (bias, a, b), bmm and baddbmm alike
+            narrow = min(a.shape[-2], a.shape[-1], b.shape[-1]) < 4
+            (self.narrow if narrow else self.matmul).add(b.dtype)
         return func(*args, **(kwargs or {}))
 
 
@@ -166,6 +173,41 @@ def test_the_graph_is_built_from_fp32_cosines_under_bf16(
         )
 
 
+class _MixedKernels(TorchDispatchMode):
+    """Records every op (casts apart) whose floating-point tensor operands come in more than one dtype: some of
+    torch's mixed bf16 x fp32 CPU kernels run 2x slower than the cast and an fp32 one (benchmarks/
+    bench_kernels.py, GAT logits), so the head casts first, everywhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mixed: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        operands = [a for a in (*args, *(kwargs or {}).values()) if isinstance(a, torch.Tensor)]
+        dtypes = {a.dtype for a in operands if a.is_floating_point() and a.dim() > 0}
+        if len(dtypes) > 1 and func.overloadpacket.__name__ not in ("copy_", "_to_copy"):
+            self.mixed.add(f"{func} {sorted(map(str, dtypes))}")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    ("name", "dense", "weighted"),
+    [("glot", False, False), ("glot", True, False), ("glot", False, True), ("glot", True, True),
+     ("adapool", False, False), ("mlp", False, False)],
+    ids=["glot-edge", "glot-dense", "glot-edge-weighted", "glot-dense-weighted", "adapool", "mlp"],
+)  # fmt: skip
+def test_bf16_pooling_mixes_no_dtypes_within_one_kernel(name: str, dense: bool, weighted: bool) -> None:
+    torch.manual_seed(0)
+    options = {"hidden_dim": 16, "tau": 0.0, "weighted": weighted} if name == "glot" else {}
+    pooler = build_pooler(name, 32, **options)
+    if name == "glot":
+        _on_path(pooler, dense)
+    x, ptr = torch.randn(30, 32), lengths_to_ptr(torch.tensor([12, 10, 8]))
+    with _MixedKernels() as seen:
+        precision.pool(pooler, x, ptr, "bf16").sum().backward()
+    assert not seen.mixed  # forward and backward: every mixed pair is cast to one dtype first
+
+
 @pytest.mark.parametrize("dense", [False, True], ids=["edge-list", "dense"])
 def test_bf16_runs_matmuls_in_bf16_and_softmaxes_in_fp32(
     dense: bool, monkeypatch: pytest.MonkeyPatch
@@ -180,6 +222,7 @@ def test_bf16_runs_matmuls_in_bf16_and_softmaxes_in_fp32(
         z = precision.pool(pooler, x, ptr, "bf16")
         z.sum().backward()
     assert seen.matmul == {torch.bfloat16}  # every dense matmul of the GNN and readout ran in bf16 ...
+    assert torch.float32 in seen.narrow  # (the GAT logits: fp32, as PyG's mixed-dtype products give them)
     assert seen.sparse == (set() if dense else {torch.float32})  # (the edge path's aggregation sums in fp32)
     assert seen.softmax == {torch.float32}  # ... and every softmax (GAT attention, readout) in fp32
     assert z.dtype == torch.float32 and all(p.grad.dtype == torch.float32 for p in pooler.parameters())

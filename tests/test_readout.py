@@ -46,6 +46,37 @@ def test_attention_weights_are_a_softmax_per_sentence_equal_to_a_naive_loop() ->
     torch.testing.assert_close(pi[ptr[1]], torch.tensor(1.0))  # a one-token sentence: all the weight
 
 
+def test_the_sigmoid_scores_give_the_papers_tanh_readout_and_its_gradients() -> None:
+    # m = v^T tanh(W u + b) (Sec. 3.3) is computed as 2 v^T sigmoid(2 (W u + b)): the same up to the constant
+    # sum(v), which the softmax drops. v is set far from its zero init, with a large sum, so the forms differ.
+    torch.manual_seed(4)
+    readout = AttentionReadout(6, hidden=8).double()
+    with torch.no_grad():
+        readout.score.weight.copy_(torch.randn(1, 8, dtype=torch.float64) + 3.0)
+    x, ptr = _packed(seed=4)
+    x = x.double().requires_grad_()
+    target = torch.randn(len(LENGTHS), 6, dtype=torch.float64)
+
+    def loss_and_grads(pool) -> tuple[torch.Tensor, list[torch.Tensor]]:  # noqa: ANN001
+        loss = ((pool() - target) ** 2).sum()
+        return loss, list(torch.autograd.grad(loss, [x, *readout.parameters()]))
+
+    def tanh_form() -> torch.Tensor:
+        out = []
+        for u in _sentences(x, ptr):
+            pi = torch.softmax(readout.score(readout.proj(u).tanh()).squeeze(-1), dim=0)
+            out.append((pi[:, None] * u).sum(0))
+        return torch.stack(out)
+
+    ours, ours_grads = loss_and_grads(lambda: readout(x, ptr))
+    paper, paper_grads = loss_and_grads(tanh_form)
+    torch.testing.assert_close(ours, paper, rtol=1e-12, atol=1e-12)
+    for a, b in zip(ours_grads, paper_grads, strict=True):  # v's included: the constant has no gradient
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    pi = readout.weights(x, ptr)
+    assert pi.dtype == torch.float64 and pi.std() > 0.05  # the weights are far from uniform here
+
+
 def test_attention_readout_is_the_weighted_sum_of_its_tokens() -> None:
     torch.manual_seed(1)
     readout = AttentionReadout(6, hidden=4)

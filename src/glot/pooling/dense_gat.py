@@ -33,7 +33,7 @@ from glot.pooling.graph import (
     padded_bucket,
 )
 from glot.pooling.packing import check_packed
-from glot.pooling.sparse_gat import supports_sparse
+from glot.pooling.sparse_gat import attention_logits, supports_sparse
 
 #: Longest sentence (tokens) for which TokenGNN may take the dense path (then the measured rule,
 #: :func:`glot.pooling.path_rule.dense_is_faster`, decides); 0 = never. Above it a bucket's (b, heads, L, L)
@@ -176,7 +176,7 @@ def _loop_adjacency(bucket: DenseBucket, conv: GATConv, dtype: torch.dtype) -> t
         off, loops = adj, None
     if bucket.sim is None or conv.lin_edge is None:
         return adj, None
-    attr = bucket.sim.to(dtype).masked_fill(~off, 0.0)  # the edge path casts edge weights to x's dtype too
+    attr = bucket.sim.to(dtype).masked_fill(~off, 0.0)  # as the edge path casts edge weights to x's dtype
     if loops is not None:
         if conv.fill_value == "mean":  # mean of each token's incoming attributes, 0 where it has none
             fill = attr.sum(-1) / off.sum(-1).clamp_min(1)
@@ -190,7 +190,10 @@ def _bucket_terms(
     graph: DenseTokenGraph, k: int, conv: GATConv, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """(adj, additive mask, attr) of bucket ``k`` for this conv's self-loop rule, computed once per graph and
-    shared by every layer. Shapes: adj (b, 1, L, L) bool, mask (b, 1, L, L): 0 on edges, dtype's min elsewhere.
+    shared by every layer. ``dtype`` is the attention scores' (:func:`attention_logits`: fp32 under bf16
+    autocast); a mask or attr in another would make their sums with the scores mixed-dtype kernels (no kernel
+    mixes dtypes: tests/test_precision.py). Shapes: adj (b, 1, L, L) bool, mask (b, 1, L, L): 0 on edges,
+    dtype's min elsewhere.
     """
     key = (k, conv.add_self_loops, str(conv.fill_value), conv.lin_edge is not None, dtype)
     if key not in graph.memo:
@@ -212,14 +215,13 @@ def dense_gat(conv: GATConv, x: Tensor, graph: DenseTokenGraph) -> Tensor:
     heads, width = conv.heads, conv.out_channels
     h = conv.lin(x).view(-1, heads, width)
     hz = torch.cat([h, h.new_zeros(1, heads, width)])  # padding slots point at the zero row N
-    a_src = (hz * conv.att_src).sum(-1)  # (N + 1, heads)
-    a_dst = (hz * conv.att_dst).sum(-1)
+    a_src, a_dst = attention_logits(conv, hz)  # (N + 1, heads) each
     coef = None
     if conv.lin_edge is not None:  # lin_edge(a) = a * w for a one-feature attribute: alpha_edge = a * coef
         coef = (conv.lin_edge.weight.view(heads, width) * conv.att_edge.view(heads, width)).sum(-1)
     outs = []
     for k, bucket in enumerate(graph.buckets):
-        edges, neg, attr = _bucket_terms(graph, k, conv, h.dtype)
+        edges, neg, attr = _bucket_terms(graph, k, conv, a_src.dtype)
         b, length = bucket.slots.shape
         flat = bucket.slots.reshape(-1)  # index_select, not x[idx]: its backward is one index_add, no sort
         src = a_src.index_select(0, flat).view(b, length, heads).transpose(1, 2)
@@ -234,7 +236,9 @@ def dense_gat(conv: GATConv, x: Tensor, graph: DenseTokenGraph) -> Tensor:
         msg = hz.index_select(0, flat).view(b, length, heads, width).transpose(1, 2)
         out = (alpha @ msg).transpose(1, 2).reshape(b * length, heads, width)
         outs.append(out.index_select(0, bucket.real))  # (n_b, heads, P)
-    out = (torch.cat(outs) if outs else h[:0]).index_select(0, graph.order)
+    # in the dtype the edge path's aggregation returns (fp32 under bf16 autocast, whose bmm gave bf16), so
+    # the bias add and the layers after it see one dtype on either path
+    out = (torch.cat(outs) if outs else h[:0]).index_select(0, graph.order).to(a_src.dtype)
     out = out.reshape(-1, heads * width) if conv.concat else out.mean(dim=1)
     if conv.res is not None:
         out = out + conv.res(x)

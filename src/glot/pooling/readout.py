@@ -1,7 +1,9 @@
 """Readouts on packed tokens: the learned attention readout (GLOT step 3, AdaPool's scorer) and simple ones.
 
 Attention readout (Mantri et al., ICLR 2026, Sec. 3.3): m_i = v^T tanh(W u_i + b), pi = softmax of m over the
-tokens of each sentence, z = sum_i pi_i u_i. The segment softmax is PyG's; the sums are ``index_add_``.
+tokens of each sentence, z = sum_i pi_i u_i. The segment softmax is PyG's; the sums are ``index_add_``. The
+scores are computed in the equal form 2 v^T sigmoid(2 (W u_i + b)), shifted by a constant that the softmax
+drops (:meth:`AttentionReadout.scores`).
 
 Initialisation (beyond the paper): ``v`` starts at zero, so every score is 0 and pi is uniform: a learned pooler
 starts exactly where mean pooling of its token states is, and training moves it away only where that helps
@@ -56,9 +58,25 @@ class AttentionReadout(nn.Module):
     def weights(self, u: Tensor | Sequence[Tensor], ptr: Tensor) -> Tensor:
         """Per-token readout weights pi, summing to 1 within each sentence. Shapes: (N, F) -> (N,)."""
         blocks = [u] if isinstance(u, Tensor) else list(u)
-        m = self.score(self._project(blocks).tanh()).squeeze(-1)
-        # the softmax in fp32, also under bf16 autocast (glot.training.precision); pi in the dtype of u
-        return softmax(m.float(), ptr=ptr).to(reduce(torch.promote_types, (b.dtype for b in blocks)))
+        return softmax(self.scores(blocks), ptr=ptr).to(
+            reduce(torch.promote_types, (b.dtype for b in blocks))
+        )
+
+    def scores(self, blocks: list[Tensor]) -> Tensor:
+        """The scores m_i up to one constant, in at least fp32 (also under bf16 autocast, see
+        glot.training.precision). Shapes: blocks (N, F_j) -> (N,).
+
+        tanh(y) = 2 sigmoid(2y) - 1, so m = v^T tanh(y) = 2 v^T sigmoid(2y) - sum(v), and the constant cancels in
+        the softmax (and in v's gradient: a sentence's score gradients sum to zero). torch's CPU tanh is slow: the
+        tanh form took 3x the sigmoid form's time in fp32 and 2x in bf16 (4.4 vs 1.4 ms and 2.8 vs 1.5 ms for
+        4,113 x 448 values; benchmarks/bench_kernels.py), so the sigmoid form is what runs. It runs in fp32 on the
+        projection y (bf16 under autocast: the GEMM's output is then the only bf16 rounding), and so does the
+        score product.
+        """
+        y = self._project(blocks)
+        s = torch.sigmoid(y.to(torch.promote_types(y.dtype, torch.float32)) * 2)
+        with torch.autocast(s.device.type, enabled=False):
+            return nn.functional.linear(s, self.score.weight.to(s.dtype)).squeeze(-1) * 2
 
     def _project(self, blocks: list[Tensor]) -> Tensor:
         """W u + b from u's column blocks: one GEMM per block, each accumulated into the last (addmm)."""
@@ -76,7 +94,9 @@ class AttentionReadout(nn.Module):
     def forward(self, u: Tensor | Sequence[Tensor], ptr: Tensor) -> Tensor:
         blocks = [u] if isinstance(u, Tensor) else list(u)
         pi = self.weights(blocks, ptr)[:, None]
-        pooled = [segment_sum(block * pi, ptr) for block in blocks]
+        # each block in pi's dtype first, so that no kernel mixes dtypes (tests/test_precision.py checks it): for
+        # this product the mixed form measured no slower than the cast (bench_kernels.py), for others it was 2x
+        pooled = [segment_sum(block.to(pi.dtype) * pi, ptr) for block in blocks]
         return pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)
 
 
