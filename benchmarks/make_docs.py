@@ -27,6 +27,7 @@ ORDER = [
     "dense_gat",
     "dense_rule_fit",
     "shapes",
+    "kernels",
     "bf16",
     "encode",
     "long",
@@ -71,6 +72,7 @@ machine with `python benchmarks/<script>.py` (efficiency ~45 min, long documents
 | Dense GAT | `bench_dense_gat.py` | the dense, length-bucketed GAT vs the edge-list path (demo and tweets heads, length and density sweeps; the auto rule's pick) |
 | Dense rule fit | `fit_dense_rule.py` | the dense-vs-edge rule's constants per precision, fitted to `bench_dense_gat.py` runs; each run scored with the shipped constants and with constants fitted without it |
 | New token counts | `bench_shapes.py` | one train step on a batch whose token count N is new to the process vs one seen before (matmul set-up per shape), per head dtype |
+| Kernel forms | `bench_kernels.py` | the GAT logits, the readout's weighted rows and its scores in two or three forms each, and the whole GLOT head with the paper's / PyG's forms vs glot's (fp32 and bf16, both GAT paths) |
 | bf16 head | `bench_bf16.py` | `head_dtype` fp32 vs bf16: accuracy over 3 seeds (stress 0.9, tweets; GLOT, AdaPool), step time natively and with bf16 masked |
 | Encode | `bench_encode.py` | texts/s of MiniLM + GLOT vs MiniLM + mean through the same `Encoder`; head overhead % |
 | Long documents | `bench_long.py` | one 2K/8K/32K-token document: time, edges, peak extra memory (tau only vs + kNN) |
